@@ -1,0 +1,1 @@
+"""Subcommands of ``mibgdose``, one module each (discovered by :mod:`MIBGDosimetryLib.cli`)."""

@@ -1,0 +1,31 @@
+"""Shared pytest fixtures: real MRML scenes on Slicer's MRML library (slicer-core)."""
+
+import pathlib
+
+import pytest
+
+REPO = pathlib.Path(__file__).resolve().parents[1]
+REFERENCE = REPO.parent / "shared" / "reference"
+
+
+@pytest.fixture
+def mrml_context():
+    """A new MRML scene with the application logic and the volumes, segmentations, transforms,
+    sequences, subject hierarchy and tables logics attached."""
+    from MIBGDosimetryLib import mrml
+
+    context = mrml.new_scene()
+    yield context
+    context.scene.Clear(1)
+
+
+@pytest.fixture
+def repo_root():
+    return REPO
+
+
+@pytest.fixture
+def reference_dir():
+    if not REFERENCE.is_dir():
+        pytest.fail(f"The reference data folder {REFERENCE} is missing; it must sit beside the checkout.")
+    return REFERENCE
