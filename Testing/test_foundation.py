@@ -69,3 +69,23 @@ def test_existing_bundle_is_replaced_whole(tmp_path, mrml_context):
     mrml.save_bundle(mrml_context, str(target))
     assert mrml.load_bundle(str(target)).scene.GetFirstNodeByName("v") is not None
     assert [p.name for p in tmp_path.iterdir()] == ["scene.mrb"]
+
+
+def test_image_volume_round_trips_through_mrml_and_simpleitk(mrml_context):
+    from MIBGDosimetryLib.volume import ImageVolume
+
+    rng = np.random.default_rng(1)
+    theta = np.deg2rad(10)
+    directions = np.array([[np.cos(theta), -np.sin(theta), 0], [np.sin(theta), np.cos(theta), 0], [0, 0, 1]])
+    vol = ImageVolume(rng.random((4, 5, 6)), (2.0, 2.5, 3.0), (5.0, -7.0, 11.0), directions, "Bq/ml")
+    node = vol.to_node(mrml_context.scene, "v")
+    back = ImageVolume.from_node(mrml_context.scene, node)
+    assert back.same_grid(vol)
+    np.testing.assert_array_equal(back.array, vol.array)
+    via_itk = ImageVolume.from_sitk(vol.to_sitk())
+    assert via_itk.same_grid(vol)
+    # voxel (1, 2, 3) lies where the IJK-to-RAS matrix says, in both representations
+    ras = vol.ras_of_ijk([1, 2, 3])
+    lps = vol.to_sitk().TransformIndexToPhysicalPoint((1, 2, 3))
+    np.testing.assert_allclose(ras, [-lps[0], -lps[1], lps[2]], atol=1e-9)
+    np.testing.assert_allclose(vol.ijk_of_ras(ras), [1, 2, 3], atol=1e-9)
