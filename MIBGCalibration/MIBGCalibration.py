@@ -70,6 +70,7 @@ class MIBGCalibrationWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.logic = None
         self._parameterNode = None
         self._parameterNodeGuiTag = None
+        self._outputs = None
 
     def setup(self):
         ScriptedLoadableModuleWidget.setup(self)
@@ -81,6 +82,9 @@ class MIBGCalibrationWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.addObserver(slicer.mrmlScene, slicer.mrmlScene.StartCloseEvent, self.onSceneStartClose)
         self.addObserver(slicer.mrmlScene, slicer.mrmlScene.EndCloseEvent, self.onSceneEndClose)
         self.ui.applyButton.connect("clicked(bool)", self.onApplyButton)
+        self.ui.showRecoveryPlotButton.connect("clicked(bool)", lambda: self.onShowPlot("recovery"))
+        self.ui.showCountRatePlotButton.connect("clicked(bool)", lambda: self.onShowPlot("count_rate"))
+        self.ui.showUpdatesPlotButton.connect("clicked(bool)", lambda: self.onShowPlot("updates"))
         self.initializeParameterNode()
 
     def cleanup(self):
@@ -113,30 +117,59 @@ class MIBGCalibrationWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
 
     def onApplyButton(self):
         with slicer.util.tryWithErrorDisplay(_("Calibration failed."), waitCursor=True):
-            self.logic.process(self._parameterNode.phantomDirectory, self._parameterNode.outputFile)
-            self.ui.statusLabel.text = _("Calibration record written.")
+            self.ui.statusLabel.text = _("Calibrating...")
+            slicer.app.processEvents()
+            self._outputs = self.logic.process(self._parameterNode.phantomDirectory, self._parameterNode.outputFile,
+                                               log=self.showProgress)
+            self.showResults(self._outputs.result)
+            self.ui.statusLabel.text = _("Calibration record written to {path}.").format(
+                path=self._outputs.record_path)
 
+    def showProgress(self, message):
+        self.ui.statusLabel.text = message
+        slicer.app.processEvents()
 
-#
-# MIBGCalibrationLogic
-#
+    def showResults(self, result):
+        record = result.record
+        self.ui.qResultLabel.text = _("Q = {q:.4g} \u00b1 {u:.2g} cps/MBq (sub-VOI spread {s:.1f} %)").format(
+            q=record.calibration_factor_cps_per_MBq, u=record.calibration_factor_cps_per_MBq_uncertainty,
+            s=100 * result.q_result.sub_voi_max_relative_difference)
+        if result.dead_time is not None:
+            self.ui.deadTimeResultLabel.text = _("tau = {t:.3g} \u00b1 {u:.2g} us, sensitivity {s:.4g} cps/MBq").format(
+                t=1e6 * result.dead_time.tau_s, u=1e6 * result.dead_time.tau_s_uncertainty,
+                s=result.dead_time.sensitivity_cps_per_MBq)
+        if result.inserts:
+            self.ui.recoveryResultLabel.text = "\n".join(
+                _("{name}: {v:.1f} mL, R = {r:.3f} \u00b1 {u:.3f}").format(
+                    name=i.name, v=i.volume_ml, r=i.recovery, u=i.recovery_uncertainty) for i in result.inserts)
+        if record.threshold_model is not None:
+            model = record.threshold_model
+            self.ui.thresholdResultLabel.text = _("fraction = {a:.3f} + {b:.3f} / V[mL] + {c:.3f} / contrast").format(
+                a=model.a, b=model.b, c=model.c)
+        if result.osem_choice is not None:
+            self.ui.osemResultLabel.text = _("Suggested OSEM updates: {n} ({rule})").format(
+                n=result.osem_choice.suggested_updates, rule=result.osem_choice.rule)
+        if result.tew is not None:
+            self.ui.tewResultLabel.text = _("Scatter {s:.4g} of {p:.4g} photopeak counts; {c} pixels clipped at 0; "
+                                            "written to {path}").format(
+                s=float(result.tew.scatter_counts.sum()), p=float(result.tew.peak_counts.sum()),
+                c=result.tew.clipped_pixels, path=result.tew_output)
+        if result.chang_result is not None:
+            summary = result.chang_result.summary()
+            self.ui.changResultLabel.text = _("mu = {mu} /cm, outline from {src}; factors {lo:.2f}-{hi:.2f}").format(
+                mu=summary["mu_per_cm"], src=summary["outline_source"], lo=summary["correction_factor_min"],
+                hi=summary["correction_factor_max"])
+        self.ui.warningsLabel.text = "\n".join(record.warnings) or _("No warnings.")
+        for button, key in ((self.ui.showRecoveryPlotButton, "recovery"),
+                            (self.ui.showCountRatePlotButton, "count_rate"),
+                            (self.ui.showUpdatesPlotButton, "updates")):
+            button.enabled = key in self._outputs.charts
 
-
-class MIBGCalibrationLogic(ScriptedLoadableModuleLogic):
-    """Adapter between the Slicer application and the GUI-free ``MIBGCalibrationLib``."""
-
-    def __init__(self):
-        ScriptedLoadableModuleLogic.__init__(self)
-
-    def getParameterNode(self):
-        return MIBGCalibrationParameterNode(super().getParameterNode())
-
-    def process(self, phantomDirectory, outputFile):
-        if not phantomDirectory or str(phantomDirectory) in ("", "."):
-            raise ValueError(_("Choose the folder with the calibration phantom acquisitions first."))
-        if not outputFile or str(outputFile) in ("", "."):
-            raise ValueError(_("Choose where to write the calibration record first."))
-        raise NotImplementedError(_("Phantom calibration is not available in this version."))
+    def onShowPlot(self, key):
+        with slicer.util.tryWithErrorDisplay(_("Could not show the plot."), waitCursor=True):
+            if self._outputs is None or key not in self._outputs.charts:
+                raise ValueError(_("Run the calibration first."))
+            slicer.modules.plots.logic().ShowChartInLayout(self._outputs.charts[key])
 
 
 #

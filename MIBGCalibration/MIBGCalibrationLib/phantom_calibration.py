@@ -1,0 +1,348 @@
+"""The whole calibration chain from a folder of phantom acquisitions described by ``phantom.json``.
+
+Order of the steps, each using what the previous ones found:
+
+1. dead time from the increasing-activity series (EANM eq. 6);
+2. calibration factor Q from the Jaszczak cylinder (EANM eq. 4), its counts corrected for dead time
+   (EANM eq. 7) when the dead time and the observed count rate are known;
+3. recovery coefficients of the sphere inserts and the recovery curve (EANM eq. 5);
+4. adaptive-threshold fractions of the inserts and the threshold model;
+5. recovery and noise over OSEM updates and the suggested update number;
+6. TEW scatter correction of the projections (EANM eq. 8), written as a derived NM object;
+7. Chang attenuation correction of the non-attenuation-corrected reconstruction.
+
+Only the Jaszczak acquisition is required; the other sections are calibrated when ``phantom.json``
+describes them.
+"""
+
+import csv
+import dataclasses
+import glob
+import json
+import os
+
+import numpy as np
+
+from MIBGCalibrationLib import (calibration_factor, chang, deadtime, decay, dicom_files, osem, recovery,
+                                tew_dicom, threshold_calibration, voi)
+from MIBGCalibrationLib.record import CalibrationRecord, provenance_of
+
+PHANTOM_FILE = "phantom.json"
+
+#: Background VOI margins: away from the blurred phantom edge and from the inserts' spill-out.
+BACKGROUND_EDGE_MARGIN_MM = 20.0
+BACKGROUND_SPHERE_MARGIN_MM = 20.0
+
+
+@dataclasses.dataclass
+class PhantomCalibration:
+    """The calibration record and the intermediate results behind it (for plots and reports)."""
+
+    record: CalibrationRecord
+    q_result: calibration_factor.CalibrationFactorResult
+    dead_time: deadtime.DeadTimeFit = None
+    inserts: list = dataclasses.field(default_factory=list)
+    recovery_curve: recovery.RecoveryCurve = None
+    thresholds: list = dataclasses.field(default_factory=list)
+    osem_choice: osem.UpdateChoice = None
+    tew: tew_dicom.TewResult = None
+    tew_output: str = None
+    chang_result: chang.ChangResult = None
+    chang_uniform_mean: float = None
+
+
+def load_description(folder):
+    """The phantom description ``phantom.json`` of a calibration folder, checked for the required parts."""
+    path = os.path.join(str(folder), PHANTOM_FILE)
+    if not os.path.isdir(str(folder)):
+        raise ValueError(f"The calibration folder '{folder}' does not exist.")
+    if not os.path.isfile(path):
+        raise ValueError(f"The calibration folder '{folder}' has no {PHANTOM_FILE} describing the phantoms; "
+                         "no phantom found.")
+    try:
+        with open(path) as stream:
+            description = json.load(stream)
+    except json.JSONDecodeError as error:
+        raise ValueError(f"{path} is not valid JSON: {error}.") from error
+    if description.get("radionuclide", "I-131") != "I-131":
+        raise ValueError(f"This calibration is for 131I; {path} describes {description.get('radionuclide')}.")
+    jaszczak = description.get("jaszczak")
+    if not isinstance(jaszczak, dict):
+        raise ValueError(f"{path} describes no Jaszczak cylinder; the calibration factor Q needs it.")
+    for key in ("series_dir", "inner_diameter_mm", "inner_height_mm", "volume_ml", "activity_MBq",
+                "reference_datetime"):
+        if key not in jaszczak:
+            raise ValueError(f"{path}: the Jaszczak description lacks '{key}'.")
+    return description
+
+
+def _nm_files(folder, what):
+    files = sorted(glob.glob(os.path.join(folder, "*.dcm")))
+    if not files:
+        raise ValueError(f"No DICOM files (*.dcm) found for the {what} in '{folder}'.")
+    return files
+
+
+def _series_file(folder, section, what, key="file"):
+    """The file of a section: ``section[key]`` in its series folder, else the folder's only DICOM file."""
+    series_dir = os.path.join(folder, section["series_dir"])
+    if section.get(key):
+        path = os.path.join(series_dir, section[key])
+        if not os.path.isfile(path):
+            raise ValueError(f"The {what} file '{path}' named in {PHANTOM_FILE} does not exist.")
+        return path
+    files = _nm_files(series_dir, what)
+    if len(files) > 1:
+        raise ValueError(f"'{series_dir}' holds {len(files)} DICOM files; name the {what} file in {PHANTOM_FILE} "
+                         f"('{key}').")
+    return files[0]
+
+
+def _dead_time_factor_of(image, tau_s, warnings, what):
+    """Dead-time factor of a scan from CountsAccumulated / duration (1 when either is unknown)."""
+    counts = image.metadata.get("counts_accumulated")
+    if tau_s is None:
+        return 1.0
+    if counts is None:
+        warnings.append(f"The {what} states no CountsAccumulated; its counts are not corrected for dead time.")
+        return 1.0
+    return deadtime.dead_time_factor(tau_s, counts / image.metadata["duration_s"])
+
+
+class _Inputs:
+    """Collects every input file read, for the provenance of the record."""
+
+    def __init__(self):
+        self.paths = []
+
+    def add(self, path):
+        self.paths.append(os.path.abspath(path))
+        return path
+
+
+def _dead_time(folder, section, inputs):
+    series_dir = os.path.join(folder, section.get("series_dir", "deadtime"))
+    steps = section.get("steps") or []
+    if steps:
+        activity, observed = [], []
+        for step in steps:
+            path = inputs.add(os.path.join(series_dir, step["file"]))
+            counts, duration, start = dicom_files.read_nm_static(path)
+            reference = decay.parse_datetime(step["reference_datetime"], f"reference time of {step['file']}")
+            activity.append(decay.activity_at_scan_MBq(step["activity_MBq"], reference, start, duration))
+            observed.append(counts / duration)
+        return deadtime.fit_dead_time(activity, observed)
+    path = os.path.join(series_dir, "series.csv")
+    if not os.path.isfile(path):
+        raise ValueError(f"The dead-time section lists no steps and '{path}' does not exist.")
+    with open(inputs.add(path), newline="") as stream:
+        rows = list(csv.DictReader(stream))
+    return deadtime.fit_dead_time([float(r["activity_MBq"]) for r in rows], [float(r["observed_cps"]) for r in rows])
+
+
+def _photopeak_files(files):
+    """Split NM reconstructions into the photopeak one(s) and the others by their energy windows."""
+    peak, other = [], []
+    for path in files:
+        windows = dicom_files.acquisition_info(dicom_files.read_dataset(path))["energy_windows"]
+        contains_peak = any(w["lower_keV"] < 364.489 < w["upper_keV"] for w in windows)
+        (peak if contains_peak else other).append(path)
+    return peak, other
+
+
+def _insert_radius_mm(insert):
+    return (3.0 * float(insert["volume_ml"]) * 1000.0 / (4.0 * np.pi)) ** (1.0 / 3.0)
+
+
+def _sphere_background(spect, spheres, q, dtf, duration_s, concentration_bkg):
+    expected = q * concentration_bkg * spect.voxel_volume_ml * duration_s / dtf
+    excluded = [(i["centre_ras_mm"], _insert_radius_mm(i)) for i in spheres["inserts"]]
+    mask = voi.background_mask(spect, expected, excluded, BACKGROUND_EDGE_MARGIN_MM, BACKGROUND_SPHERE_MARGIN_MM)
+    if mask.sum() < 10:
+        raise ValueError("No background region was found in the sphere phantom image (warm background expected).")
+    return mask
+
+
+def _spheres(spect, spheres, q, dtf, concentration_sphere):
+    inserts = []
+    for insert in spheres["inserts"]:
+        inserts.append(recovery.insert_recovery(
+            spect, spect.metadata["duration_s"], q, insert["name"], insert["centre_ras_mm"], float(insert["volume_ml"]),
+            concentration_sphere, dead_time_factor=dtf))
+    return inserts
+
+
+def _concentrations(spheres, image):
+    reference = decay.parse_datetime(spheres["reference_datetime"], "reference time of the sphere phantom")
+    start, duration = image.metadata["acquisition_datetime"], image.metadata["duration_s"]
+    sphere = decay.activity_at_scan_MBq(spheres["sphere_concentration_MBq_per_ml"], reference, start, duration)
+    background = decay.activity_at_scan_MBq(spheres.get("background_concentration_MBq_per_ml", 0.0), reference,
+                                            start, duration)
+    return sphere, background
+
+
+def calibrate_phantom_folder(folder, tew_output_path=None, log=None):
+    """Run the calibration chain on a phantom folder; returns a :class:`PhantomCalibration`.
+
+    ``tew_output_path`` is where the scatter-corrected projections are written (required when the
+    folder has TEW projections). ``log`` receives one line per step.
+    """
+    folder = os.path.abspath(str(folder))
+    say = log or (lambda message: None)
+    description = load_description(folder)
+    inputs = _Inputs()
+    inputs.add(os.path.join(folder, PHANTOM_FILE))
+    warnings = []
+    details = {}
+
+    fit = None
+    if description.get("deadtime"):
+        say("Dead time from the count-rate series (EANM eq. 6)")
+        fit = _dead_time(folder, description["deadtime"], inputs)
+        warnings += fit.warnings
+        details["dead_time"] = fit.to_dict()
+    tau = None if fit is None else fit.tau_s
+
+    say("Calibration factor Q from the Jaszczak cylinder (EANM eq. 4)")
+    jaszczak = description["jaszczak"]
+    jaszczak_dir = os.path.join(folder, jaszczak["series_dir"])
+    spect = dicom_files.read_nm_tomo(inputs.add(_series_file(folder, jaszczak, "Jaszczak cylinder")))
+    ct = None
+    if glob.glob(os.path.join(jaszczak_dir, "ct", "*.dcm")):
+        ct = dicom_files.read_ct_series(os.path.join(jaszczak_dir, "ct"))
+        for path in glob.glob(os.path.join(jaszczak_dir, "ct", "*.dcm")):
+            inputs.add(path)
+    reference = decay.parse_datetime(jaszczak["reference_datetime"], "reference time of the Jaszczak activity")
+    activity = decay.activity_at_scan_MBq(jaszczak["activity_MBq"], reference, spect.metadata["acquisition_datetime"],
+                                          spect.metadata["duration_s"])
+    dtf = _dead_time_factor_of(spect, tau, warnings, "Jaszczak acquisition")
+    q_result = calibration_factor.calibration_factor(
+        spect, spect.metadata["duration_s"], activity, float(jaszczak["volume_ml"]),
+        float(jaszczak["inner_diameter_mm"]), float(jaszczak["inner_height_mm"]), ct=ct,
+        activity_uncertainty_MBq=float(jaszczak.get("activity_uncertainty_MBq", 0.0)) * activity
+        / float(jaszczak["activity_MBq"]), dead_time_factor=dtf)
+    warnings += q_result.warnings
+    q = q_result.q_cps_per_MBq
+    details["calibration_factor"] = {**q_result.to_dict(), "dead_time_factor": dtf}
+    result = PhantomCalibration(record=None, q_result=q_result, dead_time=fit)
+
+    spheres = description.get("spheres")
+    if spheres:
+        say("Recovery coefficients of the sphere inserts (EANM eq. 5)")
+        sphere_image = dicom_files.read_nm_tomo(inputs.add(_series_file(folder, spheres, "sphere phantom")))
+        sphere_dtf = _dead_time_factor_of(sphere_image, tau, warnings, "sphere phantom acquisition")
+        concentration, background_concentration = _concentrations(spheres, sphere_image)
+        result.inserts = _spheres(sphere_image, spheres, q, sphere_dtf, concentration)
+        for insert in result.inserts:
+            warnings += insert.warnings
+        result.recovery_curve = recovery.fit_recovery_curve(
+            [i.volume_ml for i in result.inserts], [i.recovery for i in result.inserts],
+            [i.recovery_uncertainty for i in result.inserts], q_result.q_uncertainty_cps_per_MBq / q)
+        details["recovery"] = {"inserts": [i.to_dict() for i in result.inserts],
+                               "dead_time_factor": sphere_dtf,
+                               "sphere_concentration_at_scan_MBq_per_ml": concentration,
+                               "background_concentration_at_scan_MBq_per_ml": background_concentration}
+        if background_concentration > 0:
+            say("Adaptive-threshold calibration on the inserts")
+            background = _sphere_background(sphere_image, spheres, q, sphere_dtf, sphere_image.metadata["duration_s"],
+                                            background_concentration)
+            background_mean = float(sphere_image.array[background].mean())
+            contrast = concentration / background_concentration
+            result.thresholds = [threshold_calibration.insert_threshold(
+                sphere_image, i.name, i.centre_ras_mm, i.volume_ml, background_mean, contrast) for i in result.inserts]
+            details["threshold"] = {"background_mean_counts": background_mean, "contrast": contrast,
+                                    "inserts": [t.to_dict() for t in result.thresholds]}
+
+        if description.get("osem"):
+            say("Recovery and noise over OSEM updates")
+            result.osem_choice = _osem(folder, description["osem"], spheres, q, tau, inputs, warnings)
+            warnings += result.osem_choice.warnings
+            details["osem"] = result.osem_choice.to_dict()
+
+    if description.get("tew"):
+        if not tew_output_path:
+            raise ValueError("The folder has TEW projections: give a path for the scatter-corrected projections.")
+        say("TEW scatter correction of the projections (EANM eq. 8)")
+        projections = _series_file(folder, description["tew"], "TEW projections")
+        result.tew = tew_dicom.correct_file(inputs.add(projections), tew_output_path)
+        result.tew_output = os.path.abspath(tew_output_path)
+        warnings += result.tew.warnings
+        details["tew"] = {**result.tew.to_dict(), "output": os.path.basename(tew_output_path)}
+
+    if description.get("chang"):
+        say("Chang attenuation correction")
+        result.chang_result, result.chang_uniform_mean, summary = _chang(folder, description["chang"], inputs)
+        details["chang"] = summary
+
+    threshold_model = threshold_calibration.fit_threshold_model(result.thresholds) if result.thresholds else None
+    windows = []
+    if result.tew is not None:
+        windows = [w.to_dict() for w in (result.tew.windows.lower, result.tew.windows.peak, result.tew.windows.upper)]
+    else:
+        windows = spect.metadata["energy_windows"]
+    camera = dict(description.get("camera") or {})
+    reconstruction = {"description": spect.metadata.get("reconstruction", "")}
+    if result.osem_choice is not None:
+        reconstruction["suggested_updates"] = result.osem_choice.suggested_updates
+    result.record = CalibrationRecord(
+        calibration_factor_cps_per_MBq=q, calibration_factor_cps_per_MBq_uncertainty=q_result.q_uncertainty_cps_per_MBq,
+        recovery_curve=result.recovery_curve, recovery_inserts=[i.to_dict() for i in result.inserts],
+        dead_time_s=tau, dead_time_s_uncertainty=None if fit is None else fit.tau_s_uncertainty,
+        sensitivity_cps_per_MBq=None if fit is None else fit.sensitivity_cps_per_MBq,
+        threshold_model=threshold_model, camera=camera,
+        collimator=str(camera.get("collimator") or spect.metadata.get("collimator", "")),
+        energy_windows=windows, reconstruction=reconstruction,
+        scatter_correction=details.get("tew"), attenuation_correction=details.get("chang"),
+        osem_updates=details.get("osem"), details=details, warnings=warnings,
+        provenance=provenance_of(inputs.paths, root=folder))
+    return result
+
+
+def _osem(folder, section, spheres, q, tau, inputs, warnings):
+    series_dir = os.path.join(folder, section.get("series_dir", "osem"))
+    updates, recoveries, noise = [], {}, []
+    for item in section["reconstructions"]:
+        image = dicom_files.read_nm_tomo(inputs.add(os.path.join(series_dir, item["file"])))
+        dtf = _dead_time_factor_of(image, tau, warnings, f"OSEM reconstruction {item['file']}")
+        concentration, background_concentration = _concentrations(spheres, image)
+        for insert in _spheres(image, spheres, q, dtf, concentration):
+            recoveries.setdefault(insert.name, []).append(insert.recovery)
+        if background_concentration <= 0:
+            raise ValueError("The noise over OSEM updates is measured in the warm background of the sphere "
+                             "phantom, but its background concentration is 0.")
+        mask = _sphere_background(image, spheres, q, dtf, image.metadata["duration_s"], background_concentration)
+        noise.append(osem.coefficient_of_variation(image.array, mask))
+        updates.append(int(item.get("updates", int(item["iterations"]) * int(item["subsets"]))))
+    return osem.choose_updates(updates, recoveries, noise)
+
+
+def _chang(folder, section, inputs):
+    series_dir = os.path.join(folder, section["series_dir"])
+    if section.get("nac_file") and section.get("lower_window_file"):
+        peak = [_series_file(folder, section, "non-attenuation-corrected reconstruction", "nac_file")]
+        other = [_series_file(folder, section, "lower scatter-window reconstruction", "lower_window_file")]
+    else:
+        peak, other = _photopeak_files(_nm_files(series_dir, "Chang attenuation correction"))
+    if len(peak) != 1 or len(other) != 1:
+        raise ValueError(f"'{series_dir}' must hold one photopeak reconstruction without attenuation correction and "
+                         f"one lower scatter-window reconstruction; found {len(peak)} and {len(other)}.")
+    nac = dicom_files.read_nm_tomo(inputs.add(peak[0]))
+    scatter = dicom_files.read_nm_tomo(inputs.add(other[0]))
+    mu = float(section.get("mu_per_cm", chang.MU_WATER_364KEV_PER_CM))
+    corrected = chang.chang_correct(nac, scatter_image=scatter, mu_per_cm=mu)
+    central = central_region(nac, corrected.body_mask)
+    uniform_mean = float(corrected.corrected[central].mean())
+    summary = {**corrected.summary(), "central_region_mean_counts": uniform_mean,
+               "central_region_uncorrected_mean_counts": float(np.asarray(nac.array)[central].mean())}
+    return corrected, uniform_mean, summary
+
+
+def central_region(volume, body):
+    """Cylinder of 75 % of the body's equivalent diameter and axial extent, centred on the body."""
+    centre = voi.centroid_ras(volume, body)
+    slices = np.nonzero(body.any(axis=(1, 2)))[0]
+    middle = body[slices[len(slices) // 2]]
+    radius_mm = np.sqrt(middle.sum() * volume.spacing_mm[0] * volume.spacing_mm[1] / np.pi)
+    half_height_mm = 0.5 * (slices.max() - slices.min() + 1) * volume.spacing_mm[2]
+    return voi.cylinder_mask(volume, centre, calibration_factor.VOI_FRACTION * radius_mm,
+                             calibration_factor.VOI_FRACTION * half_height_mm) & body

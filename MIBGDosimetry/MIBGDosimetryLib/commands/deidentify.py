@@ -1,0 +1,32 @@
+"""``mibgdose deidentify``: de-identified copy of a patient study and its results for central review."""
+
+import json
+
+NAME = "deidentify"
+HELP = ("write a de-identified copy of a study (DICOM Basic Confidentiality Profile, dates shifted, patient "
+        "characteristics kept) for central review; the re-identification mapping stays local")
+
+
+def add_arguments(parser):
+    parser.add_argument("study", metavar="STUDY_DIR", help="patient study folder (DICOM, any layout)")
+    parser.add_argument("--out", required=True, help="export folder (new or empty)")
+    parser.add_argument("--mapping", default=None,
+                        help="local JSON file keeping pseudonym, date offset and UID map (default: "
+                             "<export folder>.mapping.json beside the export; never inside it)")
+    parser.add_argument("--pseudonym", default=None, help="trial subject code to use as patient name and ID")
+    parser.add_argument("--results", default=None,
+                        help="results folder of 'mibgdose dose' to export with the study (report re-rendered)")
+
+
+def run(args):
+    import os
+
+    from MIBGDosimetryLib.export.deidentify import deidentify_study
+
+    mapping = args.mapping or os.path.abspath(args.out).rstrip(os.sep) + ".mapping.json"
+    summary = deidentify_study(args.study, args.out, mapping, pseudonym=args.pseudonym,
+                               results_dir=args.results)
+    print(json.dumps({"pseudonym": summary["pseudonym"], "out": summary["out_dir"],
+                      "mapping": summary["mapping"], "exported_files": len(summary["exported"]),
+                      "not_exported": summary["not_exported"]}, indent=2))
+    return 0

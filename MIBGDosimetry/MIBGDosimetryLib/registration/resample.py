@@ -1,0 +1,76 @@
+"""Resampling of time-point images and masks onto another grid with a registration transform.
+
+``transform`` arguments are either a RAS 4x4 matrix or a SimpleITK transform, both mapping points of
+the target grid's frame to the source image's frame (see :mod:`.transforms`).
+"""
+
+import numpy as np
+import SimpleITK as sitk
+
+from MIBGDosimetryLib.registration.transforms import as_sitk_transform, matrix_from_sitk
+from MIBGDosimetryLib.volume import ImageVolume
+
+_INTERPOLATORS = {"linear": sitk.sitkLinear, "nearest": sitk.sitkNearestNeighbor, "bspline": sitk.sitkBSpline}
+
+
+def _grid_image(grid):
+    """An empty SimpleITK image carrying the geometry of ``grid`` (an ImageVolume)."""
+    return ImageVolume(np.zeros(grid.array.shape, dtype=np.uint8), grid.spacing_mm, grid.origin_ras_mm,
+                       grid.directions).to_sitk()
+
+
+def resample_image(volume, target_grid, transform, interpolation="linear", default_value=0.0):
+    """Values of ``volume`` at the points of ``target_grid`` (values are sampled, not conserved).
+
+    Points that fall outside ``volume`` get ``default_value``.
+    """
+    if interpolation not in _INTERPOLATORS:
+        raise ValueError(f"Unknown interpolation '{interpolation}'; choose one of {sorted(_INTERPOLATORS)}.")
+    source = ImageVolume(np.asarray(volume.array, dtype=np.float64), volume.spacing_mm, volume.origin_ras_mm,
+                         volume.directions).to_sitk()
+    result = sitk.Resample(source, _grid_image(target_grid), as_sitk_transform(transform),
+                           _INTERPOLATORS[interpolation], float(default_value), sitk.sitkFloat64)
+    return ImageVolume.from_sitk(result, units=volume.units, metadata=volume.metadata)
+
+
+def jacobian_determinant(target_grid, transform):
+    """Local volume change of ``transform`` at the points of ``target_grid`` (1 for a rigid transform)."""
+    sitk_transform = as_sitk_transform(transform)
+    if sitk_transform.IsLinear():
+        determinant = abs(np.linalg.det(matrix_from_sitk(sitk_transform)[:3, :3]))
+        return np.full(target_grid.array.shape, determinant)
+    field = sitk.TransformToDisplacementField(sitk_transform, sitk.sitkVectorFloat64, *_grid_args(target_grid))
+    return sitk.GetArrayFromImage(sitk.DisplacementFieldJacobianDeterminant(field))
+
+
+def _grid_args(grid):
+    image = _grid_image(grid)
+    return image.GetSize(), image.GetOrigin(), image.GetSpacing(), image.GetDirection()
+
+
+def resample_counts(volume, reference_grid, matrix_ras):
+    """Counts image ``volume`` moved onto ``reference_grid``, total counts conserved.
+
+    The counts are turned into a concentration (counts per mL), the concentration is interpolated at
+    the reference-grid points mapped by ``matrix_ras`` (RAS 4x4 reference -> moving frame, or a
+    SimpleITK transform), and multiplied by the reference voxel volume and by the local volume change
+    of the transform (its Jacobian determinant; 1 for rigid motion). The integral of the image over
+    the part of the field of view that both grids see is therefore preserved, up to interpolation.
+    """
+    concentration = volume.with_array(np.asarray(volume.array, dtype=np.float64) / volume.voxel_volume_ml)
+    resampled = resample_image(concentration, reference_grid, matrix_ras, "linear", 0.0)
+    counts = resampled.array * reference_grid.voxel_volume_ml * jacobian_determinant(reference_grid, matrix_ras)
+    return ImageVolume(counts, reference_grid.spacing_mm, reference_grid.origin_ras_mm, reference_grid.directions,
+                       volume.units, dict(volume.metadata))
+
+
+def resample_mask(mask, mask_grid, target_grid, transform):
+    """A boolean mask on ``mask_grid`` carried onto ``target_grid`` by nearest neighbour.
+
+    ``transform`` maps target-grid points to the mask grid's frame (RAS 4x4 or SimpleITK transform).
+    """
+    mask = np.asarray(mask)
+    if mask.shape != mask_grid.array.shape:
+        raise ValueError(f"The mask has shape {mask.shape} but its grid has shape {mask_grid.array.shape}.")
+    labels = mask_grid.with_array(mask.astype(np.uint8))
+    return resample_image(labels, target_grid, transform, "nearest", 0.0).array > 0.5

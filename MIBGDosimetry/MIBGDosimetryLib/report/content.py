@@ -1,0 +1,100 @@
+"""What the report says, taken from a results dict (``results.json`` of ``mibgdose dose``).
+
+Plain data only (strings, rows, numbers) so that the PDF and the HTML show the same content.
+"""
+
+import math
+
+#: Columns of the dose table: (heading, key in a VOI result, uncertainty key or None, digits).
+DOSE_COLUMNS = (
+    ("VOI", "name", None, None),
+    ("Kind", "kind", None, None),
+    ("Volume (ml)", "volume_ml", None, 3),
+    ("Mass (g)", "mass_g", None, 3),
+    ("TIA (MBq h)", "tia_MBq_h", "tia_uncertainty_MBq_h", 3),
+    ("Mean dose (Gy)", "mean_dose_Gy", "dose_uncertainty_Gy", 3),
+    ("Max voxel (Gy)", "max_voxel_dose_Gy", None, 3),
+    ("Min voxel (Gy)", "min_voxel_dose_Gy", None, 3),
+    ("Max 27-block (Gy)", "max_block27_dose_Gy", None, 3),
+    ("Min 27-block (Gy)", "min_block27_dose_Gy", None, 3),
+    ("BED (Gy)", "bed_Gy", None, 3),
+    ("EUD (Gy)", "eud_Gy", None, 3),
+    ("Sphere S (Gy)", "sphere_s_dose_Gy", None, 3),
+    ("Local dep. (Gy)", "local_deposition_dose_Gy", None, 3),
+    ("TAC model", "tac_model", None, None),
+    ("Coverage", "coverage_fraction", None, None),
+)
+
+
+def number(value, digits=3):
+    """A number for a table cell with ``digits`` significant digits ('-' when missing)."""
+    if value is None or (isinstance(value, float) and not math.isfinite(value)):
+        return "-"
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return f"{value:.{digits}g}"
+    return str(value)
+
+
+def dose_table(results):
+    """``(headings, rows)`` of the dose table: one row per VOI, values with uncertainties."""
+    headings = [c[0] for c in DOSE_COLUMNS]
+    rows = []
+    for voi in results.get("vois", []):
+        row = []
+        for _, key, uncertainty_key, digits in DOSE_COLUMNS:
+            value = voi.get(key)
+            if key == "coverage_fraction":
+                row.append("-" if value is None else f"{100 * value:.0f} %")
+            elif digits is None:
+                row.append("-" if value is None else str(value))
+            elif uncertainty_key and voi.get(uncertainty_key) is not None and value is not None:
+                row.append(f"{number(value, digits)} ± {number(voi[uncertainty_key], 2)}")
+            else:
+                row.append(number(value, digits))
+        rows.append(row)
+    return headings, rows
+
+
+def key_values(section):
+    """``[(key, text)]`` for the scalar entries of a dict section (nested dicts one level deep)."""
+    pairs = []
+    for key, value in (section or {}).items():
+        if isinstance(value, dict):
+            for sub_key, sub_value in value.items():
+                if not isinstance(sub_value, (dict, list)):
+                    pairs.append((f"{key}.{sub_key}", number(sub_value, 5)))
+        elif isinstance(value, list):
+            if value and all(not isinstance(v, (dict, list)) for v in value):
+                pairs.append((key, ", ".join(number(v, 5) for v in value)))
+        else:
+            pairs.append((key, number(value, 5)))
+    return pairs
+
+
+def timepoint_table(results):
+    """``(headings, rows)`` of the time points: every scalar field that any time point has."""
+    timepoints = results.get("timepoints", [])
+    flat = [dict((k, v) for k, v in key_values(tp) if k != "warnings") for tp in timepoints]
+    headings = []
+    for entry in flat:
+        headings.extend(k for k in entry if k not in headings)
+    return headings, [[entry.get(h, "-") for h in headings] for entry in flat]
+
+
+def all_warnings(results):
+    """Every warning in the results, each prefixed with where it comes from."""
+    warnings = [str(w) for w in results.get("warnings", [])]
+    for source in ("calibration", "provenance"):
+        warnings.extend(f"{source}: {w}" for w in (results.get(source) or {}).get("warnings", []))
+    for tp in results.get("timepoints", []):
+        label = tp.get("label", "time point")
+        warnings.extend(f"{label}: {w}" for w in tp.get("warnings", []))
+    for voi in results.get("vois", []):
+        warnings.extend(f"{voi.get('name', 'VOI')}: {w}" for w in voi.get("warnings", []))
+    return warnings
+
+
+def title(results):
+    provenance = results.get("provenance") or {}
+    subject = provenance.get("patient") or provenance.get("pseudonym") or provenance.get("study") or ""
+    return f"131I-mIBG absorbed-dose report {subject}".strip()

@@ -1,0 +1,514 @@
+"""Loading a sequential SPECT/CT study from a folder of DICOM files (any layout).
+
+Each reconstructed emission series (NM reconstructed tomography, or SPECT stored as PET objects) is
+one time point; time points are ordered by acquisition start and labelled tp1, tp2, ... Each is
+paired with the CT of the same frame of reference (else of the same DICOM study acquired within
+:data:`PAIRING_WINDOW_H`). Hours after administration run from the radiopharmaceutical start
+date-time to the acquisition start.
+
+Values the study cannot do without (administration date-time, acquisition start and duration) must
+be present and plausible or supplied as overrides; otherwise a StudyDataError lists every such
+problem with the series, file and field and the override that would supply it. Everything else
+that is missing, unreadable or assumed is recorded in the warnings.
+"""
+
+import dataclasses
+import datetime
+import json
+import os
+
+import numpy as np
+
+from MIBGDosimetryLib.study import dicomfields
+from MIBGDosimetryLib.study.emission import read_emission_info
+from MIBGDosimetryLib.study.errors import StudyDataError, where
+from MIBGDosimetryLib.study.images import read_nm_volume, read_slice_stack
+from MIBGDosimetryLib.study.markups import read_seed_points
+from MIBGDosimetryLib.study.model import Study, TimePoint
+from MIBGDosimetryLib.study.overrides import check_scope, load_overrides
+from MIBGDosimetryLib.study.projections import read_projection_file
+from MIBGDosimetryLib.study.scan import NM_IMAGE, SOP_CLASS_NAMES, read_dataset, scan_folder
+from MIBGDosimetryLib.volume import ImageVolume
+
+#: A CT (or projection data) of another frame of reference but the same DICOM study is paired with a
+#: SPECT only when acquired within this many hours of it.
+PAIRING_WINDOW_H = 2.0
+#: Emission series starting closer together than this are taken as one session (e.g. two reconstructions).
+SAME_SESSION_MINUTES = 30.0
+#: Administration date-times in different series that differ by more than this disagree.
+ADMINISTRATION_AGREEMENT_S = 60.0
+#: Relative difference above which administered activities in different series disagree.
+ACTIVITY_AGREEMENT = 0.01
+
+
+@dataclasses.dataclass
+class _Emission:
+    series: object
+    volume: ImageVolume
+    info: object
+    file: str
+    study_uid: str
+    frame_of_reference_uid: str
+    warnings: list
+    overrides: dict = dataclasses.field(default_factory=dict)
+
+
+@dataclasses.dataclass
+class _CT:
+    series: object
+    volume: ImageVolume
+    study_uid: str
+    frame_of_reference_uid: str
+    acquisition_datetime: object
+
+
+def load_study(path, overrides=None):
+    """Read the study under ``path`` into a :class:`Study`.
+
+    ``overrides`` is a dict or the path of a JSON overrides file (see
+    :mod:`MIBGDosimetryLib.study.overrides`); when None, ``mibg-overrides.json`` in the folder is
+    used if present. Raises StudyDataError (a ValueError) listing every problem that prevents loading.
+    """
+    scan = scan_folder(path)
+    root = scan.root
+    options, override_notes = load_overrides(overrides, root)
+    warnings, problems = list(scan.warnings) + override_notes, []
+    if options.entries:
+        warnings.append(f"Overrides read from {options.source}.")
+    patient = _patient(scan, problems)
+    unused = []
+
+    emissions, cts, projection_files = [], [], []
+    segmentation_files, rt_dose_files = [], []
+    for series in scan.series.values():
+        first = os.path.relpath(series.paths[0], root)
+        if series.role in ("emission", "ct", "projection") and options.get(series.uid).get("exclude"):
+            warnings.append(f"{where(series=series.label, file=first)}: excluded by {options.source}.")
+            unused.append(_unused(series, root, "excluded by the overrides"))
+            continue
+        if series.role == "emission":
+            try:
+                emission = _read_emission(series, root)
+            except StudyDataError as error:
+                problems.append(str(error))
+                continue
+            if emission is not None:
+                emissions.append(emission)
+            else:
+                unused.append(_unused(series, root, "emission image of another radionuclide than 131I"))
+                warnings.append(f"{where(series=series.label, file=first)}: not used, the radionuclide is not 131I.")
+        elif series.role == "ct":
+            try:
+                cts.append(_read_ct(series, root, warnings))
+            except StudyDataError as error:
+                warnings.append(f"CT not used: {error}")
+                unused.append(_unused(series, root, str(error)))
+        elif series.role == "projection":
+            projection_files.extend(series.paths)
+        elif series.role == "segmentation":
+            segmentation_files.extend(series.paths)
+        elif series.role == "rtdose":
+            rt_dose_files.extend(series.paths)
+        else:
+            reason = "CT localizer" if series.role == "localizer" else (
+                f"SOP class {SOP_CLASS_NAMES.get(series.sop_class_uid, series.sop_class_uid)} not used for dosimetry")
+            unused.append(_unused(series, root, reason))
+
+    for emission in emissions:
+        emission.overrides = options.get(emission.series.uid)
+        problems.extend(check_scope(options, emission.series.uid, "series"))
+        if "acquisition_datetime" in emission.overrides:
+            _apply(emission, "acquisition_datetime", emission.overrides["acquisition_datetime"],
+                   emission.info.acquisition_datetime, options.source)
+            emission.info.acquisition_datetime = emission.overrides["acquisition_datetime"]
+            emission.info.problems.pop("acquisition_datetime", None)
+        if emission.info.acquisition_datetime is None:
+            problems.append(_problem(emission, "acquisition_datetime", root))
+    if not emissions and not problems:
+        found = ", ".join(f"{SOP_CLASS_NAMES.get(s.sop_class_uid, s.sop_class_uid)} '{s.description}'"
+                          for s in scan.series.values()) or "no DICOM series"
+        raise StudyDataError(f"No reconstructed SPECT (NM reconstructed tomography) was found in '{root}' "
+                             f"(found: {found}).")
+    if problems:
+        raise StudyDataError(problems)
+
+    emissions.sort(key=lambda e: _naive(e.info.acquisition_datetime))
+    problems.extend(_same_session_problems(emissions, options.source))
+    labels = [f"tp{n}" for n in range(1, len(emissions) + 1)]
+    for label, emission in zip(labels, emissions):
+        problems.extend(check_scope(options, label, "timepoint"))
+        emission.overrides.update(options.get(label))
+    administration = _administration(emissions, options, warnings, problems, root)
+    activity_MBq = _administered_activity(emissions, options, warnings, root)
+
+    timepoints = []
+    for label, emission in zip(labels, emissions):
+        tp = _timepoint(label, emission, administration, options.source, problems, root)
+        if tp is not None:
+            timepoints.append(tp)
+    problems.extend(f"{options.source}: the key '{key}' matches no series, time point or 'study'; check it"
+                    for key in options.unused_keys())
+    if problems:
+        raise StudyDataError(problems)
+
+    _pair_ct(timepoints, emissions, cts, options, unused, warnings, root)
+    _attach_projections(timepoints, emissions, projection_files, unused, warnings, root)
+    seed_points, seed_notes = read_seed_points(scan.markups_files, root)
+    warnings.extend(seed_notes)
+    for tp in timepoints:
+        warnings.extend(f"{tp.label}: {w}" for w in tp.warnings)
+    return Study(root, timepoints, administration, activity_MBq, patient, seed_points, segmentation_files,
+                 rt_dose_files, unused, [(os.path.relpath(f, root), r) for f, r in scan.unreadable_files],
+                 [os.path.relpath(f, root) for f in scan.ignored_files], warnings)
+
+
+def _patient(scan, problems):
+    """Patient identity; files of more than one PatientID in one folder are an error."""
+    patients = {}
+    for series in scan.series.values():
+        for path, header in zip(series.paths, series.headers):
+            try:
+                identity = (dicomfields.text(header, "PatientID") or "", dicomfields.text(header, "PatientName") or "")
+            except StudyDataError:
+                identity = ("", "")
+            patients.setdefault(identity[0], (identity[1], series, path))
+    named = {pid: value for pid, value in patients.items() if pid}
+    if len(named) > 1:
+        listing = "; ".join(f"PatientID '{pid}' in {where(series=s.label, file=p, root=scan.root)}"
+                            for pid, (_, s, p) in named.items())
+        problems.append(f"The folder holds the files of more than one patient ({listing}). Put each patient's "
+                        f"study in its own folder.")
+    if not named:
+        return {"id": None, "name": None}
+    pid, (name, _, _) = next(iter(named.items()))
+    return {"id": pid, "name": name or None}
+
+
+def _read_emission(series, root):
+    """The volume and facts of an emission series; None for a non-131I PET-style series."""
+    first = os.path.relpath(series.paths[0], root)
+    if series.sop_class_uid == NM_IMAGE:
+        if len(series.paths) != 1:
+            files = ", ".join(f"'{os.path.relpath(p, root)}'" for p in series.paths)
+            raise StudyDataError(f"{where(series=series.label)}: a reconstructed NM series must be one multi-frame "
+                                 f"file, found {len(series.paths)} ({files}); exclude the series or keep one file",
+                                 series=series.uid)
+        try:
+            ds = read_dataset(series.paths[0], first)
+            grid, notes, rescale = read_nm_volume(ds, first)
+        except StudyDataError as error:
+            raise StudyDataError(f"{where(series=series.label)}: {error}", series=series.uid, file=first) from None
+        del ds.PixelData
+        headers = [ds]
+        warnings = [f"{where(series=series.label)}: {note}" for note in notes]
+    else:
+        grid, warnings, pairs = read_slice_stack(series, root, resample_uneven=False)
+        headers = [ds for _, ds in pairs]
+        rescale = {}
+        warnings.append(f"{where(series=series.label, file=first)}: reconstructed emission image stored as "
+                        f"{SOP_CLASS_NAMES.get(series.sop_class_uid)} objects (modality {series.modality}); read as "
+                        f"SPECT.")
+    info = read_emission_info(headers)
+    if series.sop_class_uid != NM_IMAGE and info.other_radionuclide:
+        return None
+    warnings.extend(f"{where(series=series.label, file=first)}: {note}" for note in info.notes)
+    frame_of_reference = _optional_text(headers[0], "FrameOfReferenceUID")
+    study_uid = _optional_text(headers[0], "StudyInstanceUID")
+    volume = ImageVolume(grid.array, grid.spacing_mm, grid.origin_ras_mm, grid.directions, info.units, {
+        "modality": "SPECT", "series_instance_uid": series.uid, "series_description": series.description,
+        "study_instance_uid": study_uid, "frame_of_reference_uid": frame_of_reference,
+        "sop_class": SOP_CLASS_NAMES.get(series.sop_class_uid), "files": [os.path.relpath(p, root) for p in series.paths],
+        "sop_instance_uids": [_optional_text(ds, "SOPInstanceUID") for ds in headers],
+        **{k: v for k, v in rescale.items() if v is not None}})
+    return _Emission(series, volume, info, first, study_uid, frame_of_reference, warnings)
+
+
+def _read_ct(series, root, warnings):
+    grid, notes, headers = read_slice_stack(series, root, resample_uneven=True, output_dtype=np.int16)
+    warnings.extend(notes)
+    first = headers[0][1]
+    acquisition = None
+    for date_keyword, time_keyword in (("AcquisitionDate", "AcquisitionTime"), ("SeriesDate", "SeriesTime"),
+                                       ("ContentDate", "ContentTime"), ("StudyDate", "StudyTime")):
+        try:
+            acquisition = dicomfields.date_and_time(first, date_keyword, time_keyword)
+        except StudyDataError:
+            acquisition = None
+        if acquisition is not None:
+            break
+    study_uid = _optional_text(first, "StudyInstanceUID")
+    frame_of_reference = _optional_text(first, "FrameOfReferenceUID")
+    volume = ImageVolume(grid.array, grid.spacing_mm, grid.origin_ras_mm, grid.directions, "HU", {
+        "modality": "CT", "series_instance_uid": series.uid, "series_description": series.description,
+        "study_instance_uid": study_uid, "frame_of_reference_uid": frame_of_reference,
+        "sop_class": SOP_CLASS_NAMES.get(series.sop_class_uid),
+        "files": [os.path.relpath(p, root) for p, _ in headers],
+        "sop_instance_uids": [_optional_text(ds, "SOPInstanceUID") for _, ds in headers]})
+    return _CT(series, volume, study_uid, frame_of_reference, acquisition)
+
+
+def _optional_text(ds, keyword):
+    try:
+        return dicomfields.text(ds, keyword)
+    except StudyDataError:
+        return None
+
+
+def _problem(emission, override_field, root, message=None):
+    """A located problem with the override that would supply the value."""
+    message = message or emission.info.problems.get(override_field) or f"{override_field} is unknown"
+    example = json.dumps({emission.series.uid: {override_field: "..."}})
+    return (f"{where(series=emission.series.label, file=emission.file)}: {message}. Supply it as an override, "
+            f"e.g. {example} in mibg-overrides.json in the study folder or a file given with --overrides.")
+
+
+def _apply(emission, field, value, previous, source):
+    shown = value.isoformat() if hasattr(value, "isoformat") else value
+    was = previous.isoformat() if hasattr(previous, "isoformat") else previous
+    emission.warnings.append(f"{where(series=emission.series.label, file=emission.file)}: {field} = {shown} from "
+                             f"{source}" + (f" (the DICOM value was {was})" if previous is not None else ""))
+
+
+def _same_session_problems(emissions, source):
+    problems = []
+    for earlier, later in zip(emissions, emissions[1:]):
+        gap_min = (_naive(later.info.acquisition_datetime) - _naive(earlier.info.acquisition_datetime)
+                   ).total_seconds() / 60.0
+        if gap_min < SAME_SESSION_MINUTES:
+            problems.append(
+                f"{where(series=earlier.series.label, file=earlier.file)} and "
+                f"{where(series=later.series.label, file=later.file)} start {gap_min:.1f} min apart: two "
+                f"reconstructions or bed positions of one session cannot both be time points. Exclude one in "
+                f"{source if source != 'no overrides' else 'mibg-overrides.json'}, e.g. "
+                f"{json.dumps({later.series.uid: {'exclude': True}})}.")
+    return problems
+
+
+def _administration(emissions, options, warnings, problems, root):
+    """The administration date-time: the study override, else the value all emission series agree on."""
+    study_value = options.get("study").get("administration_datetime")
+    if study_value is not None:
+        warnings.append(f"administration_datetime = {study_value.isoformat()} from {options.source}.")
+        return study_value
+    for emission in emissions:
+        if "administration_datetime" in emission.overrides:
+            _apply(emission, "administration_datetime", emission.overrides["administration_datetime"],
+                   emission.info.administration_datetime, options.source)
+            emission.info.administration_datetime = emission.overrides["administration_datetime"]
+    known = [e for e in emissions if e.info.administration_datetime is not None]
+    if not known:
+        for emission in emissions:
+            time_only = emission.info.administration_time_without_date
+            detail = (f"field RadiopharmaceuticalStartDateTime is missing and RadiopharmaceuticalStartTime "
+                      f"({time_only.isoformat()}) has no date" if time_only is not None else
+                      "field RadiopharmaceuticalInformationSequence/RadiopharmaceuticalStartDateTime is missing")
+            problems.append(_problem(emission, "administration_datetime", root,
+                                     f"{detail}, so the time since administration is unknown"))
+        problems.append('The administration date-time can be given once for the whole study: '
+                        '{"study": {"administration_datetime": "YYYY-MM-DDTHH:MM:SS"}}.')
+        return None
+    reference = known[0]
+    disagreeing = [e for e in known if abs((_naive(e.info.administration_datetime)
+                                            - _naive(reference.info.administration_datetime)).total_seconds())
+                   > ADMINISTRATION_AGREEMENT_S]
+    if disagreeing:
+        listing = "; ".join(f"{e.info.administration_datetime.isoformat()} in {where(series=e.series.label)}"
+                            for e in [reference] + disagreeing)
+        problems.append(f"The series disagree on RadiopharmaceuticalStartDateTime ({listing}). Give the right "
+                        f'value as {{"study": {{"administration_datetime": "YYYY-MM-DDTHH:MM:SS"}}}} in the '
+                        f"overrides.")
+        return None
+    for emission in emissions:
+        if emission.info.administration_datetime is None:
+            emission.warnings.append(
+                f"{where(series=emission.series.label, file=emission.file, field='RadiopharmaceuticalStartDateTime')}"
+                f": missing; the administration date-time {reference.info.administration_datetime.isoformat()} of "
+                f"{where(series=reference.series.label)} is used.")
+    return reference.info.administration_datetime
+
+
+def _administered_activity(emissions, options, warnings, root):
+    """Administered activity (MBq): the study override, else the value all series agree on (else None, warned)."""
+    study_value = options.get("study").get("administered_activity_MBq")
+    if study_value is not None:
+        warnings.append(f"administered_activity_MBq = {study_value:g} from {options.source}.")
+        return study_value
+    values = {}
+    for emission in emissions:
+        value = emission.overrides.get("administered_activity_MBq")
+        if value is not None:
+            _apply(emission, "administered_activity_MBq", value, emission.info.administered_activity_MBq,
+                   options.source)
+            emission.info.administered_activity_MBq = value
+        if emission.info.administered_activity_MBq is not None:
+            values[emission.series.uid] = emission.info.administered_activity_MBq
+    if not values:
+        warnings.append("The administered activity is unknown (no series gives RadionuclideTotalDose); give it as "
+                        '{"study": {"administered_activity_MBq": ...}} in the overrides if it is needed.')
+        return None
+    low, high = min(values.values()), max(values.values())
+    if high - low > ACTIVITY_AGREEMENT * high:
+        warnings.append(f"The series disagree on RadionuclideTotalDose ({low:g} to {high:g} MBq), so the "
+                        f"administered activity is left unknown; give it as "
+                        '{"study": {"administered_activity_MBq": ...}} in the overrides.')
+        return None
+    return float(np.mean(list(values.values())))
+
+
+def _timepoint(label, emission, administration, source, problems, root):
+    info, overrides = emission.info, emission.overrides
+    duration_s = overrides.get("duration_s")
+    if duration_s is not None:
+        _apply(emission, "duration_s", duration_s, info.duration_s, source)
+        info.problems.pop("duration_s", None)
+    else:
+        duration_s = info.duration_s
+    if duration_s is None:
+        problems.append(_problem(emission, "duration_s", root,
+                                 info.problems.get("duration_s", "the acquisition duration is unknown")))
+    if administration is None or duration_s is None or info.problems:
+        return None
+    hours = (_naive(info.acquisition_datetime) - _naive(administration)).total_seconds() / 3600.0
+    if (info.acquisition_datetime.tzinfo is None) != (administration.tzinfo is None):
+        emission.warnings.append(f"{where(series=emission.series.label, file=emission.file)}: only one of the "
+                                 f"acquisition and administration date-times has a time-zone offset; both are taken "
+                                 f"as local times")
+    elif info.acquisition_datetime.tzinfo is not None:
+        hours = (info.acquisition_datetime - administration).total_seconds() / 3600.0
+    if hours < 0:
+        problems.append(_problem(emission, "administration_datetime", root,
+                                 f"the acquisition started {-hours:.2f} h before the administration "
+                                 f"({administration.isoformat()}); one of the two date-times is wrong"))
+        return None
+    rate = overrides.get("observed_count_rate_cps")
+    if rate is not None:
+        _apply(emission, "observed_count_rate_cps", rate, None, source)
+    elif info.counts_accumulated is not None:
+        rate = info.counts_accumulated / duration_s
+    metadata = {
+        "camera": info.camera, "collimator": info.collimator, "energy_windows": info.energy_windows,
+        "administered_activity_MBq": info.administered_activity_MBq, "radionuclide": info.radionuclide,
+        "radiopharmaceutical": info.radiopharmaceutical, "half_life_s": info.half_life_s,
+        "counts_accumulated": info.counts_accumulated, "spect_series_instance_uid": emission.series.uid,
+        "study_instance_uid": emission.study_uid, "frame_of_reference_uid": emission.frame_of_reference_uid,
+        "spect_file": emission.file, "units": info.units,
+    }
+    return TimePoint(label, hours, info.acquisition_datetime, duration_s, emission.volume, None, rate, metadata,
+                     list(emission.warnings))
+
+
+def _pair_ct(timepoints, emissions, cts, options, unused, warnings, root):
+    """Give each time point its CT: an explicit override, else same frame of reference, else same study
+    within PAIRING_WINDOW_H; the closest in time first, each CT used once."""
+    by_uid = {ct.series.uid: ct for ct in cts}
+    emission_of = {e.series.uid: e for e in emissions}
+    taken, candidates = set(), []
+    for index, tp in enumerate(timepoints):
+        emission = emission_of[tp.metadata["spect_series_instance_uid"]]
+        chosen = emission.overrides.get("ct_series_uid")
+        if chosen is not None:
+            if chosen not in by_uid:
+                raise StudyDataError(f"{options.source}: ct_series_uid '{chosen}' for {tp.label} is not a usable CT "
+                                     f"series of the study (CT series: {', '.join(by_uid) or 'none'}).")
+            _assign(tp, by_uid[chosen], f"chosen by {options.source}")
+            taken.add(chosen)
+            continue
+        for ct in cts:
+            gap_h = _gap_h(tp.acquisition_datetime, ct.acquisition_datetime)
+            if ct.frame_of_reference_uid and ct.frame_of_reference_uid == emission.frame_of_reference_uid:
+                candidates.append((0, gap_h, index, ct))
+            elif ct.study_uid and ct.study_uid == emission.study_uid and gap_h <= PAIRING_WINDOW_H:
+                candidates.append((1, gap_h, index, ct))
+    done = {i for i, tp in enumerate(timepoints) if tp.ct is not None}
+    for rank, gap_h, index, ct in sorted(candidates, key=lambda c: c[:3]):
+        if index in done or ct.series.uid in taken:
+            continue
+        tp = timepoints[index]
+        if rank == 0:
+            note = None if gap_h <= PAIRING_WINDOW_H else (
+                f"shares the frame of reference but was acquired {gap_h:.1f} h from the SPECT")
+        else:
+            note = ("has another frame of reference than the SPECT (same DICOM study, acquired within "
+                    f"{PAIRING_WINDOW_H:g} h); the two are not registered by the scanner")
+        _assign(tp, ct, note)
+        done.add(index)
+        taken.add(ct.series.uid)
+    for tp in timepoints:
+        if tp.ct is None:
+            tp.warnings.append("no CT of the same frame of reference or study was found; the time point has SPECT "
+                               "only")
+            warnings.append(f"{tp.label}: no CT paired with the SPECT.")
+    for ct in cts:
+        if ct.series.uid not in taken:
+            unused.append(_unused(ct.series, root, "CT not paired with any SPECT"))
+
+
+def _assign(tp, ct, note):
+    tp.ct = ct.volume
+    tp.metadata["ct_series_instance_uid"] = ct.series.uid
+    tp.metadata["ct_frame_of_reference_uid"] = ct.frame_of_reference_uid
+    if note:
+        tp.warnings.append(f"CT {where(series=ct.series.label)} {note}")
+
+
+def _attach_projections(timepoints, emissions, paths, unused, warnings, root):
+    """Attach each projection or planar file to the time point of its frame of reference or study."""
+    emission_of = {e.series.uid: e for e in emissions}
+    for path in paths:
+        try:
+            summary = read_projection_file(path, root)
+            header = read_dataset(path, os.path.relpath(path, root))
+        except StudyDataError as error:
+            warnings.append(f"Projection data not used: {error}")
+            continue
+        frame_of_reference = _optional_text(header, "FrameOfReferenceUID")
+        study_uid = _optional_text(header, "StudyInstanceUID")
+        best = None
+        for tp in timepoints:
+            emission = emission_of[tp.metadata["spect_series_instance_uid"]]
+            acquired = summary["acquisition_datetime"]
+            gap_h = (_gap_h(tp.acquisition_datetime, _fromiso(acquired)) if acquired else float("inf"))
+            if frame_of_reference and frame_of_reference == emission.frame_of_reference_uid:
+                key = (0, gap_h)
+            elif study_uid and study_uid == emission.study_uid and gap_h <= PAIRING_WINDOW_H:
+                key = (1, gap_h)
+            else:
+                continue
+            if best is None or key < best[0]:
+                best = (key, tp)
+        if best is None:
+            unused.append({"series_instance_uid": summary["series_instance_uid"], "files": [summary["file"]],
+                           "reason": "projection data of no time point"})
+            continue
+        tp = best[1]
+        tp.projections.append(summary)
+        tp.warnings.extend(summary.pop("notes"))
+        if tp.observed_count_rate_cps is None and summary["duration_s"]:
+            counts = summary["counts_accumulated"]
+            source = "CountsAccumulated"
+            if counts is None:
+                counts = sum(w["counts"] for w in summary["energy_windows"])
+                source = "the counts summed over all energy windows"
+            tp.observed_count_rate_cps = counts / summary["duration_s"]
+            tp.warnings.append(f"observed count rate {tp.observed_count_rate_cps:.6g} cps taken from {source} of the "
+                               f"projection data '{summary['file']}' over its duration {summary['duration_s']:g} s")
+
+
+def _unused(series, root, reason):
+    return {"series_instance_uid": series.uid, "description": series.description,
+            "sop_class": SOP_CLASS_NAMES.get(series.sop_class_uid, series.sop_class_uid),
+            "role": series.role, "files": [os.path.relpath(p, root) for p in series.paths], "reason": reason}
+
+
+def _gap_h(a, b):
+    if a is None or b is None:
+        return float("inf")
+    return abs((_naive(a) - _naive(b)).total_seconds()) / 3600.0
+
+
+def _fromiso(text):
+    return datetime.datetime.fromisoformat(text)
+
+
+def _naive(value):
+    return value.replace(tzinfo=None)

@@ -1,0 +1,180 @@
+"""Sums of exponentials used as time-activity curve models, with analytic integrals and derivatives.
+
+Every model is written as ``A(t) = sum_j c_j exp(-lambda_j t)`` (t in hours after administration,
+A in MBq). The fitted parameters are a vector ``p = [amplitudes..., rates...]``; each coefficient
+``c_j`` is a fixed linear combination of the amplitudes and each rate ``lambda_j`` is one of the
+rate parameters. This one description gives the value, the Jacobian, the integral over any
+interval and its gradient in closed form, for one curve or for millions of voxels at once
+(parameter arrays of shape ``(k, N)``).
+
+Models:
+
+- ``mono``: ``a exp(-l t)``; instantaneous uptake at t = 0.
+- ``bi``: ``a (exp(-l_w t) - exp(-l_u t))``; uptake with rate ``l_u`` and washout with rate
+  ``l_w``, starting from zero at t = 0 (the amplitudes of the two terms sum to zero).
+- ``tri``: ``a1 exp(-l1 t) + a2 exp(-l2 t) - (a1 + a2) exp(-l_u t)``; uptake and a two-phase
+  washout, starting from zero at t = 0.
+
+All amplitudes are non-negative and every rate is bounded below by the physical decay constant of
+131I: without continued uptake, activity cannot disappear more slowly than by physical decay.
+With non-negative amplitudes the ``bi`` and ``tri`` curves are non-negative only when the uptake
+rate is the fastest, so the fit itself keeps the phases in order.
+"""
+
+import dataclasses
+
+import numpy as np
+
+from MIBGDosimetryLib.physics.i131 import DECAY_CONSTANT_PER_H
+
+#: Fastest rate a fit may use (1/h): a half-time of about 4 minutes, far below any scan interval.
+MAX_RATE_PER_H = 10.0
+
+
+@dataclasses.dataclass(frozen=True)
+class ExponentialModel:
+    """A time-activity model ``A(t) = sum_j c_j exp(-lambda_j t)`` with ``c = M a`` and
+    ``lambda_j = r[rate_index[j]]`` for the parameter vector ``p = [a..., r...]``."""
+
+    name: str
+    amplitude_names: tuple
+    rate_names: tuple
+    amplitude_matrix: tuple  # one row per term: coefficients of the amplitudes
+    rate_index: tuple  # one entry per term: which rate parameter the term decays with
+    washout_rates: tuple  # indices of the rate parameters that describe clearance
+
+    @property
+    def parameter_names(self):
+        return self.amplitude_names + self.rate_names
+
+    @property
+    def n_parameters(self):
+        return len(self.amplitude_names) + len(self.rate_names)
+
+    @property
+    def n_amplitudes(self):
+        return len(self.amplitude_names)
+
+    def lower_bounds(self):
+        return np.array([0.0] * self.n_amplitudes + [DECAY_CONSTANT_PER_H] * len(self.rate_names))
+
+    def upper_bounds(self):
+        return np.array([np.inf] * self.n_amplitudes + [MAX_RATE_PER_H] * len(self.rate_names))
+
+    def terms(self, p):
+        """Coefficients ``c`` (terms, N) in MBq and rates ``lambda`` (terms, N) in 1/h."""
+        p = _as_columns(p)
+        amplitudes = p[: self.n_amplitudes]
+        rates = p[self.n_amplitudes:]
+        matrix = np.asarray(self.amplitude_matrix, dtype=float)
+        coefficients = np.tensordot(matrix, amplitudes, axes=(1, 0))
+        return coefficients, rates[list(self.rate_index)]
+
+    def value(self, times_h, p):
+        """Activity (MBq) at ``times_h``: shape (T, N)."""
+        c, lam = self.terms(p)
+        t = np.asarray(times_h, dtype=float)[:, None, None]
+        return np.sum(c[None] * np.exp(-lam[None] * t), axis=1)
+
+    def jacobian(self, times_h, p):
+        """dA/dp at ``times_h``: shape (k, T, N)."""
+        p = _as_columns(p)
+        c, lam = self.terms(p)
+        t = np.asarray(times_h, dtype=float)[:, None, None]
+        e = np.exp(-lam[None] * t)  # (T, terms, N)
+        matrix = np.asarray(self.amplitude_matrix, dtype=float)
+        jac = np.empty((self.n_parameters,) + e.shape[:1] + e.shape[2:])
+        jac[: self.n_amplitudes] = np.einsum("jm,tjn->mtn", matrix, e)
+        d_rate = -t * c[None] * e
+        for q in range(len(self.rate_names)):
+            terms = [j for j, idx in enumerate(self.rate_index) if idx == q]
+            jac[self.n_amplitudes + q] = d_rate[:, terms].sum(axis=1)
+        return jac
+
+    def integral(self, p, start_h=0.0, stop_h=np.inf):
+        """Integral of A(t) from ``start_h`` to ``stop_h`` (MBq h), shape (N,)."""
+        c, lam = self.terms(p)
+        return np.sum(c * _interval_weight(lam, start_h, stop_h), axis=0)
+
+    def integral_gradient(self, p, start_h=0.0, stop_h=np.inf):
+        """d(integral)/dp, shape (k, N)."""
+        p = _as_columns(p)
+        c, lam = self.terms(p)
+        weight = _interval_weight(lam, start_h, stop_h)
+        matrix = np.asarray(self.amplitude_matrix, dtype=float)
+        grad = np.empty((self.n_parameters, p.shape[1]))
+        grad[: self.n_amplitudes] = np.tensordot(matrix.T, weight, axes=(1, 0))
+        d_weight = c * _interval_weight_rate_derivative(lam, start_h, stop_h)
+        for q in range(len(self.rate_names)):
+            terms = [j for j, idx in enumerate(self.rate_index) if idx == q]
+            grad[self.n_amplitudes + q] = d_weight[terms].sum(axis=0)
+        return grad
+
+    def terminal_rate(self, p):
+        """Rate of the slowest clearance phase (1/h), shape (N,)."""
+        p = _as_columns(p)
+        rates = p[self.n_amplitudes:]
+        return np.min(rates[list(self.washout_rates)], axis=0)
+
+
+def _as_columns(p):
+    p = np.asarray(p, dtype=float)
+    return p[:, None] if p.ndim == 1 else p
+
+
+def _interval_weight(lam, start_h, stop_h):
+    """Integral of exp(-lam t) from start to stop."""
+    upper = 0.0 if np.isinf(stop_h) else np.exp(-lam * stop_h)
+    return (np.exp(-lam * start_h) - upper) / lam
+
+
+def _interval_weight_rate_derivative(lam, start_h, stop_h):
+    """d/dlam of the integral of exp(-lam t) from start to stop."""
+    e0 = np.exp(-lam * start_h)
+    if np.isinf(stop_h):
+        e1, t1e1 = 0.0, 0.0
+    else:
+        e1 = np.exp(-lam * stop_h)
+        t1e1 = stop_h * e1
+    return (-start_h * e0 + t1e1) / lam - (e0 - e1) / lam ** 2
+
+
+MONO = ExponentialModel("mono", ("a_MBq",), ("lambda_per_h",), ((1.0,),), (0,), (0,))
+BI = ExponentialModel("bi", ("a_MBq",), ("lambda_washout_per_h", "lambda_uptake_per_h"),
+                      ((1.0,), (-1.0,)), (0, 1), (0,))
+TRI = ExponentialModel("tri", ("a1_MBq", "a2_MBq"),
+                       ("lambda1_per_h", "lambda2_per_h", "lambda_uptake_per_h"),
+                       ((1.0, 0.0), (0.0, 1.0), (-1.0, -1.0)), (0, 1, 2), (0, 1))
+
+#: The exponential models by name, simplest first.
+MODELS = {m.name: m for m in (MONO, BI, TRI)}
+
+
+def tail_rate_per_h(times_h, activity_MBq, n_points=3):
+    """Clearance rate (1/h) from a log-linear least-squares fit of the last ``n_points`` scans.
+
+    ``activity_MBq`` has shape (T, N); voxels with a non-positive activity among those points get
+    NaN. The rate is not bounded here.
+    """
+    t = np.asarray(times_h, dtype=float)[-n_points:]
+    y = np.asarray(activity_MBq, dtype=float)[-n_points:]
+    dt = t - t.mean()
+    positive = np.all(y > 0, axis=0)
+    log_y = np.log(np.where(positive, y, 1.0))
+    rate = -np.tensordot(dt, log_y, axes=(0, 0)) / np.sum(dt * dt)
+    return np.where(positive, rate, np.nan)
+
+
+def trapezoid_weights(times_h, tail_rate, head="linear"):
+    """Weights ``w`` (T, N) with ``TIA = sum_t w_t A_t`` for the trapezoidal rule between scans,
+    a head before the first scan (``"linear"`` from zero at t = 0, or ``"constant"``) and a
+    mono-exponential tail ``A_last exp(-rate (t - t_last))`` after the last scan."""
+    t = np.asarray(times_h, dtype=float)
+    rate = np.atleast_1d(np.asarray(tail_rate, dtype=float))
+    weights = np.zeros((t.size, rate.size))
+    dt = np.diff(t)
+    weights[:-1] += dt[:, None] / 2
+    weights[1:] += dt[:, None] / 2
+    weights[0] += t[0] / 2 if head == "linear" else t[0]
+    weights[-1] += 1.0 / rate
+    return weights

@@ -1,0 +1,136 @@
+"""Calibration factor (EANM eq. 4), recovery (eq. 5) and adaptive-threshold calibration on analytic images.
+
+Truths: a uniform cylinder of known activity imaged with a known Q; Gaussian-blurred spheres whose
+recovery in a VOI of their own volume is the radial integral of the closed-form blurred-sphere profile.
+"""
+
+import numpy as np
+import pytest
+from scipy import integrate, special
+
+from MIBGCalibrationLib import calibration_factor, recovery, threshold_calibration, voi
+from MIBGDosimetryLib.volume import ImageVolume
+
+Q_TRUE = 85.0
+DURATION_S = 1800.0
+FWHM_MM = 12.0
+SIGMA_MM = FWHM_MM / (2.0 * np.sqrt(2.0 * np.log(2.0)))
+
+
+def blurred_sphere_profile(r_mm, radius_mm, sigma_mm=SIGMA_MM):
+    """Uniform sphere (value 1) convolved with an isotropic Gaussian, at distance r from its centre."""
+    r = np.maximum(np.asarray(r_mm, dtype=float), 1e-9)
+    s2 = np.sqrt(2.0) * sigma_mm
+    gauss = sigma_mm / (r * np.sqrt(2.0 * np.pi)) * (np.exp(-((radius_mm - r) ** 2) / (2 * sigma_mm ** 2))
+                                                     - np.exp(-((radius_mm + r) ** 2) / (2 * sigma_mm ** 2)))
+    return 0.5 * (special.erf((radius_mm + r) / s2) + special.erf((radius_mm - r) / s2)) - gauss
+
+
+def analytic_recovery(radius_mm):
+    """Fraction of a blurred sphere's activity inside the sphere itself."""
+    value, _ = integrate.quad(lambda r: blurred_sphere_profile(r, radius_mm) * 4 * np.pi * r ** 2, 0, radius_mm)
+    return value / (4.0 / 3.0 * np.pi * radius_mm ** 3)
+
+
+def grid(shape, spacing_mm):
+    origin = tuple(-0.5 * (n - 1) * s for n, s in zip(shape[::-1], spacing_mm))
+    return ImageVolume(np.zeros(shape), spacing_mm, origin)
+
+
+def test_calibration_factor_of_a_uniform_cylinder():
+    rng = np.random.default_rng(7)
+    image = grid((56, 64, 64), (4.0, 4.0, 4.0))
+    diameter_mm, height_mm, activity_MBq = 200.0, 186.0, 150.0
+    volume_ml = np.pi * (diameter_mm / 20.0) ** 2 * height_mm / 10.0
+    centre = np.array([6.0, -8.0, 4.0])
+    # Voxel fractions inside the cylinder from 5x5x5 sub-samples (exact image of the filled cylinder).
+    sub = (np.arange(5) + 0.5) / 5 - 0.5
+    fraction = np.zeros(image.array.shape)
+    for di in sub:
+        for dj in sub:
+            for dk in sub:
+                shifted = image.with_array(image.array)
+                shifted.origin_ras_mm = tuple(np.array(image.origin_ras_mm) + 4.0 * np.array([di, dj, dk]))
+                fraction += voi.cylinder_mask(shifted, centre, diameter_mm / 2, height_mm / 2)
+    fraction /= 125.0
+    expected = Q_TRUE * DURATION_S * activity_MBq / volume_ml * image.voxel_volume_ml * fraction
+    spect = image.with_array(rng.poisson(expected).astype(float), units="counts")
+    result = calibration_factor.calibration_factor(spect, DURATION_S, activity_MBq, volume_ml, diameter_mm, height_mm)
+    assert result.q_cps_per_MBq == pytest.approx(Q_TRUE, rel=0.01)
+    assert abs(result.q_cps_per_MBq - Q_TRUE) < 3 * result.q_uncertainty_cps_per_MBq
+    np.testing.assert_allclose(result.cylinder.centre_ras_mm, centre, atol=1.0)
+    expected_voi_ml = np.pi * (0.75 * diameter_mm / 20) ** 2 * 0.75 * height_mm / 10
+    assert result.voi_volume_ml == pytest.approx(expected_voi_ml, rel=0.03)
+    assert len(result.sub_voi_q_cps_per_MBq) == 7
+    assert result.sub_voi_max_relative_difference < 0.05
+    assert not result.warnings
+
+
+def test_calibration_factor_warns_about_non_uniform_images_and_refuses_empty_ones():
+    image = grid((40, 48, 48), (5.0, 5.0, 5.0))
+    mask = voi.cylinder_mask(image, (0, 0, 0), 100.0, 90.0)
+    ramp = 1.0 + 0.02 * np.arange(48)[np.newaxis, np.newaxis, :]
+    spect = image.with_array(np.where(mask, 1000.0 * ramp, 0.0))
+    volume_ml = np.pi * 10.0 ** 2 * 18.0
+    result = calibration_factor.calibration_factor(spect, 100.0, 10.0, volume_ml, 200.0, 180.0)
+    assert any("differs by up to" in w for w in result.warnings)
+    with pytest.raises(ValueError, match="No filled cylinder"):
+        calibration_factor.calibration_factor(image, 100.0, 10.0, volume_ml, 200.0, 180.0)
+
+
+def blurred_spheres_image(radii_mm, centres, sphere_level, background_level, spacing_mm=2.0, shape=(48, 96, 96)):
+    image = grid(shape, (spacing_mm,) * 3)
+    points = voi.voxel_centres_ras(image)
+    values = np.full(shape, float(background_level))
+    for radius, centre in zip(radii_mm, centres):
+        profile = blurred_sphere_profile(np.linalg.norm(points - np.asarray(centre), axis=-1), radius)
+        values += (sphere_level - background_level) * profile
+    return image.with_array(values, units="counts")
+
+
+RADII_MM = [5.0, 7.5, 10.0, 14.0, 19.0]
+CENTRES = [(-60.0, -40.0, 0.0), (-20.0, -40.0, 0.0), (30.0, -40.0, 0.0), (-35.0, 30.0, 0.0), (35.0, 30.0, 0.0)]
+
+
+def test_insert_recovery_matches_blurred_sphere_integral():
+    concentration = 2.0  # MBq/mL
+    level = Q_TRUE * DURATION_S * concentration * 0.008  # counts per 2 mm voxel of fully recovered activity
+    spect = blurred_spheres_image(RADII_MM, CENTRES, level, 0.0)
+    measured = []
+    for index, (radius, centre) in enumerate(zip(RADII_MM, CENTRES)):
+        volume_ml = 4.0 / 3.0 * np.pi * radius ** 3 / 1000.0
+        shifted = np.asarray(centre) + np.array([1.3, -0.9, 0.7])  # recorded centre slightly off
+        result = recovery.insert_recovery(spect, DURATION_S, Q_TRUE, f"S{index}", shifted, volume_ml, concentration)
+        truth = analytic_recovery(radius)
+        assert result.recovery == pytest.approx(truth, rel=0.02), (radius, result.recovery, truth)
+        assert np.linalg.norm(result.centre_ras_mm - np.asarray(centre)) < 0.5
+        measured.append((volume_ml, result.recovery))
+    volumes, values = np.array(measured).T
+    curve = recovery.fit_recovery_curve(volumes, values, 0.005 * values, q_relative_uncertainty=0.01)
+    for radius in (6.0, 12.0, 16.0):
+        value, uncertainty = curve.evaluate(4.0 / 3.0 * np.pi * radius ** 3 / 1000.0)
+        assert value == pytest.approx(analytic_recovery(radius), rel=0.03)
+        assert 0.01 * value <= uncertainty < 0.1 * value  # at least the common Q part, no runaway
+    with pytest.raises(ValueError, match="At least 4 inserts"):
+        recovery.fit_recovery_curve(volumes[:3], values[:3], values[:3] * 0.01)
+
+
+def test_threshold_fraction_reproduces_analytic_isocontour_and_model_fit():
+    background, sphere_level = 100.0, 800.0
+    spect = blurred_spheres_image(RADII_MM, CENTRES, sphere_level, background)
+    inserts = []
+    for index, (radius, centre) in enumerate(zip(RADII_MM, CENTRES)):
+        volume_ml = 4.0 / 3.0 * np.pi * radius ** 3 / 1000.0
+        found = threshold_calibration.insert_threshold(spect, f"S{index}", centre, volume_ml, background,
+                                                       sphere_level / background)
+        # A spherically symmetric profile: the isocontour through the true radius holds the true volume.
+        truth = blurred_sphere_profile(radius, radius) / blurred_sphere_profile(0.0, radius)
+        assert found.fraction == pytest.approx(truth, abs=0.04), (radius, found.fraction, truth)
+        inserts.append(found)
+    model = threshold_calibration.fit_threshold_model(inserts)
+    assert model.c == 0.0  # one contrast only: no contrast term
+    for found in inserts:
+        assert model.fraction(found.volume_ml) == pytest.approx(found.fraction, abs=0.05)
+    assert model.a_uncertainty > 0
+    with pytest.raises(ValueError, match="At least 3"):
+        threshold_calibration.fit_threshold_model(inserts[:2])

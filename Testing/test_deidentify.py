@@ -1,0 +1,237 @@
+"""De-identified export for central review: nothing identifying survives anywhere, timing and geometry do."""
+
+import datetime
+import json
+import os
+import subprocess
+
+import numpy as np
+import pydicom
+import pytest
+
+from export_fixtures import ADMINISTRATION, PATIENT, dciodvfy_errors, write_study
+from MIBGDosimetryLib import cli
+from MIBGDosimetryLib.export import rtdose
+from MIBGDosimetryLib.volume import ImageVolume
+
+#: Every identifying value the fixture study holds, and the parts of the name.
+FORBIDDEN = [v for k, v in PATIENT.items()] + PATIENT["name"].split("^")
+
+
+def every_text(ds):
+    """(path, text) of every element of a dataset, sequences included, file meta too, pixel data excluded."""
+    found = []
+
+    def visit(dataset, prefix):
+        for element in dataset:
+            label = f"{prefix}{element.keyword or element.tag}"
+            if element.VR == "SQ":
+                for n, item in enumerate(element.value):
+                    visit(item, f"{label}[{n}].")
+            elif element.tag != 0x7FE00010:
+                value = element.value
+                if isinstance(value, bytes):
+                    found.append((label, value.decode("latin-1")))
+                elif isinstance(value, (list, pydicom.multival.MultiValue)):
+                    found.extend((label, str(v)) for v in value)
+                else:
+                    found.append((label, str(value)))
+
+    visit(ds, "")
+    visit(ds.file_meta, "meta.")
+    return found
+
+
+def dicom_files(folder):
+    return sorted(str(p) for p in folder.rglob("*.dcm"))
+
+
+def parse_dt(text):
+    return datetime.datetime.strptime(text[:14], "%Y%m%d%H%M%S")
+
+
+def acquisition_hours(ds):
+    start = parse_dt(ds.RadiopharmaceuticalInformationSequence[0].RadiopharmaceuticalStartDateTime)
+    return (parse_dt(ds.AcquisitionDateTime) - start).total_seconds() / 3600.0
+
+
+@pytest.fixture
+def study(tmp_path):
+    """A three-time-point study and a results folder (RT Dose on the first CT, results.json, a report)."""
+    folder = tmp_path / "study"
+    write_study(folder, hours=(4.0, 24.0, 72.0))
+    results_dir = tmp_path / "results"
+    ct = pydicom.dcmread(dicom_files(folder / "tp1" / "ct")[0])
+    dose = ImageVolume(np.random.default_rng(0).random((3, 4, 5)), (4.0, 4.0, 4.0), (-10, -10, 0), np.eye(3), "Gy")
+    rtdose.write_rt_dose(dose, results_dir / "dose.dcm", reference_ct=ct)
+    results = {"provenance": {"patient": PATIENT["name"], "study": str(folder), "study_uid": ct.StudyInstanceUID,
+                              "computed": "2025-03-20T10:00:00"},
+               "calibration": {"site": PATIENT["institution"]}, "timepoints": [],
+               "vois": [{"name": "liver", "kind": "organ", "mean_dose_Gy": 2.0, "warnings": []}],
+               "warnings": [f"Checked by {PATIENT['operator']}"]}
+    (results_dir / "results.json").write_text(json.dumps(results))
+    from MIBGDosimetryLib.report import render_report
+
+    render_report(results, results_dir)
+    (results_dir / "scene.mrb").write_bytes(b"binary scene")
+    return folder, results_dir
+
+
+def run_cli(*args):
+    return cli.main(["deidentify", *[str(a) for a in args]])
+
+
+def test_export_keeps_nothing_identifying_but_timing_geometry_and_characteristics(study, tmp_path, capsys):
+    folder, results_dir = study
+    out, mapping = tmp_path / "export", tmp_path / "local" / "map.json"
+    assert run_cli(folder, "--out", out, "--mapping", mapping, "--pseudonym", "TRIAL-042",
+                   "--results", results_dir) == 0
+    originals = {os.path.relpath(p, folder): pydicom.dcmread(p) for p in dicom_files(folder)}
+    exported = {os.path.relpath(p, out): pydicom.dcmread(p) for p in dicom_files(out)}
+    assert set(exported) == set(originals) | {os.path.join("results", "dose.dcm")}
+
+    # Instance UIDs (studies, series, images, frames); registered UIDs and the writer's class UID stay.
+    original_uids = {text for ds in originals.values() for label, text in every_text(ds)
+                     if label.endswith("UID") and not label.endswith("ImplementationClassUID")
+                     and not text.startswith("1.2.840.10008")}
+    for name, ds in exported.items():
+        for label, text in every_text(ds):
+            for value in FORBIDDEN:
+                assert value.upper() not in text.upper(), f"{name} {label} keeps '{value}'"
+            assert text not in original_uids, f"{name} {label} keeps an original UID"
+        assert all(not element.tag.is_private for element in ds.iterall())
+        assert (ds.PatientName, ds.PatientID, ds.PatientIdentityRemoved) == ("TRIAL-042", "TRIAL-042", "YES")
+        assert {c.CodeValue for c in ds.DeidentificationMethodCodeSequence} == {"113100", "113107", "113108"}
+    for name, original in originals.items():
+        ds = exported[name]
+        # Patient characteristics kept, dates moved, times of day and geometry unchanged.
+        for keyword in ("PatientAge", "PatientSex", "PatientWeight", "PatientSize", "AcquisitionTime",
+                        "ImagePositionPatient", "ImageOrientationPatient", "PixelSpacing"):
+            assert ds[keyword].value == original[keyword].value, f"{name} {keyword}"
+        assert ds.StudyDate != original.StudyDate
+        np.testing.assert_array_equal(ds.pixel_array, original.pixel_array)
+        if original.Modality == "NM":
+            assert acquisition_hours(ds) == pytest.approx(acquisition_hours(original), abs=1e-9)
+    # Hours after administration of every CT, against the (shifted) administration of its time point.
+    offset = parse_dt(exported["tp1/spect.dcm"].AcquisitionDateTime) - parse_dt(originals["tp1/spect.dcm"].AcquisitionDateTime)
+    assert offset.days <= -365 and offset.seconds == 0
+    for n, hours in enumerate((4.0, 24.0, 72.0), start=1):
+        ct = exported[f"tp{n}/ct/ct_000.dcm"]
+        acquired = datetime.datetime.strptime(ct.AcquisitionDate + ct.AcquisitionTime, "%Y%m%d%H%M%S")
+        assert (acquired - (ADMINISTRATION + offset)).total_seconds() / 3600 == pytest.approx(hours)
+
+    # UIDs replaced consistently: series shared by the slices, frame shared by CT, SPECT and dose.
+    series = {exported[f"tp1/ct/ct_{k:03d}.dcm"].SeriesInstanceUID for k in range(6)}
+    assert len(series) == 1
+    frame = exported["tp1/ct/ct_000.dcm"].FrameOfReferenceUID
+    assert exported["tp1/spect.dcm"].FrameOfReferenceUID == frame
+    assert exported["results/dose.dcm"].FrameOfReferenceUID == frame
+    assert len({ds.StudyInstanceUID for ds in exported.values()}) == 1
+    assert exported["tp1/ct/ct_000.dcm"].file_meta.MediaStorageSOPInstanceUID == \
+        exported["tp1/ct/ct_000.dcm"].SOPInstanceUID
+
+    # Results: JSON scrubbed, report re-rendered, unreadable files left out; the whole export is text-clean.
+    texts = [p.read_text(errors="replace") for p in out.rglob("*") if p.suffix in (".json", ".html")]
+    texts.append(subprocess.run(["pdftotext", str(out / "results" / "report.pdf"), "-"], capture_output=True,
+                                text=True, check=True).stdout)
+    assert "TRIAL-042" in texts[-1]
+    for text in texts:
+        for value in FORBIDDEN + [originals["tp1/ct/ct_000.dcm"].StudyInstanceUID]:
+            assert value.upper() not in text.upper()
+    assert not (out / "results" / "scene.mrb").exists()
+    results = json.loads((out / "results" / "results.json").read_text())
+    assert results["provenance"]["computed"] == (datetime.date(2025, 3, 20) + offset).isoformat() + "T10:00:00"
+    summary = json.loads(capsys.readouterr().out)
+    assert {"file": "results/scene.mrb", "reason": "not DICOM or text: its content cannot be checked"} in \
+        summary["not_exported"]
+
+    # dciodvfy finds no error in the export that the original did not have.
+    for name in ("tp1/ct/ct_000.dcm", "tp2/spect.dcm"):
+        assert set(dciodvfy_errors(out / name)) <= set(dciodvfy_errors(folder / name)), name
+
+    # The local mapping re-identifies, and a second export reuses pseudonym, offset and UIDs.
+    kept = json.loads(mapping.read_text())["patients"][PATIENT["id"]]
+    assert kept["pseudonym"] == "TRIAL-042" and kept["date_offset_days"] == offset.days
+    assert kept["uid_map"][originals["tp1/ct/ct_000.dcm"].FrameOfReferenceUID] == frame
+    assert oct(mapping.stat().st_mode & 0o777) == "0o600"
+    assert run_cli(folder, "--out", tmp_path / "again", "--mapping", mapping) == 0
+    again = pydicom.dcmread(tmp_path / "again" / "tp1" / "ct" / "ct_000.dcm")
+    assert (again.PatientID, again.FrameOfReferenceUID, again.StudyDate) == \
+        ("TRIAL-042", frame, exported["tp1/ct/ct_000.dcm"].StudyDate)
+
+
+def test_mapping_inside_the_export_or_the_study_is_refused(study, tmp_path, capsys):
+    folder, _ = study
+    out = tmp_path / "export"
+    assert run_cli(folder, "--out", out, "--mapping", out / "map.json") == 2
+    assert "must never travel with the export" in capsys.readouterr().err
+    assert run_cli(folder, "--out", out, "--mapping", folder / "map.json") == 2
+    assert not out.exists() and not (folder / "map.json").exists()
+
+
+def test_an_identifying_value_the_profile_does_not_know_stops_the_export(study, tmp_path, capsys):
+    folder, _ = study
+    spect = folder / "tp2" / "spect.dcm"
+    ds = pydicom.dcmread(spect)
+    # A site typed the child's name into the radiopharmaceutical description, an attribute the profile keeps.
+    ds.RadiopharmaceuticalInformationSequence[0].Radiopharmaceutical = f"mIBG for {PATIENT['name']}"
+    ds.save_as(spect)
+    before = sorted(p.name for p in tmp_path.iterdir())
+    out = tmp_path / "export"
+    assert run_cli(folder, "--out", out, "--mapping", tmp_path / "map.json") == 2
+    message = capsys.readouterr().err
+    assert "still holds identifying values" in message
+    assert "tp2/spect.dcm: RadiopharmaceuticalInformationSequence[0].Radiopharmaceutical" in message
+    assert sorted(p.name for p in tmp_path.iterdir()) == before
+
+
+def test_existing_export_folder_is_not_overwritten(study, tmp_path):
+    folder, _ = study
+    out = tmp_path / "export"
+    out.mkdir()
+    (out / "keep.txt").write_text("x")
+    assert run_cli(folder, "--out", out, "--mapping", tmp_path / "map.json") == 2
+    assert [p.name for p in out.iterdir()] == ["keep.txt"]
+
+
+def test_phantom_study_export_keeps_timing_and_links_but_no_identity(tmp_path):
+    from export_fixtures import phantom_study
+
+    folder = phantom_study([4.0, 24.0, 48.0])
+    out = tmp_path / "export"
+    assert run_cli(folder, "--out", out, "--mapping", tmp_path / "map.json", "--pseudonym", "TRIAL-101") == 0
+    spect = pydicom.dcmread(os.path.join(folder, "tp1", "spect.dcm"), stop_before_pixels=True)
+    forbidden = [str(spect.PatientName), spect.PatientID, spect.PatientBirthDate]
+    for path in dicom_files(out):
+        for label, text in every_text(pydicom.dcmread(path)):
+            for value in forbidden:
+                assert value not in text, f"{path} {label} keeps '{value}'"
+    for path in out.rglob("*.json"):
+        for value in forbidden:
+            assert value not in path.read_text()
+    truth, exported_truth = (json.loads((p / "truth.json").read_text()) for p in (pathlib_path(folder), out))
+    administered = datetime.datetime.fromisoformat(exported_truth["administration_datetime"])
+    for original_tp, tp in zip(truth["timepoints"], exported_truth["timepoints"]):
+        assert tp["hours_after_administration"] == original_tp["hours_after_administration"]
+        hours = (datetime.datetime.fromisoformat(tp["acquisition_datetime"]) - administered).total_seconds() / 3600
+        assert hours == pytest.approx(original_tp["hours_after_administration"])
+        original = pydicom.dcmread(os.path.join(folder, tp["label"], "spect.dcm"), stop_before_pixels=True)
+        exported = pydicom.dcmread(out / tp["label"] / "spect.dcm", stop_before_pixels=True)
+        assert acquisition_hours(exported) == pytest.approx(acquisition_hours(original))
+        detector, original_detector = exported.DetectorInformationSequence[0], original.DetectorInformationSequence[0]
+        assert detector.ImagePositionPatient == original_detector.ImagePositionPatient
+        assert detector.ImageOrientationPatient == original_detector.ImageOrientationPatient
+        assert exported.PixelSpacing == original.PixelSpacing
+    # The organ SEG still points at the exported CT images of the reference time point.
+    seg = pydicom.dcmread(out / "segmentation.dcm", stop_before_pixels=True)
+    referenced = {i.ReferencedSOPInstanceUID for s in seg.ReferencedSeriesSequence for i in s.ReferencedInstanceSequence}
+    ct_uids = {pydicom.dcmread(p, stop_before_pixels=True).SOPInstanceUID for p in dicom_files(out / "tp1" / "ct")}
+    assert referenced and referenced <= ct_uids
+    for name in ("segmentation.dcm", "tp1/spect.dcm", "tp2/ct/ct_0001.dcm"):
+        assert set(dciodvfy_errors(out / name)) <= set(dciodvfy_errors(os.path.join(folder, name))), name
+
+
+def pathlib_path(folder):
+    import pathlib
+
+    return pathlib.Path(folder)
