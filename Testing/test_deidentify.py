@@ -11,7 +11,7 @@ import pytest
 
 from export_fixtures import ADMINISTRATION, PATIENT, dciodvfy_errors, write_study
 from MIBGDosimetryLib import cli
-from MIBGDosimetryLib.export import rtdose
+from MIBGDosimetryLib.export import rtdose, seg
 from MIBGDosimetryLib.volume import ImageVolume
 
 #: Every identifying value the fixture study holds, and the parts of the name.
@@ -63,7 +63,13 @@ def study(tmp_path):
     results_dir = tmp_path / "results"
     ct = pydicom.dcmread(dicom_files(folder / "tp1" / "ct")[0])
     dose = ImageVolume(np.random.default_rng(0).random((3, 4, 5)), (4.0, 4.0, 4.0), (-10, -10, 0), np.eye(3), "Gy")
-    rtdose.write_rt_dose(dose, results_dir / "dose.dcm", reference_ct=ct)
+    rtdose.write_rt_dose(dose, results_dir / "dose.dcm", reference_ct=ct, bits=16)
+    cts = [pydicom.dcmread(p) for p in dicom_files(folder / "tp1" / "ct")]
+    grid = ImageVolume(np.stack([d.pixel_array for d in cts]), (2.0, 2.0, 3.0),
+                       (20.0, 16.0, -9.0), np.diag([-1.0, -1.0, 1.0]), "HU")
+    mask = np.zeros(grid.array.shape, dtype=bool)
+    mask[2:4, 5:9, 6:12] = True
+    seg.write_seg({"liver": mask}, grid, cts, results_dir / "seg.dcm")
     results = {"provenance": {"patient": PATIENT["name"], "study": str(folder), "study_uid": ct.StudyInstanceUID,
                               "computed": "2025-03-20T10:00:00"},
                "calibration": {"site": PATIENT["institution"]}, "timepoints": [],
@@ -88,7 +94,7 @@ def test_export_keeps_nothing_identifying_but_timing_geometry_and_characteristic
                    "--results", results_dir) == 0
     originals = {os.path.relpath(p, folder): pydicom.dcmread(p) for p in dicom_files(folder)}
     exported = {os.path.relpath(p, out): pydicom.dcmread(p) for p in dicom_files(out)}
-    assert set(exported) == set(originals) | {os.path.join("results", "dose.dcm")}
+    assert set(exported) == set(originals) | {os.path.join("results", "dose.dcm"), os.path.join("results", "seg.dcm")}
 
     # Instance UIDs (studies, series, images, frames); registered UIDs and the writer's class UID stay.
     original_uids = {text for ds in originals.values() for label, text in every_text(ds)
@@ -126,6 +132,10 @@ def test_export_keeps_nothing_identifying_but_timing_geometry_and_characteristic
     frame = exported["tp1/ct/ct_000.dcm"].FrameOfReferenceUID
     assert exported["tp1/spect.dcm"].FrameOfReferenceUID == frame
     assert exported["results/dose.dcm"].FrameOfReferenceUID == frame
+    assert exported["results/seg.dcm"].FrameOfReferenceUID == frame
+    seg_references = {i.ReferencedSOPInstanceUID for s in exported["results/seg.dcm"].ReferencedSeriesSequence
+                      for i in s.ReferencedInstanceSequence}
+    assert seg_references == {exported[f"tp1/ct/ct_{k:03d}.dcm"].SOPInstanceUID for k in range(6)}
     assert len({ds.StudyInstanceUID for ds in exported.values()}) == 1
     assert exported["tp1/ct/ct_000.dcm"].file_meta.MediaStorageSOPInstanceUID == \
         exported["tp1/ct/ct_000.dcm"].SOPInstanceUID
@@ -148,6 +158,9 @@ def test_export_keeps_nothing_identifying_but_timing_geometry_and_characteristic
     # dciodvfy finds no error in the export that the original did not have.
     for name in ("tp1/ct/ct_000.dcm", "tp2/spect.dcm"):
         assert set(dciodvfy_errors(out / name)) <= set(dciodvfy_errors(folder / name)), name
+    for name in ("seg.dcm", "dose.dcm"):
+        assert set(dciodvfy_errors(out / "results" / name)) <= set(dciodvfy_errors(results_dir / name)), name
+    assert dciodvfy_errors(out / "results" / "seg.dcm") == []
 
     # The local mapping re-identifies, and a second export reuses pseudonym, offset and UIDs.
     kept = json.loads(mapping.read_text())["patients"][PATIENT["id"]]
@@ -197,7 +210,7 @@ def test_existing_export_folder_is_not_overwritten(study, tmp_path):
 def test_phantom_study_export_keeps_timing_and_links_but_no_identity(tmp_path):
     from export_fixtures import phantom_study
 
-    folder = phantom_study([4.0, 24.0, 48.0])
+    folder = phantom_study([4.0, 24.0, 48.0, 96.0, 240.0])
     out = tmp_path / "export"
     assert run_cli(folder, "--out", out, "--mapping", tmp_path / "map.json", "--pseudonym", "TRIAL-101") == 0
     spect = pydicom.dcmread(os.path.join(folder, "tp1", "spect.dcm"), stop_before_pixels=True)

@@ -187,12 +187,17 @@ def test_kernel_command_writes_npy_and_reports_json(tmp_path):
     assert np.allclose(kernel, kernels.voxel_s_kernel(4.42, 3), rtol=1e-12)
     assert list(tmp_path.iterdir()) == [out]
 
-    anisotropic = tmp_path / "tall.npy"
-    subprocess.run([sys.executable, "-m", "MIBGDosimetryLib.cli", "kernel", "--voxel-mm", "3", "3", "6",
-                    "--half-width", "2", "--out", str(anisotropic)], capture_output=True, text=True, check=True)
-    assert np.allclose(np.load(anisotropic), kernels.voxel_s_kernel((3, 3, 6), 2), rtol=1e-12)
 
-    bad = subprocess.run([sys.executable, "-m", "MIBGDosimetryLib.cli", "kernel", "--voxel-mm", "3", "3",
-                          "--half-width", "2", "--out", str(tmp_path / "bad.npy")], capture_output=True, text=True)
-    assert bad.returncode == 2 and "one value" in bad.stderr
-    assert not (tmp_path / "bad.npy").exists()
+def test_kernel_command_in_process_for_anisotropic_voxels_and_bad_input(tmp_path, capsys):
+    from MIBGDosimetryLib.cli import main
+
+    anisotropic = tmp_path / "tall.npy"
+    assert main(["kernel", "--voxel-mm", "3", "3", "6", "--half-width", "2", "--out", str(anisotropic)]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["voxel_mm"] == [3.0, 3.0, 6.0] and report["shape"] == [5, 5, 5]
+    assert np.allclose(np.load(anisotropic), kernels.voxel_s_kernel((3, 3, 6), 2), rtol=1e-12)
+    assert main(["kernel", "--voxel-mm", "3", "3", "--half-width", "2", "--out", str(tmp_path / "bad.npy")]) == 2
+    assert "one value" in capsys.readouterr().err
+    assert main(["kernel", "--voxel-mm", "30", "--half-width", "2", "--out", str(tmp_path / "big.npy")]) == 2
+    assert "between" in capsys.readouterr().err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["tall.npy"]

@@ -77,16 +77,17 @@ def test_sphere_rejects_bad_input():
         spheres.sphere_s_value(10.0, density_g_cm3=0.0)
 
 
-def test_sphere_command_prints_json():
+def test_sphere_command_prints_json(capsys):
+    from MIBGDosimetryLib.cli import main
+
     result = subprocess.run([sys.executable, "-m", "MIBGDosimetryLib.cli", "sphere", "--mass-g", "20"],
                             capture_output=True, text=True, check=True)
     report = json.loads(result.stdout)
     expected = spheres.sphere_s_value(20.0)
     for key in ["S_mGy_per_MBq_s", "electron_absorbed_fraction", "photon_absorbed_fraction"]:
         assert report[key] == pytest.approx(expected[key], rel=1e-12)
-    bad = subprocess.run([sys.executable, "-m", "MIBGDosimetryLib.cli", "sphere", "--mass-g", "-3"],
-                         capture_output=True, text=True)
-    assert bad.returncode == 2 and "mass" in bad.stderr
+    assert main(["sphere", "--mass-g", "-3"]) == 2
+    assert "mass" in capsys.readouterr().err
 
 
 def test_organ_table_import_with_units(tmp_path):

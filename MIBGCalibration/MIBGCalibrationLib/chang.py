@@ -20,8 +20,9 @@ from MIBGCalibrationLib import voi
 #: Linear attenuation coefficient of 364 keV photons in water, 0.11 /cm (EANM 131I-mIBG guidance).
 MU_WATER_364KEV_PER_CM = 0.11
 
-#: Fraction of the voxels inside the support of the scatter-window image, taken as the steepest edge.
-STEEPEST_EDGE_FRACTION = 0.02
+#: Central part of the half-maximum outline (fraction of its equivalent radius and height) whose mean
+#: value is taken as the plateau of the scatter-window image.
+PLATEAU_FRACTION = 0.5
 
 #: CT number (HU) above which a voxel is inside the body.
 CT_BODY_THRESHOLD_HU = -500.0
@@ -84,33 +85,43 @@ def chang_correction_factors(body_mask, spacing_mm, mu_per_cm=MU_WATER_364KEV_PE
     return factors
 
 
-def steepest_edge_fraction(image, spacing_mm):
-    """Level (fraction of the robust maximum) at which the image rises most steeply.
+def volume_conserving_fraction(image, spacing_mm):
+    """Threshold (fraction of the robust maximum of :func:`voi.body_mask`) whose outline holds the volume
+    that the image's counts fill at its plateau level.
 
-    The body outline of a blurred scatter image lies where its value changes fastest; for a blurred
-    step that is half the plateau whatever the blur, for a centrally peaked scatter image it is
-    lower. The level is the median value of the voxels with the steepest gradients (the top
-    ``STEEPEST_EDGE_FRACTION`` of the image's support), relative to the robust maximum of
-    :func:`voi.body_mask`.
+    Blurring conserves counts, so for a uniformly filled body the total counts divided by the
+    plateau value is the body volume whatever the blur; a fixed fraction such as half the maximum
+    instead shrinks convex bodies blurred as widely as a scatter image (by several millimetres for a
+    20 cm cylinder). The plateau is the mean over the central part of the half-maximum outline.
     """
-    smoothed = ndimage.gaussian_filter(np.asarray(image, dtype=float), sigma=1.0)
-    peak = float(np.percentile(ndimage.uniform_filter(np.asarray(image, dtype=float), size=3), 99.9))
+    values = np.asarray(image, dtype=float)
+    peak = float(np.percentile(ndimage.uniform_filter(values, size=3), 99.9))
     if not np.isfinite(peak) or peak <= 0:
         raise ValueError("No body outline was found in the scatter-window image; it holds no counts.")
-    gradient = np.linalg.norm(np.stack(np.gradient(smoothed, *spacing_mm[::-1])), axis=0)
-    support = smoothed > 0.05 * peak
-    steepest = gradient >= np.quantile(gradient[support], 1.0 - STEEPEST_EDGE_FRACTION)
-    return float(np.median(smoothed[steepest & support])) / peak
+    half = voi.body_mask(values, 0.5)
+    slices = np.nonzero(half.any(axis=(1, 2)))[0]
+    centre_k = 0.5 * (slices.min() + slices.max())
+    k, j, i = np.indices(values.shape)
+    centre_j, centre_i = (np.mean(a[half]) for a in (j, i))
+    radius_px = np.sqrt(half[int(round(centre_k))].sum() / np.pi)
+    half_height_px = 0.5 * (slices.max() - slices.min() + 1)
+    central = (((j - centre_j) ** 2 + (i - centre_i) ** 2 <= (PLATEAU_FRACTION * radius_px) ** 2)
+               & (np.abs(k - centre_k) <= PLATEAU_FRACTION * half_height_px))
+    plateau = float(values[central].mean())
+    body_voxels = int(round(values.sum() / plateau))
+    smoothed = ndimage.uniform_filter(values, size=3)
+    level = np.sort(smoothed, axis=None)[::-1][min(body_voxels, smoothed.size - 1)]
+    return float(level) / peak
 
 
 def outline_from_scatter_image(scatter_image, spacing_mm, threshold_fraction=None):
     """Body outline from the lower scatter-window reconstruction: threshold, largest object, holes filled.
 
-    The threshold is ``threshold_fraction`` of the robust maximum, by default the level of the
-    steepest edge (:func:`steepest_edge_fraction`).
+    The threshold is ``threshold_fraction`` of the robust maximum, by default the volume-conserving
+    level of :func:`volume_conserving_fraction`.
     """
     if threshold_fraction is None:
-        threshold_fraction = steepest_edge_fraction(scatter_image, spacing_mm)
+        threshold_fraction = volume_conserving_fraction(scatter_image, spacing_mm)
     mask = voi.body_mask(scatter_image, threshold_fraction)
     if not mask.any():
         raise ValueError("No body outline was found in the scatter-window image; it holds no counts.")
@@ -135,7 +146,7 @@ def chang_correct(nac_image, scatter_image=None, ct=None, mu_per_cm=MU_WATER_364
 
     The body outline comes from ``ct`` when given, else from ``scatter_image`` (lower scatter window
     reconstruction on the same grid), thresholded at ``threshold_fraction`` of its robust maximum or, by
-    default, at its steepest edge. The input is not modified.
+    default, at its volume-conserving level. The input is not modified.
     """
     if ct is not None:
         mask, source = outline_from_ct(ct, nac_image), "CT"

@@ -1,6 +1,7 @@
 """Recovery coefficients of fillable inserts and the recovery curve over volume (EANM eq. 5).
 
-For each insert i of known volume and activity, with a spherical VOI of exactly the true volume,
+For each insert i of known volume and activity, with a VOI of the voxels inside a sphere of the true
+volume,
 
     R_i = C_i / (Q A_i)                                                  (EANM eq. 5)
 
@@ -77,13 +78,16 @@ def refine_centre(spect, centre_ras_mm, radius_mm):
 
 def insert_recovery(spect, duration_s, q_cps_per_MBq, name, centre_ras_mm, volume_ml, concentration_MBq_per_ml,
                     refine=True, dead_time_factor=1.0):
-    """Recovery coefficient of one spherical insert (EANM eq. 5), VOI of the insert's true volume.
+    """Recovery coefficient of one spherical insert (EANM eq. 5).
 
-    ``concentration_MBq_per_ml`` is the insert's activity concentration at the scan. The VOI is a sphere
-    of the true volume centred on the recorded centre, moved to the centre found on the image when
-    ``refine`` is set. ``dead_time_factor`` (EANM eq. 7) restores the counts lost to dead time during
-    the scan. The uncertainty returned is that of counting statistics only; the common
-    uncertainty of Q enters the recovery curve separately.
+    The VOI is made of the voxels whose centres lie in a sphere of the insert's true volume, as a
+    segmentation of a lesion is, so that the recovery applies to patient VOIs made the same way; the
+    recovery relates the count rate in it to the insert's true activity (``concentration_MBq_per_ml``
+    at the scan times the true volume). The sphere is centred on the recorded centre, or on the centre
+    found on the image when ``refine`` is set and the two differ by more than a quarter voxel (a
+    smaller shift is within what noise moves the found centre). ``dead_time_factor`` (EANM eq. 7)
+    restores the counts lost to dead time during the scan. The uncertainty returned is that of
+    counting statistics only; the common uncertainty of Q enters the recovery curve separately.
     """
     if volume_ml <= 0 or concentration_MBq_per_ml <= 0:
         raise ValueError(f"Insert '{name}': volume and activity concentration must be positive.")
@@ -93,14 +97,15 @@ def insert_recovery(spect, duration_s, q_cps_per_MBq, name, centre_ras_mm, volum
     centre = nominal
     if refine:
         found = refine_centre(spect, nominal, radius_mm)
-        if np.linalg.norm(found - nominal) <= 0.5 * radius_mm + max(spect.spacing_mm):
-            centre = found
-        else:
+        shift = np.linalg.norm(found - nominal)
+        if shift > 0.5 * radius_mm + max(spect.spacing_mm):
             warnings.append(f"Insert '{name}' was not found near its recorded centre; the recorded centre is used.")
-    weights = voi.sphere_weights(spect, centre, radius_mm)
-    if weights.sum() * spect.voxel_volume_ml < 0.9 * volume_ml:
+        elif shift > 0.25 * min(spect.spacing_mm):
+            centre = found
+    if voi.sphere_weights(spect, centre, radius_mm).sum() * spect.voxel_volume_ml < 0.99 * volume_ml:
         raise ValueError(f"Insert '{name}' lies (partly) outside the reconstructed image.")
-    counts = float((np.asarray(spect.array, dtype=float) * weights).sum())
+    mask = voi.sphere_weights(spect, centre, radius_mm, subsamples=1) > 0
+    counts = float(np.asarray(spect.array, dtype=float)[mask].sum())
     if counts <= 0:
         raise ValueError(f"The VOI of insert '{name}' holds no counts; check its centre and the sphere series.")
     rate = counts / duration_s * dead_time_factor

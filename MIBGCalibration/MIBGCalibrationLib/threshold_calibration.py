@@ -2,7 +2,8 @@
 
 For each insert the threshold fraction f is found for which the connected region around the
 insert's hottest voxel, of voxels above ``background + f (maximum - background)``, has the insert's
-true volume. The fractions are then fitted by linear least squares with
+true volume. Maximum (hottest voxel), connectivity and background (mean of a shell around the
+region) are those of :mod:`MIBGDosimetryLib.segmentation.adaptive_threshold`, which applies the model. The fractions are then fitted by linear least squares with
 ``f(V, C) = a + b / V + c / C`` (V in mL, C the insert-to-background concentration ratio); the
 contrast term is fitted only when the inserts cover more than one contrast.
 """
@@ -14,9 +15,20 @@ from scipy import ndimage
 
 from MIBGCalibrationLib import voi
 from MIBGCalibrationLib.threshold import ThresholdModel
+from MIBGDosimetryLib.segmentation import adaptive_threshold
 
 #: Bisection steps on the threshold fraction (resolution 2**-40).
 BISECTION_STEPS = 40
+
+#: 26-connected regions and the background shell of the adaptive-threshold delineation, so that the
+#: calibrated fractions mean the same there.
+CONNECTIVITY = np.ones((3, 3, 3), dtype=bool)
+SHELL_GAP_MM = adaptive_threshold.SHELL_GAP_MM
+SHELL_THICKNESS_MM = adaptive_threshold.SHELL_THICKNESS_MM
+BACKGROUND_TOLERANCE = adaptive_threshold.BACKGROUND_TOLERANCE
+
+#: Re-estimations of the background from the shell around the region.
+BACKGROUND_UPDATES = 5
 
 
 @dataclasses.dataclass
@@ -34,19 +46,41 @@ class InsertThreshold:
         return dataclasses.asdict(self)
 
 
-def _region_volume_ml(values, region, seed_index, level, voxel_ml):
-    above = region & (values >= level)
-    labels, _ = ndimage.label(above, structure=np.ones((3, 3, 3)))
+def _component(values, region, seed_index, level):
+    labels, _ = ndimage.label(region & (values >= level), structure=CONNECTIVITY)
     label = labels[seed_index]
-    return 0.0 if label == 0 else float((labels == label).sum()) * voxel_ml
+    return labels == label if label else np.zeros(values.shape, dtype=bool)
+
+
+def shell_background(values, component, level, spacing_mm):
+    """Mean value in the shell SHELL_GAP_MM..SHELL_GAP_MM + SHELL_THICKNESS_MM outside ``component``,
+    leaving out voxels at or above ``level`` (other hot objects): the background of the delineation."""
+    distance_mm = ndimage.distance_transform_edt(~component, sampling=np.asarray(spacing_mm)[::-1])
+    shell = (distance_mm > SHELL_GAP_MM) & (distance_mm <= SHELL_GAP_MM + SHELL_THICKNESS_MM) & (values < level)
+    if not shell.any():
+        raise ValueError("No background is left around the insert; the image is too small.")
+    return float(values[shell].mean())
+
+
+def _fraction_for_volume(values, region, seed_index, maximum, background, volume_ml, voxel_ml):
+    low, high = 0.0, 1.0
+    for _ in range(BISECTION_STEPS):
+        middle = 0.5 * (low + high)
+        level = background + middle * (maximum - background)
+        if _component(values, region, seed_index, level).sum() * voxel_ml > volume_ml:
+            low = middle
+        else:
+            high = middle
+    return 0.5 * (low + high)
 
 
 def insert_threshold(spect, name, centre_ras_mm, volume_ml, background, contrast):
     """Threshold fraction (of maximum - background, above background) giving the insert's true volume.
 
-    ``background`` is the mean voxel value of the surrounding background, on the same scale as the image.
-    The search is confined to a sphere of 1.5 insert radii plus two voxels about the centre so that
-    neighbouring inserts are not joined.
+    The region is the 26-connected set of voxels above the threshold around the insert's hottest
+    voxel, searched within 1.5 insert radii plus two voxels of the centre so that neighbouring inserts
+    are not joined. ``background`` (image units) starts the search; it is then re-estimated, as the
+    delineation does, as the mean of the shell around the region, until it settles.
     """
     radius_mm = (3.0 * volume_ml * 1000.0 / (4.0 * np.pi)) ** (1.0 / 3.0)
     region = voi.sphere_weights(spect, centre_ras_mm, 1.5 * radius_mm + 2.0 * max(spect.spacing_mm),
@@ -54,21 +88,22 @@ def insert_threshold(spect, name, centre_ras_mm, volume_ml, background, contrast
     values = np.asarray(spect.array, dtype=float)
     if not region.any():
         raise ValueError(f"Insert '{name}' lies outside the image.")
-    masked = np.where(region, values, -np.inf)
-    seed_index = np.unravel_index(int(np.argmax(masked)), values.shape)
+    seed_index = np.unravel_index(int(np.argmax(np.where(region, values, -np.inf))), values.shape)
     maximum = float(values[seed_index])
     if maximum <= background:
         raise ValueError(f"Insert '{name}' is not brighter than the background; no threshold reproduces its volume.")
-    voxel_ml = spect.voxel_volume_ml
-    low, high = 0.0, 1.0
-    for _ in range(BISECTION_STEPS):
-        middle = 0.5 * (low + high)
-        level = background + middle * (maximum - background)
-        if _region_volume_ml(values, region, seed_index, level, voxel_ml) > volume_ml:
-            low = middle
-        else:
-            high = middle
-    return InsertThreshold(name, float(volume_ml), float(contrast), 0.5 * (low + high), maximum, float(background))
+    background = float(background)
+    for _ in range(BACKGROUND_UPDATES):
+        fraction = _fraction_for_volume(values, region, seed_index, maximum, background, volume_ml,
+                                        spect.voxel_volume_ml)
+        level = background + fraction * (maximum - background)
+        updated = shell_background(values, _component(values, region, seed_index, level), level, spect.spacing_mm)
+        settled = abs(updated - background) <= BACKGROUND_TOLERANCE * (maximum - background)
+        background = updated
+        if settled:
+            break
+    fraction = _fraction_for_volume(values, region, seed_index, maximum, background, volume_ml, spect.voxel_volume_ml)
+    return InsertThreshold(name, float(volume_ml), float(contrast), fraction, maximum, background)
 
 
 def fit_threshold_model(inserts):

@@ -243,8 +243,10 @@ def advise_schedule(vois, tia_tolerance=DEFAULT_TIA_TOLERANCE, min_coverage=MIN_
 
     def evaluate(indices, fits=None):
         result = {}
+        # With 3 points no model can be compared by AICc; the mono-exponential is the fit's own choice then.
+        chosen = "mono" if model == "auto" and len(indices) < 4 else model
         for name, (t, a, s) in data.items():
-            f = fit(t[indices], a[indices], None if s is None else s[indices], model=model)
+            f = fit(t[indices], a[indices], None if s is None else s[indices], model=chosen)
             result[name] = {"tia_MBq_h": float(f.tia_MBq_h), "coverage_fraction": float(f.coverage_fraction),
                             "effective_half_life_h": float(f.effective_half_life_h)}
             if fits is not None:

@@ -66,8 +66,12 @@ class ExponentialModel:
         p = _as_columns(p)
         amplitudes = p[: self.n_amplitudes]
         rates = p[self.n_amplitudes:]
-        matrix = np.asarray(self.amplitude_matrix, dtype=float)
-        coefficients = np.tensordot(matrix, amplitudes, axes=(1, 0))
+        # An explicit sum over the few amplitudes: cheaper than a BLAS call for these tiny matrices.
+        coefficients = np.zeros((len(self.rate_index), p.shape[1]))
+        for j, row in enumerate(self.amplitude_matrix):
+            for m, factor in enumerate(row):
+                if factor:
+                    coefficients[j] += factor * amplitudes[m]
         return coefficients, rates[list(self.rate_index)]
 
     def value(self, times_h, p):
@@ -78,18 +82,22 @@ class ExponentialModel:
 
     def jacobian(self, times_h, p):
         """dA/dp at ``times_h``: shape (k, T, N)."""
+        return self.value_and_jacobian(times_h, p)[1]
+
+    def value_and_jacobian(self, times_h, p):
+        """Activity (T, N) and dA/dp (k, T, N) from one evaluation of the exponentials."""
         p = _as_columns(p)
         c, lam = self.terms(p)
         t = np.asarray(times_h, dtype=float)[:, None, None]
         e = np.exp(-lam[None] * t)  # (T, terms, N)
+        ce = c[None] * e
         matrix = np.asarray(self.amplitude_matrix, dtype=float)
         jac = np.empty((self.n_parameters,) + e.shape[:1] + e.shape[2:])
         jac[: self.n_amplitudes] = np.einsum("jm,tjn->mtn", matrix, e)
-        d_rate = -t * c[None] * e
         for q in range(len(self.rate_names)):
             terms = [j for j, idx in enumerate(self.rate_index) if idx == q]
-            jac[self.n_amplitudes + q] = d_rate[:, terms].sum(axis=1)
-        return jac
+            jac[self.n_amplitudes + q] = -t[:, 0] * ce[:, terms].sum(axis=1)
+        return ce.sum(axis=1), jac
 
     def integral(self, p, start_h=0.0, stop_h=np.inf):
         """Integral of A(t) from ``start_h`` to ``stop_h`` (MBq h), shape (N,)."""
@@ -161,7 +169,7 @@ def tail_rate_per_h(times_h, activity_MBq, n_points=3):
     dt = t - t.mean()
     positive = np.all(y > 0, axis=0)
     log_y = np.log(np.where(positive, y, 1.0))
-    rate = -np.tensordot(dt, log_y, axes=(0, 0)) / np.sum(dt * dt)
+    rate = -np.einsum("t,tn->n", dt, log_y) / np.sum(dt * dt)
     return np.where(positive, rate, np.nan)
 
 

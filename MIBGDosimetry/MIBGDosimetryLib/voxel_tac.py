@@ -211,7 +211,7 @@ def _initial_estimate(model, t, y, sigma, tail_rate):
     """Closed-form start: log-linear fit (mono) or the best of a small rate grid (bi, tri)."""
     log_y = np.log(np.maximum(y, RELATIVE_SIGMA_FLOOR * y.max(axis=0) + 1e-300))
     dt = t - t.mean()
-    overall = -np.tensordot(dt, log_y, axes=(0, 0)) / np.sum(dt * dt)
+    overall = -np.einsum("t,tn->n", dt, log_y) / np.sum(dt * dt)
     lo, hi = DECAY_CONSTANT_PER_H, MAX_RATE_PER_H
     if model.name == "mono":
         grid = [np.clip(overall, lo, hi)[None]]
@@ -251,7 +251,7 @@ def _linear_amplitudes(model, t, y, sigma, rates):
     normal = np.einsum("atn,btn->nab", design, design)
     rhs = np.einsum("atn,tn->na", design, target)
     normal += np.eye(k_a) * (1e-12 * np.trace(normal, axis1=1, axis2=2)[:, None, None] + 1e-300)
-    amplitudes = np.linalg.solve(normal, rhs[..., None])[..., 0].T
+    amplitudes = _solve(normal, rhs)
     return np.maximum(amplitudes, 1e-6 * y.max(axis=0))
 
 
@@ -265,26 +265,38 @@ def _levenberg_marquardt(model, t, y, sigma, p, iterations):
     upper = model.upper_bounds()[:, None]
     diagonal = np.arange(model.n_parameters)
     p = np.clip(p, lower, upper)
-    cost = np.sum(((model.value(t, p) - y) / sigma) ** 2, axis=0)
+    residual = (model.value(t, p) - y) / sigma
+    cost = np.sum(residual ** 2, axis=0)
     active = np.arange(p.shape[1])
     damping = np.full(active.size, 1e-3)
     for _ in range(iterations):
         if active.size == 0:
             break
-        pa, ya, sa, ca = p[:, active], y[:, active], sigma[:, active], cost[active]
-        residual = (model.value(t, pa) - ya) / sa
+        pa, ya, sa, ca, ra = p[:, active], y[:, active], sigma[:, active], cost[active], residual[:, active]
         jac = model.jacobian(t, pa) / sa
         normal = np.einsum("atn,btn->nab", jac, jac)
-        gradient = np.einsum("atn,tn->na", jac, residual)
+        gradient = np.einsum("atn,tn->na", jac, ra)
         scale = normal[:, diagonal, diagonal]
         normal[:, diagonal, diagonal] += damping[:, None] * scale + 1e-12 * scale.max(axis=1, keepdims=True) + 1e-300
-        step = np.linalg.solve(normal, -gradient[..., None])[..., 0].T
-        candidate = np.clip(pa + step, lower, upper)
-        candidate_cost = np.sum(((model.value(t, candidate) - ya) / sa) ** 2, axis=0)
+        candidate = np.clip(pa + _solve(normal, -gradient), lower, upper)
+        candidate_residual = (model.value(t, candidate) - ya) / sa
+        candidate_cost = np.sum(candidate_residual ** 2, axis=0)
         better = candidate_cost < ca
         p[:, active] = np.where(better, candidate, pa)
         cost[active] = np.where(better, candidate_cost, ca)
+        residual[:, active] = np.where(better, candidate_residual, ra)
         damping = np.where(better, damping * 0.3, damping * 10.0)
         done = (better & (ca - candidate_cost <= 1e-12 * ca)) | (damping > 1e10)
         active, damping = active[~done], damping[~done]
     return p, cost
+
+
+def _solve(normal, rhs):
+    """Solutions x (k, N) of the N systems normal[n] x = rhs[n]; 1 x 1 and 2 x 2 in closed form."""
+    if normal.shape[1] == 1:
+        return (rhs[:, 0] / normal[:, 0, 0])[None]
+    if normal.shape[1] == 2:
+        a, b, c, d = normal[:, 0, 0], normal[:, 0, 1], normal[:, 1, 0], normal[:, 1, 1]
+        det = a * d - b * c
+        return np.stack([(d * rhs[:, 0] - b * rhs[:, 1]) / det, (a * rhs[:, 1] - c * rhs[:, 0]) / det])
+    return np.linalg.solve(normal, rhs[..., None])[..., 0].T

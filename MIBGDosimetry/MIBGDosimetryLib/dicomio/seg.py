@@ -68,5 +68,5 @@ def write_segmentation(masks, kinds, ct_paths, path, series_number=100, series_d
         segment_descriptions=descriptions, series_instance_uid=generate_uid(), series_number=series_number,
         sop_instance_uid=generate_uid(), instance_number=1, manufacturer=common.MANUFACTURER,
         manufacturer_model_name="MIBGDosimetry", software_versions=__version__, device_serial_number="0001",
-        series_description=series_description, omit_empty_frames=False)
+        series_description=series_description)
     return common.write_dataset(seg, path)

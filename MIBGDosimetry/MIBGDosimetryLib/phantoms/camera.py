@@ -29,7 +29,7 @@ FWHM_PER_SIGMA = 2.0 * math.sqrt(2.0 * math.log(2.0))
 
 @dataclasses.dataclass(frozen=True)
 class Camera:
-    """A dual-purpose digital SPECT camera for 131I.
+    """A digital SPECT camera imaging 131I through a high-energy collimator.
 
     ``dead_time_s`` 4 us lies in the range of paralysable dead times measured on clinical
     cameras for 131I (about 2-8 us, depending on crystal, electronics and scatter conditions).

@@ -133,30 +133,57 @@ def transport_cross_section_cm2_g(material, energy_MeV):
     return total
 
 
-def _wentzel_screening_table():
-    """Screening parameter A of p(w) ~ 1/(w + 2A)^2, w = 1 - cos theta, against the mean of w."""
-    screening = np.geomspace(1.0e-9, 1.0e4, 2000)
+class _LogGrid:
+    """Linear interpolation of tables on a uniform grid of log(x): faster than a bisection search."""
+
+    def __init__(self, x_min, x_max, count):
+        self.log_min = np.log(x_min)
+        self.log_step = (np.log(x_max) - self.log_min) / (count - 1)
+        self.count = count
+        self.x = np.exp(self.log_min + self.log_step * np.arange(count))
+
+    def locate(self, x):
+        """Cell indices and fractions of ``x`` (clamped to the grid)."""
+        position = np.clip((np.log(x) - self.log_min) / self.log_step, 0.0, self.count - 1.000001)
+        index = position.astype(np.intp)
+        return index, position - index
+
+    @staticmethod
+    def value(table, located):
+        index, fraction = located
+        low = table[index]
+        return low + fraction * (table[index + 1] - low)
+
+
+def _wentzel_screening_grid():
+    """Grid of the mean of w = 1 - cos theta and the screening parameter A of p(w) ~ 1/(w + 2A)^2 with
+    that mean, <w> = 2A(1+A)(ln(1 + 1/A) - 1/(1+A))."""
+    screening = np.geomspace(1.0e-14, 1.0e4, 4000)
     mean_w = 2.0 * screening * (1.0 + screening) * (np.log1p(1.0 / screening) - 1.0 / (1.0 + screening))
-    return mean_w, screening
+    grid = _LogGrid(1.0e-12, 0.999, 2000)
+    return grid, np.exp(np.interp(np.log(grid.x), np.log(mean_w), np.log(screening)))
 
 
 def _rotate(direction, cos_theta, phi):
     """Directions deflected by polar angle theta and azimuth phi from ``direction`` (n, 3)."""
     u, v, w = direction[:, 0], direction[:, 1], direction[:, 2]
-    sin_theta = np.sqrt(np.clip(1.0 - cos_theta ** 2, 0.0, None))
-    cos_phi, sin_phi = np.cos(phi), np.sin(phi)
-    rho = np.sqrt(np.clip(1.0 - w ** 2, 0.0, None))
+    sin_theta = np.sqrt(np.maximum(1.0 - cos_theta ** 2, 0.0))
+    a = sin_theta * np.cos(phi)
+    b = sin_theta * np.sin(phi)
+    rho = np.sqrt(np.maximum(1.0 - w ** 2, 0.0))
+    polar = rho < 1.0e-8
+    inverse_rho = 1.0 / np.where(polar, 1.0, rho)
     out = np.empty_like(direction)
-    polar = rho < 1.0e-10
-    safe_rho = np.where(polar, 1.0, rho)
-    out[:, 0] = u * cos_theta + sin_theta * (u * w * cos_phi - v * sin_phi) / safe_rho
-    out[:, 1] = v * cos_theta + sin_theta * (v * w * cos_phi + u * sin_phi) / safe_rho
-    out[:, 2] = w * cos_theta - rho * sin_theta * cos_phi
-    sign = np.sign(w[polar])
-    out[polar, 0] = sin_theta[polar] * cos_phi[polar]
-    out[polar, 1] = sin_theta[polar] * sin_phi[polar]
-    out[polar, 2] = sign * cos_theta[polar]
-    return out / np.linalg.norm(out, axis=1, keepdims=True)
+    out[:, 0] = u * cos_theta + (u * w * a - v * b) * inverse_rho
+    out[:, 1] = v * cos_theta + (v * w * a + u * b) * inverse_rho
+    out[:, 2] = w * cos_theta - rho * a
+    if np.any(polar):
+        # Along the z axis the azimuth is measured from x.
+        out[polar, 0] = a[polar]
+        out[polar, 1] = b[polar]
+        out[polar, 2] = np.sign(w[polar]) * cos_theta[polar]
+    out /= np.sqrt(np.einsum("ij,ij->i", out, out))[:, None]
+    return out
 
 
 def isotropic_directions(rng, count):
@@ -167,61 +194,57 @@ def isotropic_directions(rng, count):
     return np.stack([sin_theta * np.cos(phi), sin_theta * np.sin(phi), cos_theta], axis=1)
 
 
-def electron_radial_deposition(material, energy_MeV, weight, edges_g_cm2, seed):
-    """Energy (MeV) deposited in each spherical shell between ``edges_g_cm2`` by electrons started at
-    the origin with kinetic energies ``energy_MeV`` and statistical weights ``weight`` (per decay).
+def electron_radial_deposition(material, energy_MeV, weight, shell_g_cm2, shell_count, seed):
+    """Energy (MeV) deposited in each of ``shell_count`` spherical shells of thickness ``shell_g_cm2``
+    around the origin by electrons started there with kinetic energies ``energy_MeV`` and statistical
+    weights ``weight`` (per decay).
 
-    Energy deposited beyond the last edge is added to the last shell (it does not occur for 131I
-    when the edges extend beyond the CSDA range of the most energetic electron)."""
+    Energy deposited beyond the last shell is added to it (it does not occur for 131I when the shells
+    extend beyond the CSDA range of the most energetic electron)."""
     rng = np.random.default_rng(seed)
-    grid_MeV = np.geomspace(1.0e-3, 2.0, 600)
-    inverse_stopping = 1.0 / collision_stopping_power_MeV_cm2_g(material, grid_MeV, CUTOFF_ENERGY_MEV)
-    moller_grid = moller_cross_section_cm2_g(material, grid_MeV, CUTOFF_ENERGY_MEV)
+    grid = _LogGrid(1.0e-3, 2.0, 1200)
+    inverse_stopping = 1.0 / collision_stopping_power_MeV_cm2_g(material, grid.x, CUTOFF_ENERGY_MEV)
     range_g_cm2 = np.concatenate([[0.0], np.cumsum(0.5 * (inverse_stopping[1:] + inverse_stopping[:-1])
-                                                   * np.diff(grid_MeV))])
-    log_grid = np.log(grid_MeV)
-    transport_grid = transport_cross_section_cm2_g(material, grid_MeV)
-    mean_w_table, screening_table = _wentzel_screening_table()
-
-    def csda_range(e):
-        return np.interp(np.log(e), log_grid, range_g_cm2)
+                                                   * np.diff(grid.x))])
+    transport_table = transport_cross_section_cm2_g(material, grid.x)
+    moller_table = moller_cross_section_cm2_g(material, grid.x, CUTOFF_ENERGY_MEV)
+    screening_grid, screening_table = _wentzel_screening_grid()
 
     energy = np.asarray(energy_MeV, dtype=float).copy()
     weight = np.asarray(weight, dtype=float).copy()
     position = np.zeros((energy.size, 3))
     direction = isotropic_directions(rng, energy.size)
-    deposit = np.zeros(len(edges_g_cm2) - 1)
+    deposit = np.zeros(shell_count)
 
     def score(where, energy_deposit, particle_weight):
-        radius = np.linalg.norm(where, axis=1)
-        index = np.clip(np.searchsorted(edges_g_cm2, radius, side="right") - 1, 0, deposit.size - 1)
-        deposit[:] += np.bincount(index, weights=energy_deposit * particle_weight, minlength=deposit.size)
+        radius = np.sqrt(np.einsum("ij,ij->i", where, where))
+        index = np.minimum((radius / shell_g_cm2).astype(np.intp), shell_count - 1)
+        deposit[:] += np.bincount(index, weights=energy_deposit * particle_weight, minlength=shell_count)
 
     below = energy <= CUTOFF_ENERGY_MEV
     score(position[below], energy[below], weight[below])
     alive = ~below
     energy, weight, position, direction = energy[alive], weight[alive], position[alive], direction[alive]
     while energy.size:
-        next_energy = np.maximum(energy * (1.0 - STEP_ENERGY_FRACTION), CUTOFF_ENERGY_MEV)
         # The last step ends exactly at the cut-off; the rest is deposited at the end of the track.
-        step = csda_range(energy) - csda_range(next_energy)
-        mid = 0.5 * (energy + next_energy)
-        transport = np.exp(np.interp(np.log(mid), log_grid, np.log(transport_grid)))
-        mean_w = np.clip(1.0 - np.exp(-step * transport), 1.0e-12, 0.999)
-        screening = np.interp(mean_w, mean_w_table, screening_table)
+        next_energy = np.maximum(energy * (1.0 - STEP_ENERGY_FRACTION), CUTOFF_ENERGY_MEV)
+        step = grid.value(range_g_cm2, grid.locate(energy)) - grid.value(range_g_cm2, grid.locate(next_energy))
+        at_mid = grid.locate(0.5 * (energy + next_energy))
+        mean_w = np.clip(-np.expm1(-step * grid.value(transport_table, at_mid)), 1.0e-12, 0.999)
+        screening = grid.value(screening_table, screening_grid.locate(mean_w))
         hinge = rng.uniform(size=energy.size)
         position += (hinge * step)[:, None] * direction
         score(position, energy - next_energy, weight)
         # At most one hard collision per step (its probability stays below 0.15 for these steps): the
         # knock-on electron starts at the hinge, the primary loses its energy.
-        moller = np.interp(np.log(mid), log_grid, moller_grid)
+        moller = grid.value(moller_table, at_mid)
         hard = (rng.uniform(size=energy.size) < -np.expm1(-step * moller)) & (next_energy > 2.0 * CUTOFF_ENERGY_MEV)
         transfer = sample_moller_transfer(rng, next_energy[hard], CUTOFF_ENERGY_MEV)
         primary = next_energy[hard]
         cos_delta = np.sqrt(transfer * (primary + 2.0 * ELECTRON_REST_ENERGY_MEV)
                             / (primary * (transfer + 2.0 * ELECTRON_REST_ENERGY_MEV)))
         knock_on_direction = _rotate(direction[hard], cos_delta, rng.uniform(0.0, 2.0 * np.pi, transfer.size))
-        knock_on_position = position[hard].copy()
+        knock_on_position = position[hard]
         knock_on_weight = weight[hard]
         next_energy[hard] -= transfer
         u = rng.uniform(size=energy.size)

@@ -22,8 +22,9 @@ Lengths are mass thicknesses (g/cm2), i.e. centimetres at unit density.
 
 import numpy as np
 
-from MIBGDosimetryLib.physics.electron_transport import ELECTRON_REST_ENERGY_MEV, _rotate, isotropic_directions
-from MIBGDosimetryLib.physics.materials import photon_coefficient_cm2_g
+from MIBGDosimetryLib.physics.electron_transport import (ELECTRON_REST_ENERGY_MEV, _LogGrid, _rotate,
+                                                         isotropic_directions)
+from MIBGDosimetryLib.physics.materials import MAX_PHOTON_ENERGY_MEV, photon_coefficient_cm2_g
 
 #: Photons below this energy (MeV) are absorbed locally.
 PHOTON_CUTOFF_MEV = 0.005
@@ -85,12 +86,16 @@ def photon_scatter_deposition(material_name, energy_MeV, yield_per_decay, edges_
     deposit = np.zeros(len(edges_g_cm2) - 1)
     r_max = edges_g_cm2[-1]
 
+    grid = _LogGrid(PHOTON_CUTOFF_MEV, MAX_PHOTON_ENERGY_MEV, 2000)
+    photo_table = photon_coefficient_cm2_g(material_name, "photoelectric", grid.x)
+    compton_table = photon_coefficient_cm2_g(material_name, "incoherent", grid.x)
+
     def coefficients(e):
-        return (photon_coefficient_cm2_g(material_name, "photoelectric", e),
-                photon_coefficient_cm2_g(material_name, "incoherent", e))
+        located = grid.locate(e)
+        return grid.value(photo_table, located), grid.value(compton_table, located)
 
     def score(where, energy_deposit):
-        radius = np.linalg.norm(where, axis=1)
+        radius = np.sqrt(np.einsum("ij,ij->i", where, where))
         inside = radius < r_max
         index = np.searchsorted(edges_g_cm2, radius[inside], side="right") - 1
         deposit[:] += np.bincount(index, weights=energy_deposit[inside] * weight, minlength=deposit.size)
@@ -106,7 +111,7 @@ def photon_scatter_deposition(material_name, energy_MeV, yield_per_decay, edges_
     while energy.size:
         low = energy < PHOTON_CUTOFF_MEV
         score(position[low], energy[low])
-        keep = ~low & (np.linalg.norm(position, axis=1) < r_max)
+        keep = ~low & (np.einsum("ij,ij->i", position, position) < r_max ** 2)
         energy, position, direction = energy[keep], position[keep], direction[keep]
         if not energy.size:
             break

@@ -30,13 +30,14 @@ from MIBGDosimetryLib.physics.photon_transport import (PHOTON_CUTOFF_MEV, first_
                                                        photon_scatter_deposition)
 
 #: Identifies the calculation below; part of the cache file name.
-MODEL_VERSION = "2"
+MODEL_VERSION = "4"
 BETA_HISTORIES = 200_000
 CONVERSION_ELECTRON_HISTORIES = 50_000
 PHOTON_HISTORIES = 1_000_000
 SEED = 131
 #: Electron shells: 5 micrometre (at unit density) up to 4 mm, beyond the 0.81 MeV CSDA range (3.4 mm).
-ELECTRON_EDGES_G_CM2 = np.linspace(0.0, 0.4, 801)
+ELECTRON_SHELL_G_CM2 = 0.0005
+ELECTRON_SHELL_COUNT = 800
 #: Scattered-photon shells: 0.25 mm up to 5 cm, then 2.5 mm up to 60 cm.
 SCATTER_EDGES_NEAR_G_CM2 = np.linspace(0.0, 5.0, 201)
 SCATTER_EDGES_FAR_G_CM2 = np.linspace(5.0, 60.0, 221)
@@ -134,7 +135,7 @@ def compute_radial_kernel(material_name):
     ce_weight = np.full(CONVERSION_ELECTRON_HISTORIES, ce_yield.sum() / CONVERSION_ELECTRON_HISTORIES)
     electron_deposit = electron_radial_deposition(
         material, np.concatenate([beta_sample, ce_sample]), np.concatenate([beta_weight, ce_weight]),
-        ELECTRON_EDGES_G_CM2, SEED + 1)
+        ELECTRON_SHELL_G_CM2, ELECTRON_SHELL_COUNT, SEED + 1)
     auger_MeV, auger_yield = i131.auger_electron_lines()
     photon_MeV, photon_yield = i131.photon_lines()
     transported = photon_MeV >= PHOTON_CUTOFF_MEV
@@ -144,7 +145,8 @@ def compute_radial_kernel(material_name):
     scatter = photon_scatter_deposition(material_name, photon_MeV[transported], photon_yield[transported],
                                         scatter_edges, PHOTON_HISTORIES, SEED + 2)
     emitted = float(np.sum(photon_MeV[transported] * photon_yield[transported]))
-    return RadialKernel(material_name, ELECTRON_EDGES_G_CM2.copy(), electron_deposit, local, emitted, mu, first,
+    electron_edges = ELECTRON_SHELL_G_CM2 * np.arange(ELECTRON_SHELL_COUNT + 1)
+    return RadialKernel(material_name, electron_edges, electron_deposit, local, emitted, mu, first,
                         scatter_edges, scatter)
 
 

@@ -18,7 +18,7 @@ from MIBGDosimetryLib.registration import quality as quality_figures
 from MIBGDosimetryLib.registration.resample import jacobian_determinant
 from MIBGDosimetryLib.registration.result import RegistrationResult
 from MIBGDosimetryLib.registration.rigid import (NUMBER_OF_THREADS, SAMPLING_SEED, body_dice, metric_mask,
-                                                 outline_mask, prepared_image)
+                                                 outline_mask, prepared_image, working_copy)
 from MIBGDosimetryLib.registration.transforms import sitk_from_matrix
 
 #: Control-point spacing of the B-spline grid (mm).
@@ -36,6 +36,7 @@ def register_bspline(fixed, moving, rigid_result, iterations=30):
     if fixed.units.upper() != "HU" or moving.units.upper() != "HU":
         raise ValueError("Deformable registration is done between CTs (units HU).")
     start = time.perf_counter()
+    fixed, moving = working_copy(fixed), working_copy(moving)
     rigid = sitk_from_matrix(rigid_result.matrix_ras)
     fixed_image, moving_image = prepared_image(fixed, "CT"), prepared_image(moving, "CT")
     fixed_body = outline_mask(fixed, "CT")

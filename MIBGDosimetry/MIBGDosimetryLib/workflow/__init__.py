@@ -1,0 +1,1 @@
+"""The dose workflow: study and calibration record in, absorbed doses and their outputs out."""
