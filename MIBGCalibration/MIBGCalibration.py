@@ -186,8 +186,28 @@ class MIBGCalibrationTest(ScriptedLoadableModuleTest):
     def runTest(self):
         self.setUp()
         self.test_missing_inputs_are_reported()
+        self.setUp()
+        self.test_calibration_of_the_digital_phantom()
 
     def test_missing_inputs_are_reported(self):
         with self.assertRaises(ValueError):
             MIBGCalibrationLogic().process("", "")
         logging.info("MIBGCalibration self-test passed")
+
+    def test_calibration_of_the_digital_phantom(self):
+        """The whole chain on the digital calibration phantom, Q and tau against its truth."""
+        import json
+        import tempfile
+
+        from MIBGDosimetryLib.phantoms.calibration import CalibrationConfig, write_calibration_set
+
+        with tempfile.TemporaryDirectory() as folder:
+            phantom = pathlib.Path(folder) / "phantom"
+            write_calibration_set(str(phantom), CalibrationConfig(seed=2))
+            truth = json.loads((phantom / "truth.json").read_text())
+            outputs = MIBGCalibrationLogic().process(phantom, pathlib.Path(folder) / "calibration.json")
+            record = outputs.result.record
+            self.assertAlmostEqual(record.calibration_factor_cps_per_MBq / truth["Q_cps_per_MBq"], 1.0, delta=0.02)
+            self.assertAlmostEqual(record.dead_time_s / truth["tau_s"], 1.0, delta=0.05)
+            self.assertIsNotNone(slicer.mrmlScene.GetNodeByID(outputs.record_node.GetID()))
+        logging.info("MIBGCalibration phantom self-test passed")

@@ -36,6 +36,20 @@ class MIBGDosimetry(ScriptedLoadableModule):
             "time-activity curves, voxel-kernel dose, DVH, BED/EUD and uncertainties.")
         self.parent.acknowledgementText = _(
             "Methods follow the EANM dosimetry guidance for 131I-mIBG therapy of neuroblastoma.")
+        slicer.app.connect("startupCompleted()", registerAdaptiveThresholdEffect)
+
+
+def registerAdaptiveThresholdEffect():
+    """Add the "MIBG adaptive threshold" effect to the Segment Editor (once, after Slicer has started)."""
+    import qSlicerSegmentationsEditorEffectsPythonQt as effects
+
+    factory = slicer.qSlicerSegmentEditorEffectFactory.instance()
+    if any(effect.name == "MIBG adaptive threshold" for effect in factory.registeredEffects()):
+        return
+    effect = effects.qSlicerSegmentEditorScriptedEffect(None)
+    effectPath = os.path.join(os.path.dirname(__file__), "MIBGDosimetryLib", "SegmentEditorAdaptiveThresholdEffect.py")
+    effect.setPythonSource(effectPath.replace("\\", "/"))
+    effect.self().register()
 
 
 #

@@ -160,3 +160,18 @@ def test_chang_correction_with_outline_from_scatter_image():
         chang.chang_correct(nac)
     with pytest.raises(ValueError, match="empty"):
         chang.chang_correction_factors(np.zeros((2, 8, 8), bool), (2.0, 2.0, 2.0))
+
+
+def test_chang_outline_from_ct_on_another_grid():
+    image = cylinder_volume()
+    radius = 80.0
+    ct_grid = ImageVolume(np.zeros((6, 70, 70)), (3.0, 3.0, 2.0), (-103.5, -103.5, -2.0))
+    k, j, i = np.indices(ct_grid.array.shape)
+    x, y = ct_grid.origin_ras_mm[0] + 3.0 * i, ct_grid.origin_ras_mm[1] + 3.0 * j
+    ct = ct_grid.with_array(np.where(x ** 2 + y ** 2 <= radius ** 2, 40.0, -1000.0), units="HU")
+    result = chang.chang_correct(image.with_array(np.ones(image.array.shape)), ct=ct)
+    assert result.outline_source == "CT"
+    k, j, i = np.indices(image.array.shape)
+    inside = (image.origin_ras_mm[0] + 2.0 * i) ** 2 + (image.origin_ras_mm[1] + 2.0 * j) ** 2 <= radius ** 2
+    assert abs(int(result.body_mask.sum()) - int(inside.sum())) < 0.03 * inside.sum()
+    assert result.correction_factor[1, 48, 48] == pytest.approx(np.exp(0.011 * radius), rel=0.02)

@@ -149,3 +149,47 @@ def test_threshold_fraction_reproduces_analytic_isocontour_and_model_fit():
     assert model.a_uncertainty > 0
     with pytest.raises(ValueError, match="At least 3"):
         threshold_calibration.fit_threshold_model(inserts[:2])
+
+
+def test_cylinder_found_on_ct_read_from_dicom(tmp_path):
+    import datetime
+
+    from MIBGCalibrationLib import dicom_files
+    from MIBGDosimetryLib.dicomio import common, ct
+
+    centre = np.array([10.0, -5.0, 7.5])  # symmetric on the CT grid: its voxel centroid is exact
+    ct_grid = grid((48, 64, 64), (5.0, 5.0, 5.0))
+    water = voi.cylinder_mask(ct_grid, centre, 100.0, 90.0)
+    ct_volume = ct_grid.with_array(np.where(water, 0.0, -1000.0), units="HU")
+    study = common.StudyInfo("Phantom^CT", "CT001", datetime.datetime(2026, 3, 1, 9, 0))
+    ct.write_ct_series(ct_volume, str(tmp_path / "ct"), study, datetime.datetime(2026, 3, 1, 9, 0))
+    read = dicom_files.read_ct_series(tmp_path / "ct")
+    assert read.same_grid(ct_volume)
+    np.testing.assert_array_equal(read.array, ct_volume.array)
+    # SPECT on another grid, its cylinder spread by blur: the CT gives the centre.
+    spect = grid((48, 56, 56), (4.0, 4.0, 4.0))
+    counts = voi.cylinder_mask(spect, centre, 100.0, 90.0) * 500.0
+    from scipy import ndimage
+
+    spect = spect.with_array(ndimage.gaussian_filter(counts, 2.0))
+    found = calibration_factor.find_cylinder(spect, np.pi * 10.0 ** 2 * 18.0, ct=read)
+    assert found.source == "CT"
+    np.testing.assert_allclose(found.centre_ras_mm, centre, atol=1.0)
+    assert found.measured_diameter_mm == pytest.approx(200.0, rel=0.03)
+
+
+def test_decay_correction_to_the_scan():
+    import datetime
+
+    from MIBGCalibrationLib import decay
+    from MIBGDosimetryLib.physics import i131
+
+    reference = datetime.datetime(2026, 3, 1, 8, 0)
+    one_half_life = reference + datetime.timedelta(hours=i131.HALF_LIFE_H)
+    assert decay.activity_at_scan_MBq(100.0, reference, one_half_life) == pytest.approx(50.0, rel=1e-9)
+    # Mean over a 24 h acquisition starting at the reference: integral of exp(-lambda t) / T.
+    lam = np.log(2) / (8.0252 * 24.0)
+    mean = 100.0 * (1 - np.exp(-lam * 24.0)) / (lam * 24.0)
+    assert decay.activity_at_scan_MBq(100.0, reference, reference, duration_s=24 * 3600.0) == pytest.approx(mean)
+    with pytest.raises(ValueError, match="ISO date"):
+        decay.parse_datetime("yesterday", "reference time")

@@ -3,6 +3,7 @@
 import datetime
 import json
 import os
+import pathlib
 import subprocess
 
 import numpy as np
@@ -119,7 +120,8 @@ def test_export_keeps_nothing_identifying_but_timing_geometry_and_characteristic
         if original.Modality == "NM":
             assert acquisition_hours(ds) == pytest.approx(acquisition_hours(original), abs=1e-9)
     # Hours after administration of every CT, against the (shifted) administration of its time point.
-    offset = parse_dt(exported["tp1/spect.dcm"].AcquisitionDateTime) - parse_dt(originals["tp1/spect.dcm"].AcquisitionDateTime)
+    offset = (parse_dt(exported["tp1/spect.dcm"].AcquisitionDateTime)
+              - parse_dt(originals["tp1/spect.dcm"].AcquisitionDateTime))
     assert offset.days <= -365 and offset.seconds == 0
     for n, hours in enumerate((4.0, 24.0, 72.0), start=1):
         ct = exported[f"tp{n}/ct/ct_000.dcm"]
@@ -222,7 +224,7 @@ def test_phantom_study_export_keeps_timing_and_links_but_no_identity(tmp_path):
     for path in out.rglob("*.json"):
         for value in forbidden:
             assert value not in path.read_text()
-    truth, exported_truth = (json.loads((p / "truth.json").read_text()) for p in (pathlib_path(folder), out))
+    truth, exported_truth = (json.loads((pathlib.Path(p) / "truth.json").read_text()) for p in (folder, out))
     administered = datetime.datetime.fromisoformat(exported_truth["administration_datetime"])
     for original_tp, tp in zip(truth["timepoints"], exported_truth["timepoints"]):
         assert tp["hours_after_administration"] == original_tp["hours_after_administration"]
@@ -236,15 +238,10 @@ def test_phantom_study_export_keeps_timing_and_links_but_no_identity(tmp_path):
         assert detector.ImageOrientationPatient == original_detector.ImageOrientationPatient
         assert exported.PixelSpacing == original.PixelSpacing
     # The organ SEG still points at the exported CT images of the reference time point.
-    seg = pydicom.dcmread(out / "segmentation.dcm", stop_before_pixels=True)
-    referenced = {i.ReferencedSOPInstanceUID for s in seg.ReferencedSeriesSequence for i in s.ReferencedInstanceSequence}
+    organ_seg = pydicom.dcmread(out / "segmentation.dcm", stop_before_pixels=True)
+    referenced = {i.ReferencedSOPInstanceUID for s in organ_seg.ReferencedSeriesSequence
+                  for i in s.ReferencedInstanceSequence}
     ct_uids = {pydicom.dcmread(p, stop_before_pixels=True).SOPInstanceUID for p in dicom_files(out / "tp1" / "ct")}
     assert referenced and referenced <= ct_uids
     for name in ("segmentation.dcm", "tp1/spect.dcm", "tp2/ct/ct_0001.dcm"):
         assert set(dciodvfy_errors(out / name)) <= set(dciodvfy_errors(os.path.join(folder, name))), name
-
-
-def pathlib_path(folder):
-    import pathlib
-
-    return pathlib.Path(folder)

@@ -115,6 +115,8 @@ def test_dose_node_is_tagged_and_shown_as_dose(mrml_context):
     node = rtdose.add_dose_node(mrml_context, dose, "Dose", colour="Iron")
     assert node.GetAttribute(mrml.DOSE_VOLUME_ATTRIBUTE) == "1"
     assert node.GetDisplayNode().GetColorNodeID() == "vtkMRMLColorTableNodeIron"
+    assert node.GetDisplayNode().GetColorNode() is mrml_context.scene.GetNodeByID("vtkMRMLColorTableNodeIron")
+    assert node.GetDisplayNode().GetColorNode() is not None
     assert node.GetDisplayNode().GetWindowLevelMax() == pytest.approx(dose.array.max())
     np.testing.assert_array_equal(mrml.array_from_volume(mrml_context.scene, node), dose.array)
 

@@ -15,7 +15,7 @@ import pytest
 from scipy import integrate, optimize
 
 from MIBGDosimetryLib.commands import phantom as phantom_command
-from MIBGDosimetryLib.phantoms import calibration, grid, patient
+from MIBGDosimetryLib.phantoms import anatomy, calibration, grid, patient
 from MIBGDosimetryLib.physics import i131
 from MIBGDosimetryLib.volume import LPS_TO_RAS
 
@@ -316,3 +316,16 @@ def test_command_line_writes_a_patient_and_refuses_bad_options(tmp_path, capsys)
     truth = json.loads((tmp_path / "p" / "truth.json").read_text())
     lesions = [s for s in truth["structures"] if s["kind"] == "lesion"]
     assert [(s["name"], s["diameter_mm"]) for s in lesions] == [("adrenal_primary", 30.0)]
+
+
+def test_lesion_uptake_option_sets_the_amplitude_per_millilitre():
+    lesions = anatomy.lesions_with_diameters((30.0, 10.0), (0.1, 0.2))
+    body = anatomy.child_anatomy(5000.0, lesions)
+    for spec, uptake in zip(lesions, (0.1, 0.2)):
+        kinetics = body.structure(spec.name).kinetics
+        volume_ml = math.pi / 6.0 * spec.diameter_mm ** 3 / 1000.0
+        # A(t) = A_u (exp(-lc t) - exp(-lu t)): the first coefficient is the plateau amplitude.
+        assert kinetics.coefficients_MBq[0] == pytest.approx(uptake / 100.0 * 5000.0 * volume_ml, rel=1e-12)
+        assert kinetics.activity_MBq(0.0) == pytest.approx(0.0, abs=1e-12)
+    with pytest.raises(ValueError, match="one positive lesion uptake"):
+        anatomy.lesions_with_diameters((30.0, 10.0), (0.1,))

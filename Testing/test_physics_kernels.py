@@ -102,20 +102,20 @@ def test_self_dose_agrees_with_mird_pamphlet_17(voxel_mm, mird17):
     assert kernel[0, 0, 0] == pytest.approx(mird17, rel=0.03)
 
 
-@pytest.mark.parametrize("voxel_mm", [2.0, 4.42, 10.0])
-def test_kernel_conserves_energy(voxel_mm):
+@pytest.mark.parametrize("voxel_mm, density_g_cm3", [(2.0, 1.0), (4.42, 0.3), (10.0, 1.0)])
+def test_kernel_conserves_energy(voxel_mm, density_g_cm3):
     """Sum of S x voxel mass = energy absorbed within the kernel's extent: all electron energy plus the
     photon energy absorbed there, bounded by the spheres inside and around the kernel's box."""
     half_width = 12
-    kernel = kernels.voxel_s_kernel(voxel_mm, half_width)
-    mass_g = (voxel_mm / 10.0) ** 3
+    kernel = kernels.voxel_s_kernel(voxel_mm, half_width, density_g_cm3)
+    mass_g = (voxel_mm / 10.0) ** 3 * density_g_cm3
     absorbed_MeV = kernel.sum() * mass_g / MGY_PER_MBQ_S_PER_MEV_PER_G
     radial_kernel = radial.radial_kernel()
     inner_cm = (half_width + 0.5) * voxel_mm / 10.0 - math.sqrt(3) * voxel_mm / 20.0
     outer_cm = math.sqrt(3) * (half_width + 1.0) * voxel_mm / 10.0
     electrons = i131.ELECTRON_ENERGY_MEV
-    lower = electrons + radial_kernel.photon_cumulative_MeV(inner_cm)
-    upper = electrons + radial_kernel.photon_cumulative_MeV(outer_cm)
+    lower = electrons + radial_kernel.photon_cumulative_MeV(inner_cm * density_g_cm3)
+    upper = electrons + radial_kernel.photon_cumulative_MeV(outer_cm * density_g_cm3)
     assert lower * 0.995 < absorbed_MeV < upper * 1.005
 
 
@@ -156,6 +156,8 @@ def test_kernel_rejects_bad_input_and_returns_independent_copies():
         kernels.voxel_s_kernel((4.0, 4.0), 2)
     with pytest.raises(ValueError, match="density"):
         kernels.voxel_s_kernel(4.0, 2, density_g_cm3=-1.0)
+    with pytest.raises(ValueError, match="smaller half width"):
+        kernels.voxel_s_kernel(20.0, 40)
     first = kernels.voxel_s_kernel(4.0, 2)
     first[:] = 0.0
     assert kernels.voxel_s_kernel(4.0, 2).max() > 0.0

@@ -112,6 +112,10 @@ def test_organ_table_import_with_units(tmp_path):
     bad_unit.write_text("target,source,S value,units\nLiver,Liver,1.0,Ci/kg\n", encoding="utf-8")
     with pytest.raises(ValueError, match="Unknown S-value unit"):
         read_organ_s_values(bad_unit)
+    not_a_table = tmp_path / "text.csv"
+    not_a_table.write_text("liver dose report\n", encoding="utf-8")
+    with pytest.raises(ValueError, match="not a table"):
+        read_organ_s_values(not_a_table)
     with pytest.raises(FileNotFoundError):
         read_organ_s_values(tmp_path / "missing.csv")
 

@@ -203,6 +203,18 @@ def test_mixed_frames_of_reference_in_a_ct_series_are_named(tmp_path):
     assert "no CT paired" in message
 
 
+def test_a_ct_slice_without_frame_of_reference_is_kept_with_a_warning(tmp_path):
+    visit = fx.Visit(ADMINISTRATION + datetime.timedelta(hours=3))
+    positions = [np.array([0.0, 0.0, z]) for z in (0.0, 5.0, 10.0)]
+    fx.write_ct(str(tmp_path / "ct"), visit, np.zeros((3, 2, 2), np.uint16), (1.0, 1.0), positions,
+                omit_per_slice={1: ("FrameOfReferenceUID",)})
+    fx.write_nm_tomo(str(tmp_path / "spect.dcm"), visit, np.ones((2, 2, 2), np.uint16), (4.0, 4.0), 4.0,
+                     (0, 0, 0), administration=ADMINISTRATION)
+    study = load_study(str(tmp_path))
+    assert study.timepoints[0].ct.array.shape == (3, 2, 2)
+    assert any("FrameOfReferenceUID: missing in 1 file(s), e.g. 'ct/slice_002.dcm'" in w for w in study.warnings)
+
+
 def test_spect_and_ct_in_different_frames_of_reference_are_paired_with_a_warning(tmp_path):
     visit = fx.Visit(ADMINISTRATION + datetime.timedelta(hours=3))
     other = fx.Visit(visit.acquisition + datetime.timedelta(minutes=20), study_uid=visit.study_uid)
@@ -315,7 +327,7 @@ def test_rt_and_segmentation_files_are_listed(tmp_path):
 
 
 def test_projection_windows_are_summed_per_window(tmp_path):
-    written = fx.write_study(str(tmp_path), hours=(4.0,))
+    written = fx.write_study(str(tmp_path), hours=(4.0,), spect_kwargs={0: {"counts_accumulated": None}})
     rng = np.random.default_rng(5)
     projections = rng.integers(0, 50, size=(3, 4, 5, 5)).astype(np.uint16)
     windows = (("LOWER", 291.2, 327.6), ("PEAK", 327.6, 400.4), ("UPPER", 400.4, 436.8))
@@ -326,6 +338,9 @@ def test_projection_windows_are_summed_per_window(tmp_path):
     assert [w["counts"] for w in summary["energy_windows"]] == [float(projections[w].sum()) for w in range(3)]
     assert [w["frames"] for w in summary["energy_windows"]] == [4, 4, 4]
     assert summary["duration_s"] == pytest.approx(80.0)
+    # The SPECT lacks CountsAccumulated: the rate comes from all counts of the projections over their 4 x 20 s.
+    assert tp.observed_count_rate_cps == pytest.approx(projections.sum() / 80.0, rel=1e-12)
+    assert any("taken from the counts summed over all energy windows" in w for w in tp.warnings)
 
 
 def test_spect_stored_as_pet_slices_and_as_enhanced_pet(tmp_path):
@@ -426,11 +441,11 @@ def test_phantom_study_end_to_end(tmp_path, mrml_context, capsys):
 
     out = tmp_path / "patient"
     arguments = ["--seed", "3", "--matrix", "48", "--slices", "66", "--voxel-mm", "6", "--fine-factor", "1",
-                 "--timepoints-h", "21,45,93"]
+                 "--timepoints-h", "21,93"]
     assert cli_main(["phantom", "patient", "--out", str(out)] + arguments) == 0
     capsys.readouterr()
     truth = json.loads((out / "truth.json").read_text())
-    config = patient.PatientConfig(seed=3, timepoints_h=(21.0, 45.0, 93.0), grid=grid.PhantomGrid(48, 66, 6.0, 1))
+    config = patient.PatientConfig(seed=3, timepoints_h=(21.0, 93.0), grid=grid.PhantomGrid(48, 66, 6.0, 1))
     simulated = patient.simulate_patient(config)
 
     assert cli_main(["study", str(out)]) == 0
@@ -469,4 +484,4 @@ def test_phantom_study_end_to_end(tmp_path, mrml_context, capsys):
         np.testing.assert_array_equal(mrml.array_from_volume(mrml_context.scene, node), spect_truth.array)
         assert float(node.GetAttribute("MIBGDosimetry.HoursAfterAdministration")) == sim.hours_after_administration
     sequence = nodes.sequence_nodes["SPECT"]
-    assert [float(sequence.GetNthIndexValue(n)) for n in range(sequence.GetNumberOfDataNodes())] == [21.0, 45.0, 93.0]
+    assert [float(sequence.GetNthIndexValue(n)) for n in range(sequence.GetNumberOfDataNodes())] == [21.0, 93.0]

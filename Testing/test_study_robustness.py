@@ -36,7 +36,7 @@ def _small_study(root):
                          (4.0, 4.0), 4.0, (0, 0, 0), administration=administration, frames_in_rotation=(32,))
 
 
-def _all_elements(ds, path=()):
+def _all_elements(ds):
     """(container dataset, tag) for every element, descending into sequence items."""
     for element in list(ds):
         yield ds, element.tag

@@ -68,10 +68,13 @@ def chang_correction_factors(body_mask, spacing_mm, mu_per_cm=MU_WATER_364KEV_PE
     if mu_per_cm < 0 or angles < 2 or angles % 2:
         raise ValueError("mu must be non-negative and the number of angles an even number of at least 2.")
     mu_per_pixel = mu_per_cm * spacing_mm[0] / 10.0
-    # Padding keeps the rotated mask inside the grid at every angle.
-    rows, columns = mask.shape[1:]
+    # Work on the bounding box of the body only; padding keeps the rotated mask inside it at every angle.
+    k_any, j_any, i_any = (np.nonzero(mask.any(axis=axes))[0] for axes in ((1, 2), (0, 2), (0, 1)))
+    box = (slice(k_any[0], k_any[-1] + 1), slice(j_any[0], j_any[-1] + 1), slice(i_any[0], i_any[-1] + 1))
+    body = mask[box]
+    rows, columns = body.shape[1:]
     pad = int(np.ceil(0.5 * (np.hypot(rows, columns) - min(rows, columns)))) + 2
-    padded = np.pad(mask.astype(float), ((0, 0), (pad, pad), (pad, pad)))
+    padded = np.pad(body.astype(float), ((0, 0), (pad, pad), (pad, pad)))
     transmission = np.zeros_like(padded)
     for angle in np.arange(angles // 2) * (360.0 / angles):
         rotated = _rotate(padded, angle, order=1)
@@ -81,7 +84,9 @@ def chang_correction_factors(body_mask, spacing_mm, mu_per_cm=MU_WATER_364KEV_PE
         transmission += _rotate(both, -angle, order=1)
     transmission = transmission[:, pad:pad + rows, pad:pad + columns] / angles
     factors = np.ones(mask.shape, dtype=float)
-    factors[mask] = 1.0 / transmission[mask]
+    inside = np.ones(mask.shape, dtype=float)
+    inside[box] = np.where(body, transmission, 1.0)
+    factors[mask] = 1.0 / inside[mask]
     return factors
 
 

@@ -7,6 +7,7 @@ rate per MBq (the sensitivity); a non-linear least-squares fit of the paralysabl
 The dead-time factor of a patient acquisition follows from the iteration of EANM eq. 7.
 """
 
+import csv
 import dataclasses
 
 import numpy as np
@@ -18,6 +19,9 @@ MIN_DEADTIME_POINTS = 4
 
 #: Number of lowest-activity acquisitions used for the linear extrapolation of the sensitivity.
 LOW_ACTIVITY_POINTS = 3
+
+#: Columns of a count-rate series file.
+CSV_COLUMNS = ("activity_MBq", "observed_cps")
 
 
 @dataclasses.dataclass
@@ -48,6 +52,23 @@ class DeadTimeFit:
                 "sensitivity_cps_per_MBq_uncertainty": self.sensitivity_cps_per_MBq_uncertainty,
                 "linear_sensitivity_cps_per_MBq": self.linear_sensitivity_cps_per_MBq,
                 "warnings": list(self.warnings)}
+
+
+def read_count_rate_csv(path):
+    """Activities (MBq) and observed count rates (cps) from a CSV file with the header activity_MBq,observed_cps."""
+    with open(path, newline="") as stream:
+        reader = csv.DictReader(stream)
+        missing = [c for c in CSV_COLUMNS if c not in (reader.fieldnames or [])]
+        if missing:
+            raise ValueError(f"'{path}' lacks the column(s) {missing}; the header must be activity_MBq,observed_cps.")
+        activity, observed = [], []
+        for line, row in enumerate(reader, start=2):
+            try:
+                activity.append(float(row["activity_MBq"]))
+                observed.append(float(row["observed_cps"]))
+            except (TypeError, ValueError) as error:
+                raise ValueError(f"'{path}' line {line}: activity and count rate must be numbers.") from error
+    return activity, observed
 
 
 def _paralysable_cps(activity_MBq, sensitivity_cps_per_MBq, tau_s):

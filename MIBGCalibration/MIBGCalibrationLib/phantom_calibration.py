@@ -15,7 +15,6 @@ Only the Jaszczak acquisition is required; the other sections are calibrated whe
 describes them.
 """
 
-import csv
 import dataclasses
 import glob
 import json
@@ -69,11 +68,28 @@ def load_description(folder):
     jaszczak = description.get("jaszczak")
     if not isinstance(jaszczak, dict):
         raise ValueError(f"{path} describes no Jaszczak cylinder; the calibration factor Q needs it.")
-    for key in ("series_dir", "inner_diameter_mm", "inner_height_mm", "volume_ml", "activity_MBq",
-                "reference_datetime"):
-        if key not in jaszczak:
-            raise ValueError(f"{path}: the Jaszczak description lacks '{key}'.")
+    _require(jaszczak, ("series_dir", "inner_diameter_mm", "inner_height_mm", "volume_ml", "activity_MBq",
+                        "reference_datetime"), "the Jaszczak description")
+    spheres = description.get("spheres")
+    if spheres:
+        _require(spheres, ("series_dir", "reference_datetime", "sphere_concentration_MBq_per_ml", "inserts"),
+                 "the sphere phantom description")
+        for insert in spheres["inserts"]:
+            _require(insert, ("name", "volume_ml", "centre_ras_mm"), "a sphere insert")
+    for name in ("deadtime", "osem", "tew", "chang"):
+        if description.get(name):
+            _require(description[name], ("series_dir",), f"the {name} description")
+    if description.get("osem"):
+        _require(description["osem"], ("reconstructions",), "the osem description")
+        for item in description["osem"]["reconstructions"]:
+            _require(item, ("file", "iterations", "subsets"), "an OSEM reconstruction")
     return description
+
+
+def _require(section, keys, what):
+    missing = [key for key in keys if key not in section]
+    if missing:
+        raise ValueError(f"{PHANTOM_FILE}: {what} lacks {missing}.")
 
 
 def _nm_files(folder, what):
@@ -126,6 +142,7 @@ def _dead_time(folder, section, inputs):
     if steps:
         activity, observed = [], []
         for step in steps:
+            _require(step, ("file", "activity_MBq", "reference_datetime"), "a dead-time step")
             path = inputs.add(os.path.join(series_dir, step["file"]))
             counts, duration, start = dicom_files.read_nm_static(path)
             reference = decay.parse_datetime(step["reference_datetime"], f"reference time of {step['file']}")
@@ -135,9 +152,7 @@ def _dead_time(folder, section, inputs):
     path = os.path.join(series_dir, "series.csv")
     if not os.path.isfile(path):
         raise ValueError(f"The dead-time section lists no steps and '{path}' does not exist.")
-    with open(inputs.add(path), newline="") as stream:
-        rows = list(csv.DictReader(stream))
-    return deadtime.fit_dead_time([float(r["activity_MBq"]) for r in rows], [float(r["observed_cps"]) for r in rows])
+    return deadtime.fit_dead_time(*deadtime.read_count_rate_csv(inputs.add(path)))
 
 
 def _photopeak_files(files):
@@ -284,6 +299,10 @@ def calibrate_phantom_folder(folder, tew_output_path=None, log=None):
     reconstruction = {"description": spect.metadata.get("reconstruction", "")}
     if result.osem_choice is not None:
         reconstruction["suggested_updates"] = result.osem_choice.suggested_updates
+        for item in description["osem"]["reconstructions"]:
+            if _updates(item) == result.osem_choice.suggested_updates:
+                reconstruction["suggested_iterations"] = int(item["iterations"])
+                reconstruction["suggested_subsets"] = int(item["subsets"])
     result.record = CalibrationRecord(
         calibration_factor_cps_per_MBq=q, calibration_factor_cps_per_MBq_uncertainty=q_result.q_uncertainty_cps_per_MBq,
         recovery_curve=result.recovery_curve, recovery_inserts=[i.to_dict() for i in result.inserts],
@@ -294,7 +313,8 @@ def calibrate_phantom_folder(folder, tew_output_path=None, log=None):
         energy_windows=windows, reconstruction=reconstruction,
         scatter_correction=details.get("tew"), attenuation_correction=details.get("chang"),
         osem_updates=details.get("osem"), details=details, warnings=warnings,
-        provenance=provenance_of(inputs.paths, root=folder))
+        provenance=provenance_of(inputs.paths, root=folder),
+        date=spect.metadata["acquisition_datetime"].isoformat())
     return result
 
 
@@ -312,8 +332,13 @@ def _osem(folder, section, spheres, q, tau, inputs, warnings):
                              "phantom, but its background concentration is 0.")
         mask = _sphere_background(image, spheres, q, dtf, image.metadata["duration_s"], background_concentration)
         noise.append(osem.coefficient_of_variation(image.array, mask))
-        updates.append(int(item.get("updates", int(item["iterations"]) * int(item["subsets"]))))
+        updates.append(_updates(item))
     return osem.choose_updates(updates, recoveries, noise)
+
+
+def _updates(item):
+    """OSEM updates of a reconstruction: as recorded, else iterations x subsets."""
+    return int(item.get("updates", int(item["iterations"]) * int(item["subsets"])))
 
 
 def _chang(folder, section, inputs):

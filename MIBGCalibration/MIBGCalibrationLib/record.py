@@ -53,7 +53,8 @@ class CalibrationRecord:
     """Quantitative 131I SPECT calibration of one camera, collimator, window set-up and reconstruction.
 
     Steps that were not calibrated hold ``None`` (for example no dead-time series): the dosimetry then
-    reports that the correction is missing instead of guessing it.
+    reports that the correction is missing instead of guessing it. ``date`` is when the calibration
+    phantom was acquired; ``provenance["created"]`` when the record was made.
     """
 
     calibration_factor_cps_per_MBq: float

@@ -25,7 +25,7 @@ MIN_INSERTS = 4
 
 #: Centre refinement stops after this many steps; an insert found further than half its radius plus
 #: one voxel from its recorded centre keeps the recorded centre (and a warning).
-CENTRE_ITERATIONS = 4
+CENTRE_ITERATIONS = 6
 
 
 @dataclasses.dataclass
@@ -40,10 +40,12 @@ class InsertRecovery:
     recovery_uncertainty: float
     centre_ras_mm: np.ndarray
     centre_shift_mm: float
+    voi_volume_ml: float = None
     warnings: list = dataclasses.field(default_factory=list)
 
     def to_dict(self):
-        return {"name": self.name, "volume_ml": self.volume_ml, "activity_MBq": self.activity_MBq,
+        return {"name": self.name, "volume_ml": self.volume_ml, "voi_volume_ml": self.voi_volume_ml,
+                "activity_MBq": self.activity_MBq,
                 "count_rate_cps": self.count_rate_cps, "recovery": self.recovery,
                 "recovery_uncertainty": self.recovery_uncertainty,
                 "centre_ras_mm": [float(c) for c in self.centre_ras_mm], "centre_shift_mm": self.centre_shift_mm,
@@ -51,28 +53,31 @@ class InsertRecovery:
 
 
 def refine_centre(spect, centre_ras_mm, radius_mm):
-    """Centre of the hot object near ``centre_ras_mm``: centroid of the voxels above half of the local
-    range within the sphere of ``radius_mm`` plus two voxels, iterated."""
+    """Centre of the hot object near ``centre_ras_mm``, iterated: the centroid of the image above the
+    local background (median of a two-voxel shell) within the sphere of ``radius_mm`` plus two voxels.
+
+    Weighting every voxel of the object by its excess over the background, rather than only its
+    hottest voxels, keeps the centre steady on noisy images of small inserts.
+    """
     centre = np.asarray(centre_ras_mm, dtype=float)
-    margin_mm = 2.0 * max(spect.spacing_mm)
+    values = np.asarray(spect.array, dtype=float)
+    voxel_mm = max(spect.spacing_mm)
+    k, j, i = np.indices(values.shape)
     for _ in range(CENTRE_ITERATIONS):
-        region = voi.sphere_weights(spect, centre, radius_mm + margin_mm, subsamples=1) > 0
-        if not region.any():
+        region = voi.sphere_weights(spect, centre, radius_mm + 2.0 * voxel_mm, subsamples=1) > 0
+        shell = (voi.sphere_weights(spect, centre, radius_mm + 4.0 * voxel_mm, subsamples=1) > 0) & ~region
+        if not region.any() or not shell.any():
             break
-        values = np.asarray(spect.array, dtype=float)
-        level = 0.5 * (values[region].max() + values[region].min())
-        hot = region & (values > level)
-        if not hot.any():
-            break
-        weights = np.where(hot, values - level, 0.0)
-        k, j, i = np.indices(values.shape)
+        weights = np.where(region, np.clip(values - np.median(values[shell]), 0.0, None), 0.0)
         total = weights.sum()
+        if total <= 0:
+            break
         ijk = np.array([(weights * i).sum(), (weights * j).sum(), (weights * k).sum()]) / total
         new = spect.ras_of_ijk(ijk)
-        if np.linalg.norm(new - centre) < 0.01 * min(spect.spacing_mm):
-            centre = new
-            break
+        moved = np.linalg.norm(new - centre)
         centre = new
+        if moved < 0.01 * min(spect.spacing_mm):
+            break
     return centre
 
 
@@ -86,8 +91,10 @@ def insert_recovery(spect, duration_s, q_cps_per_MBq, name, centre_ras_mm, volum
     at the scan times the true volume). The sphere is centred on the recorded centre, or on the centre
     found on the image when ``refine`` is set and the two differ by more than a quarter voxel (a
     smaller shift is within what noise moves the found centre). ``dead_time_factor`` (EANM eq. 7)
-    restores the counts lost to dead time during the scan. The uncertainty returned is that of
-    counting statistics only; the common uncertainty of Q enters the recovery curve separately.
+    restores the counts lost to dead time during the scan. The uncertainty returned combines counting
+    statistics with the voxelisation of the VOI (its volume differs from the true volume by a
+    fraction that depends on where the centre falls on the voxel grid); the common uncertainty of Q
+    enters the recovery curve separately.
     """
     if volume_ml <= 0 or concentration_MBq_per_ml <= 0:
         raise ValueError(f"Insert '{name}': volume and activity concentration must be positive.")
@@ -111,8 +118,10 @@ def insert_recovery(spect, duration_s, q_cps_per_MBq, name, centre_ras_mm, volum
     rate = counts / duration_s * dead_time_factor
     activity = concentration_MBq_per_ml * volume_ml
     recovery = rate / (q_cps_per_MBq * activity)
-    return InsertRecovery(name, float(volume_ml), float(activity), rate, float(recovery),
-                          float(recovery / np.sqrt(counts)), centre, float(np.linalg.norm(centre - nominal)), warnings)
+    voi_ml = float(mask.sum()) * spect.voxel_volume_ml
+    uncertainty = recovery * np.hypot(1.0 / np.sqrt(counts), (voi_ml - volume_ml) / volume_ml)
+    return InsertRecovery(name, float(volume_ml), float(activity), rate, float(recovery), float(uncertainty), centre,
+                          float(np.linalg.norm(centre - nominal)), voi_ml, warnings)
 
 
 def _curve(volume_ml, r_max, v0_ml, n):

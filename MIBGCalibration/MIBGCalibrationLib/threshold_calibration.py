@@ -3,9 +3,10 @@
 For each insert the threshold fraction f is found for which the connected region around the
 insert's hottest voxel, of voxels above ``background + f (maximum - background)``, has the insert's
 true volume. Maximum (hottest voxel), connectivity and background (mean of a shell around the
-region) are those of :mod:`MIBGDosimetryLib.segmentation.adaptive_threshold`, which applies the model. The fractions are then fitted by linear least squares with
-``f(V, C) = a + b / V + c / C`` (V in mL, C the insert-to-background concentration ratio); the
-contrast term is fitted only when the inserts cover more than one contrast.
+region) are those of :mod:`MIBGDosimetryLib.segmentation.adaptive_threshold`, which applies the
+model. The fractions are then fitted by linear least squares with ``f(V, C) = a + b / V + c / C``
+(V in mL, C the insert-to-background concentration ratio); the contrast term is fitted only when
+the inserts cover more than one contrast.
 """
 
 import dataclasses

@@ -36,14 +36,11 @@ import numpy as np
 from scipy import optimize
 
 from MIBGDosimetryLib.physics.i131 import DECAY_CONSTANT_PER_H
-from MIBGDosimetryLib.tac_models import MAX_RATE_PER_H, MODELS, MONO, tail_rate_per_h, trapezoid_weights
+from MIBGDosimetryLib.tac_models import (MAX_RATE_PER_H, MODELS, MONO, TAIL_POINTS, aicc, relative_sigma,
+                                         tail_rate_per_h, trapezoid_weights)
 
 #: Minimum fraction of the TIA between the first and the last scan (EANM guidance).
 MIN_COVERAGE_FRACTION = 0.8
-#: Relative-weight floor: fraction of the largest activity used as sigma for near-empty points.
-RELATIVE_SIGMA_FLOOR = 0.01
-#: Number of last points the trapezoid tail is fitted to.
-TAIL_POINTS = 3
 
 METHODS = ("auto", "mono", "bi", "tri", "trapezoid", "single")
 
@@ -109,6 +106,7 @@ class TacFit:
             "effective_half_life_h": self.effective_half_life_h,
             "parameters": dict(self.parameters),
             "parameter_uncertainties": self.parameter_uncertainties,
+            "covariance": np.asarray(self.covariance, dtype=float).tolist(),
             "aicc": dict(self.aicc),
             "times_h": [float(t) for t in self.times_h],
             "activity_MBq": [float(a) for a in self.activity_MBq],
@@ -157,7 +155,7 @@ def fit_tac(times_h, activity_MBq, activity_uncertainty_MBq=None, model="auto", 
     if model == "trapezoid":
         return _trapezoid(t, y, sigma, tail, head)
     absolute = sigma is not None
-    weights_sigma = sigma if absolute else _relative_sigma(y)
+    weights_sigma = sigma if absolute else relative_sigma(y)
     if model != "auto":
         candidate = MODELS[model]
         if candidate.n_parameters >= len(t):
@@ -172,13 +170,14 @@ def fit_tac(times_h, activity_MBq, activity_uncertainty_MBq=None, model="auto", 
         notes.append(f"With {len(t)} time points no model can be compared by AICc (it needs more points "
                      "than parameters + 1); the mono-exponential fit was used.")
     fits = {m.name: _fit_exponential(m, t, y, weights_sigma, absolute) for m in candidates}
-    aicc = {name: _aicc(fit["wrss"], len(t), MODELS[name].n_parameters, y, weights_sigma)
-            for name, fit in fits.items() if np.isfinite(fit["tia"])}
-    if not aicc:
+    scale = np.mean((y / weights_sigma) ** 2)
+    scores = {name: float(aicc(fit["wrss"], len(t), MODELS[name].n_parameters, scale))
+              for name, fit in fits.items() if np.isfinite(fit["tia"])}
+    if not scores:
         raise ValueError("No exponential model could be fitted to this time-activity curve; "
                          "check the activities or use model='trapezoid'.")
-    best = min(aicc, key=aicc.get)
-    return _exponential_result(MODELS[best], t, y, sigma, fits[best], aicc if len(candidates) > 1 else {}, notes)
+    best = min(scores, key=scores.get)
+    return _exponential_result(MODELS[best], t, y, sigma, fits[best], scores if len(candidates) > 1 else {}, notes)
 
 
 def _checked_inputs(times_h, activity_MBq, activity_uncertainty_MBq, model):
@@ -207,10 +206,6 @@ def _checked_inputs(times_h, activity_MBq, activity_uncertainty_MBq, model):
     return t, y, sigma
 
 
-def _relative_sigma(y):
-    return np.maximum(y, RELATIVE_SIGMA_FLOOR * y.max())
-
-
 def _tail_rate(t, y):
     """Clearance rate (1/h) of the last points, or None when one of them is not positive."""
     rate = tail_rate_per_h(t, y[:, None], TAIL_POINTS)[0]
@@ -223,7 +218,8 @@ def _initial_estimates(model, t, y, sigma):
     rate = DECAY_CONSTANT_PER_H if rate is None else float(np.clip(rate, DECAY_CONSTANT_PER_H, MAX_RATE_PER_H))
     uptake = np.log(2.0) / np.array([0.5, 2.0, 8.0])
     if model.name == "mono":
-        grid = [(rate * f,) for f in (0.5, 1.0, 2.0)]
+        # The log-linear rate is already close to the weighted optimum of a single exponential.
+        grid = [(rate,)]
     elif model.name == "bi":
         grid = [(rate * f, u) for f in (0.7, 1.0, 1.4) for u in uptake if u > rate * f]
     else:
@@ -254,7 +250,7 @@ def _fit_exponential(model, t, y, sigma, absolute):
     for start in _initial_estimates(model, t, y, sigma):
         start = np.clip(start, lower, upper)
         result = optimize.least_squares(residuals, start, jac=jacobian, bounds=(lower, upper), method="trf",
-                                        x_scale="jac", ftol=1e-15, xtol=1e-15, gtol=1e-15, max_nfev=5000)
+                                        x_scale="jac", ftol=1e-12, xtol=1e-12, gtol=1e-12, max_nfev=400)
         if best is None or result.cost < best.cost:
             best = result
     p = best.x
@@ -267,13 +263,7 @@ def _fit_exponential(model, t, y, sigma, absolute):
     return {"p": p, "covariance": covariance, "wrss": wrss, "tia": float(model.integral(p)[0])}
 
 
-def _aicc(wrss, n, k, y, sigma):
-    # Below a relative residual of 1e-9 differences are rounding, not information.
-    floor = n * 1e-18 * float(np.mean((y / sigma) ** 2))
-    return n * np.log(max(wrss, floor) / n) + 2 * k + 2 * k * (k + 1) / (n - k - 1)
-
-
-def _exponential_result(model, t, y, sigma, fit, aicc, notes):
+def _exponential_result(model, t, y, sigma, fit, scores, notes):
     p, covariance = fit["p"], fit["covariance"]
     gradient = model.integral_gradient(p)[:, 0]
     tia = fit["tia"]
@@ -291,7 +281,7 @@ def _exponential_result(model, t, y, sigma, fit, aicc, notes):
     return TacFit(model=model.name, parameters=dict(zip(model.parameter_names, (float(v) for v in p))),
                   covariance=covariance, tia_MBq_h=tia, tia_uncertainty_MBq_h=tia_sd, coverage_fraction=coverage,
                   effective_half_life_h=float(np.log(2.0) / terminal), warnings=warnings, times_h=t,
-                  activity_MBq=y, activity_uncertainty_MBq=sigma, aicc=aicc)
+                  activity_MBq=y, activity_uncertainty_MBq=sigma, aicc=scores)
 
 
 def _coverage_warnings(coverage):
@@ -364,7 +354,7 @@ def _single_time_point(t, y, sigma, half_life_h, half_life_sd_h):
     rate = np.log(2.0) / half_life_h
     rate_var = (rate * half_life_sd_h / half_life_h) ** 2
     f = np.exp(-rate * t)
-    w = 1.0 / (sigma ** 2 if sigma is not None else _relative_sigma(y) ** 2)
+    w = 1.0 / (sigma ** 2 if sigma is not None else relative_sigma(y) ** 2)
     num, den = np.sum(w * f * y), np.sum(w * f * f)
     a = num / den
     warnings = [f"Single-time-point estimate: the TIA rests on the assumed effective half-life of {half_life_h:g} h."]

@@ -29,6 +29,11 @@ from MIBGDosimetryLib.physics.i131 import DECAY_CONSTANT_PER_H
 
 #: Fastest rate a fit may use (1/h): a half-time of about 4 minutes, far below any scan interval.
 MAX_RATE_PER_H = 10.0
+#: Relative weights: sigma is the activity, but at least this fraction of the curve's largest
+#: activity, so that near-empty points do not dominate the fit.
+RELATIVE_SIGMA_FLOOR = 0.01
+#: Number of last scans the clearance after the last scan is estimated from.
+TAIL_POINTS = 3
 
 
 @dataclasses.dataclass(frozen=True)
@@ -186,3 +191,22 @@ def trapezoid_weights(times_h, tail_rate, head="linear"):
     weights[0] += t[0] / 2 if head == "linear" else t[0]
     weights[-1] += 1.0 / rate
     return weights
+
+
+def relative_sigma(activity_MBq):
+    """Relative-weight sigma of curves (T, N): the activity, floored at RELATIVE_SIGMA_FLOOR x the curve maximum."""
+    y = np.asarray(activity_MBq, dtype=float)
+    return np.maximum(y, RELATIVE_SIGMA_FLOOR * y.max(axis=0))
+
+
+def aicc(wrss, n_points, n_parameters, mean_square_scale):
+    """Corrected Akaike information criterion ``n ln(WRSS/n) + 2k + 2k(k+1)/(n-k-1)`` (Glatting G et al.,
+    Med Phys 34 (2007) 4285-4292), for ``k < n - 1``.
+
+    WRSS below ``n x 1e-18 x mean_square_scale`` (the mean of (y/sigma)^2: a relative residual of
+    1e-9) is rounding, not information, and is raised to that floor so that noise-free data compare
+    models by their penalties.
+    """
+    n, k = n_points, n_parameters
+    floor = n * 1e-18 * np.asarray(mean_square_scale, dtype=float) + 1e-300
+    return n * np.log(np.maximum(wrss, floor) / n) + 2 * k + 2 * k * (k + 1) / (n - k - 1)

@@ -9,8 +9,8 @@ TIA. Instead of a per-voxel optimiser loop, all voxels of a chunk are fitted tog
 1. initial estimates in closed form: a log-linear least-squares fit (``mono``) or a small grid of
    rates around the voxel's observed clearance with amplitudes from linear least squares
    (``bi``, ``tri``), the best grid point per voxel;
-2. projected Levenberg-Marquardt steps on all voxels at once (normal equations
-   of size k x k per voxel solved in one batched call, steps clipped to the bounds, the damping
+2. projected Levenberg-Marquardt steps on all voxels at once (the k x k normal equations of all
+   voxels solved together, in closed form for k <= 2; steps clipped to the bounds, the damping
    adapted per voxel).
 
 ``model="auto"`` picks per voxel the model with the smallest AICc among those allowed by the same
@@ -30,12 +30,11 @@ import time
 import numpy as np
 
 from MIBGDosimetryLib.physics.i131 import DECAY_CONSTANT_PER_H
-from MIBGDosimetryLib.tac_models import MAX_RATE_PER_H, MODELS, tail_rate_per_h, trapezoid_weights
+from MIBGDosimetryLib.tac_models import (MAX_RATE_PER_H, MODELS, RELATIVE_SIGMA_FLOOR, TAIL_POINTS, aicc,
+                                         relative_sigma, tail_rate_per_h, trapezoid_weights)
 
-#: Voxels fitted together; keeps the work arrays of a chunk in the processor caches' neighbourhood.
+#: Voxels fitted together; bounds the memory of the per-voxel work arrays (normal equations, Jacobians).
 CHUNK_VOXELS = 1 << 17
-RELATIVE_SIGMA_FLOOR = 0.01
-TAIL_POINTS = 3
 VOXEL_METHODS = ("auto", "mono", "bi", "tri", "trapezoid")
 #: Most exponential terms of any model (tri).
 MAX_TERMS = 3
@@ -154,7 +153,7 @@ def _integrate_chunk(t, y, names, iterations, tail, max_relative_residual):
         chosen = np.where(empty, 2, 0)
         return tia, np.where(empty, np.nan, rate), chosen, _mono_terms(tia, rate)
 
-    sigma = np.maximum(y, RELATIVE_SIGMA_FLOOR * y.max(axis=0))
+    sigma = relative_sigma(y)
     sigma[:, empty] = 1.0
     best_tia = np.full(n, np.nan)
     best_rate = np.full(n, np.nan)
@@ -169,12 +168,9 @@ def _integrate_chunk(t, y, names, iterations, tail, max_relative_residual):
         tia = m.integral(p)
         relative_rms = np.sqrt(wrss / len(t))
         valid = fittable & np.isfinite(tia) & np.all(np.isfinite(p), axis=0) & (relative_rms <= max_relative_residual)
-        k = m.n_parameters
-        # AICc as in MIBGDosimetryLib.tac, with the same floor below which residuals are rounding.
-        floor = len(t) * 1e-18 * np.mean((y / sigma) ** 2, axis=0) + 1e-300
-        score = len(t) * np.log(np.maximum(wrss, floor) / len(t)) + 2 * k
-        if len(t) - k - 1 > 0:
-            score = score + 2 * k * (k + 1) / (len(t) - k - 1)
+        # One candidate needs no comparison (and may have too many parameters for AICc).
+        score = (aicc(wrss, len(t), m.n_parameters, np.mean((y / sigma) ** 2, axis=0)) if len(names) > 1
+                 else np.zeros(n))
         better = valid & (score < best_score)
         best_score = np.where(better, score, best_score)
         best_tia = np.where(better, tia, best_tia)

@@ -15,7 +15,8 @@ import numpy as np
 from MIBGDosimetryLib.dose.convolution import convolve_kernel
 
 SECONDS_PER_HOUR = 3600.0
-#: Lowest density (g/cm3) used in the density correction: about lung tissue at full inspiration.
+#: Lowest density (g/cm3) used in the density correction: below every tissue of the body (inflated
+#: lung is about 0.26 g/cm3, ICRU Report 46, 1992), so only air is raised to it.
 MIN_DENSITY_G_CM3 = 0.1
 
 

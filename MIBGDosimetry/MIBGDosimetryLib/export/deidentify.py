@@ -312,14 +312,14 @@ def deidentify_study(study_dir, out_dir, mapping_path, pseudonym=None, results_d
                "exported": [], "not_exported": []}
     try:
         results_json = None
-        for prefix, relative, ds in originals:
+        for prefix, relative, header in originals:
             source = os.path.join(dict(sources)[prefix], relative)
             target = os.path.join(work, prefix, relative)
             os.makedirs(os.path.dirname(target), exist_ok=True)
             suffix = os.path.splitext(relative)[1].lower()
-            if ds is not None:
-                ds.file_meta = getattr(ds, "file_meta", pydicom.dataset.FileMetaDataset())
-                clean = deidentifier.apply(ds)
+            if header is not None:
+                # One file at a time with its pixels: a study of several CTs does not fit in memory at once.
+                clean = deidentifier.apply(pydicom.dcmread(source))
                 clean.save_as(target, enforce_file_format=True)
             elif suffix == ".json" or suffix in TEXT_SUFFIXES:
                 with open(source, encoding="utf-8") as stream:
@@ -366,7 +366,11 @@ def deidentify_study(study_dir, out_dir, mapping_path, pseudonym=None, results_d
 def verify_export(folder, deidentifier):
     """Scan every element of every DICOM file and every text in ``folder`` for original identifying values.
 
-    Returns a list of findings ('file: where holds value'); empty when the export is clean.
+    DICOM: every element at every sequence depth and the file meta (pixel data excepted), whatever
+    its VR; text files (JSON, CSV, TSV, TXT, HTML) whole; PDF files on their raw bytes, which
+    holds their metadata but not their compressed page text, so a report in an export is always
+    rendered from results that passed this check. Returns a list of findings ('file: where holds
+    value'); empty when the export is clean.
     """
     problems = []
     for root, _, files in os.walk(folder):
@@ -415,20 +419,20 @@ def _inside(path, folder):
 
 
 def _read_inputs(sources):
-    """Every file of the input folders as (prefix, relative path, pydicom dataset or None), sorted."""
+    """Every file of the input folders as (prefix, relative path, DICOM header without pixels or None)."""
     items = []
     for prefix, folder in sources:
         for root, dirs, files in os.walk(folder):
             dirs.sort()
             for name in sorted(files):
                 path = os.path.join(root, name)
-                items.append((prefix, os.path.relpath(path, folder), _try_read_dicom(path)))
+                items.append((prefix, os.path.relpath(path, folder), _try_read_dicom(path, stop_before_pixels=True)))
     return items
 
 
-def _try_read_dicom(path):
+def _try_read_dicom(path, stop_before_pixels=False):
     try:
-        return pydicom.dcmread(path)
+        return pydicom.dcmread(path, stop_before_pixels=stop_before_pixels)
     except (pydicom.errors.InvalidDicomError, OSError, ValueError, KeyError):
         return None
 

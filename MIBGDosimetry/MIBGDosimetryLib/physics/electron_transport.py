@@ -12,8 +12,9 @@ Method: a condensed-history Monte Carlo of our own, vectorised over all electron
   kinetic energy.
 - Angular deflection: the transport cross section of the screened Rutherford cross section with
   Moliere's screening parameter (Bethe, Phys. Rev. 89 (1953) 1256) and the first-order Mott correction
-  for light nuclei (McKinley and Feshbach 1948), Z(Z+1) to include scattering on atomic electrons. Over a step s the mean of (1 - cos theta) is 1 - exp(-s/lambda_1) (Goudsmit-Saunderson);
-  the deflection is sampled from a Wentzel-shaped distribution with that first moment.
+  for light nuclei (McKinley and Feshbach 1948), Z(Z+1) to include scattering on atomic electrons.
+  Over a step s the mean of (1 - cos theta) is 1 - exp(-s/lambda_1) (Goudsmit-Saunderson); the
+  deflection is sampled from a Wentzel-shaped distribution with that first moment.
 - Spatial displacement: the "random hinge" (the deflection happens at a uniformly sampled point of the
   step, where the step's energy is deposited), which gives correct spatial moments for small steps.
 - Electrons below the cut-off energy deposit their remaining energy where they stop (CSDA range of
@@ -238,7 +239,8 @@ def electron_radial_deposition(material, energy_MeV, weight, shell_g_cm2, shell_
         # At most one hard collision per step (its probability stays below 0.15 for these steps): the
         # knock-on electron starts at the hinge, the primary loses its energy.
         moller = grid.value(moller_table, at_mid)
-        hard = (rng.uniform(size=energy.size) < -np.expm1(-step * moller)) & (next_energy > 2.0 * CUTOFF_ENERGY_MEV)
+        hard = ((rng.uniform(size=energy.size) < -np.expm1(-step * moller))
+                & (next_energy > 2.0 * CUTOFF_ENERGY_MEV))
         transfer = sample_moller_transfer(rng, next_energy[hard], CUTOFF_ENERGY_MEV)
         primary = next_energy[hard]
         cos_delta = np.sqrt(transfer * (primary + 2.0 * ELECTRON_REST_ENERGY_MEV)

@@ -18,8 +18,7 @@ C being the covariogram of the voxel (the volume shared by a voxel and its copy 
   Gauss rule for the triangular weights (a_i - |u_i|) (Gauss-Jacobi nodes on each half).
 
 Kernels are symmetric under reflection of each axis, so only one octant is computed, and under swaps
-of axes with equal voxel edges. Results are
-cached per (voxel size, half width, density, tissue).
+of axes with equal voxel edges. Results are cached per (voxel size, half width, density, tissue).
 """
 
 import functools
@@ -96,7 +95,7 @@ def voxel_s_kernel(voxel_mm, half_width, density_g_cm3=1.0, material="soft_tissu
     return _cached_kernel(voxel, int(half_width), float(density_g_cm3), material).copy()
 
 
-@functools.lru_cache(maxsize=32)
+@functools.lru_cache(maxsize=8)
 def _cached_kernel(voxel_mm, half_width, density_g_cm3, material):
     octant = octant_s_values(voxel_mm, half_width, density_g_cm3, material)
     kernel = np.empty((2 * half_width + 1,) * 3)
@@ -111,6 +110,11 @@ def octant_s_values(voxel_mm, half_width, density_g_cm3=1.0, material="soft_tiss
     edges_cm = np.asarray(voxel_mm, dtype=float) / 10.0
     volume_cm3 = float(np.prod(edges_cm))
     radial = radial_kernel(material)
+    reach_cm = float(np.linalg.norm((half_width + 1) * edges_cm))
+    if reach_cm * density_g_cm3 > radial.photon_max_radius_g_cm2:
+        raise ValueError(f"A kernel reaching {reach_cm:.0f} cm at {density_g_cm3} g/cm3 exceeds the "
+                         f"{radial.photon_max_radius_g_cm2:g} g/cm2 of the photon calculation; "
+                         "use a smaller half width.")
     electron_reach_cm = radial.electron_range_g_cm2 / density_g_cm3
     offsets = np.stack(np.meshgrid(*[np.arange(half_width + 1)] * 3, indexing="ij"), axis=-1).reshape(-1, 3)
     nearest_cm = np.linalg.norm(np.clip(offsets - 1, 0, None) * edges_cm, axis=1)

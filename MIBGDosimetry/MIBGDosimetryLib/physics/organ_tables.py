@@ -67,7 +67,10 @@ def read_organ_s_values(path):
     with path.open(newline="", encoding="utf-8-sig") as handle:
         sample = handle.read(4096)
         handle.seek(0)
-        dialect = csv.Sniffer().sniff(sample, delimiters=",;\t")
+        try:
+            dialect = csv.Sniffer().sniff(sample, delimiters=",;\t")
+        except csv.Error:
+            raise ValueError(f"{path.name} is not a table with comma, semicolon or tab separated columns.")
         rows = [row for row in csv.reader(handle, dialect) if any(cell.strip() for cell in row)]
     if len(rows) < 2:
         raise ValueError(f"{path.name} has no S-value rows.")
@@ -102,6 +105,7 @@ def mass_adjusted_self_s_value(s_reference_mGy_per_MBq_s, reference_mass_g, pati
     electron_part = radial_kernel().electron_MeV * electron_fraction / reference_mass_g * MGY_PER_MBQ_S_PER_MEV_PER_G
     if electron_part > s_reference_mGy_per_MBq_s:
         raise ValueError(f"The reference S value {s_reference_mGy_per_MBq_s:g} mGy/(MBq s) is below the electron "
-                         f"self-dose of a {reference_mass_g:g} g organ ({electron_part:g}); check the mass and the units.")
+                         f"self-dose of a {reference_mass_g:g} g organ ({electron_part:g}); "
+                         "check the mass and the units.")
     ratio = reference_mass_g / patient_mass_g
     return electron_part * ratio + (s_reference_mGy_per_MBq_s - electron_part) * ratio ** (2.0 / 3.0)

@@ -170,7 +170,8 @@ def _save(kernel, path):
     handle, temporary = tempfile.mkstemp(suffix=".npz", dir=path.parent)
     os.close(handle)
     try:
-        np.savez(temporary, local_MeV=kernel.local_MeV, photon_emitted_MeV=kernel.photon_emitted_MeV, **{name: getattr(kernel, name) for name in _ARRAYS})
+        np.savez(temporary, local_MeV=kernel.local_MeV, photon_emitted_MeV=kernel.photon_emitted_MeV,
+                 **{name: getattr(kernel, name) for name in _ARRAYS})
         os.replace(temporary, path)
     except BaseException:
         pathlib.Path(temporary).unlink(missing_ok=True)

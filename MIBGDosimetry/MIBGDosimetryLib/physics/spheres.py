@@ -51,7 +51,9 @@ def sphere_s_value(mass_g, density_g_cm3=1.0, material="soft_tissue"):
     reduction = geometric_reduction_factor(0.5 * (edges[1:] + edges[:-1]) / (radius_cm * density_g_cm3))
     electron_total_MeV = radial.electron_MeV
     photon_total_MeV = radial.photon_emitted_MeV
-    electron_absorbed_MeV = radial.electron_cumulative_MeV(0.0) + np.diff(radial.electron_cumulative_MeV(edges)) @ reduction
+    # Energy absorbed on the spot (r = 0) stays in the sphere.
+    electron_absorbed_MeV = (radial.electron_cumulative_MeV(0.0)
+                             + np.diff(radial.electron_cumulative_MeV(edges)) @ reduction)
     photon_absorbed_MeV = np.diff(radial.photon_cumulative_MeV(edges)) @ reduction
     s_value = (electron_absorbed_MeV + photon_absorbed_MeV) / mass_g * MGY_PER_MBQ_S_PER_MEV_PER_G
     return {

@@ -65,12 +65,31 @@ def resample_counts(volume, reference_grid, matrix_ras):
 
 
 def resample_mask(mask, mask_grid, target_grid, transform):
-    """A boolean mask on ``mask_grid`` carried onto ``target_grid`` by nearest neighbour.
+    """A boolean mask on ``mask_grid`` carried onto ``target_grid``.
 
     ``transform`` maps target-grid points to the mask grid's frame (RAS 4x4 or SimpleITK transform).
+    On a grid as fine as the mask's, each target voxel takes its nearest mask voxel. When the target
+    voxels are n times coarser, a single nearest sample would shift the mask by up to half a fine
+    voxel, so each target voxel is sampled at n points per axis, evenly spread over its extent (the
+    centres of the fine voxels it covers when n is an integer ratio), and belongs to the mask when
+    more than half of them do (those covered exactly half are
+    split by a checkerboard).
     """
     mask = np.asarray(mask)
     if mask.shape != mask_grid.array.shape:
         raise ValueError(f"The mask has shape {mask.shape} but its grid has shape {mask_grid.array.shape}.")
-    labels = mask_grid.with_array(mask.astype(np.uint8))
-    return resample_image(labels, target_grid, transform, "nearest", 0.0).array > 0.5
+    source = mask_grid.with_array(mask.astype(np.uint8)).to_sitk()
+    sitk_transform = as_sitk_transform(transform)
+    samples = [max(1, int(round(t / m))) for t, m in zip(target_grid.spacing_mm, mask_grid.spacing_mm)]
+    votes = np.zeros(target_grid.array.shape, dtype=np.int32)
+    for offsets in np.ndindex(*samples):
+        shift_ijk = (np.array(offsets) + 0.5) / np.array(samples) - 0.5
+        shifted = ImageVolume(target_grid.array, target_grid.spacing_mm, tuple(target_grid.ras_of_ijk(shift_ijk)),
+                              target_grid.directions)
+        sampled = sitk.Resample(source, _grid_image(shifted), sitk_transform, sitk.sitkNearestNeighbor, 0.0,
+                                sitk.sitkUInt8)
+        votes += sitk.GetArrayViewFromImage(sampled)
+    count = int(np.prod(samples))
+    # Voxels covered exactly half are split by a checkerboard, so that the volume is not biased.
+    k, j, i = np.indices(votes.shape, sparse=True)
+    return (2 * votes > count) | ((2 * votes == count) & ((i + j + k) % 2 == 0))

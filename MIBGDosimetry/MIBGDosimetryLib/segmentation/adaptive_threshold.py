@@ -125,6 +125,8 @@ def adaptive_threshold_mask(spect, seed_ras_mm=None, model=None, roi_ras_mm=None
     local = np.where(region[window], values[window], -np.inf)
     peak = tuple(w.start + int(o) for w, o in zip(window, np.unravel_index(int(np.argmax(local)), local.shape)))
     maximum = float(values[peak])
+    if maximum <= float(np.median(values)):
+        raise ValueError("The marked spot is not brighter than the rest of the image; place the seed on a lesion.")
     spacing_kji = np.asarray(spect.spacing_mm)[::-1]
     voxel_ml = spect.voxel_volume_ml
 
@@ -173,42 +175,44 @@ def _consistent_volume(model, maximum, background, region_volume_ml, max_iterati
     """The region whose volume V gives back, through the model, the fraction that delineated it.
 
     With h(f) = fraction(V(f), C) - f, V(f) the volume of the region above
-    ``background + f (maximum - background)``, the delineation is consistent where h(f) = 0. The
-    plain iteration f -> V -> fraction(V) -> f diverges for small lesions, whose volume reacts more
-    strongly to the threshold than the model to the volume, and a region grows in whole voxels, so
-    h often steps over zero without touching it. The fixed point is therefore located by scanning f
-    in steps of :data:`SCAN_STEP` and refining the best step ten-fold: the region with the smallest
-    |h| is taken (the largest one among equals). Regions for which the model's fraction is clipped at
-    its maximum (volumes below the calibrated range) are not candidates unless nothing else is.
-    ``max_iterations`` bounds the number of regions evaluated.
+    ``background + f (maximum - background)``, the delineation is consistent where h(f) = 0, and the
+    iteration f -> V -> fraction(V) settles only where h falls through zero as f rises. That iteration
+    itself diverges for small lesions (their volume reacts more strongly to the threshold than the
+    model to the volume) and a region grows in whole voxels, so the fixed point is located by
+    scanning f in steps of :data:`SCAN_STEP`: the first fall of h through zero from the lowest
+    fraction (the largest consistent region, which the iteration started from a generous region
+    reaches) is refined ten-fold and the fraction with the smallest |h| there is taken. Regions
+    for which the model's fraction is clipped at its maximum (volumes below the calibrated range)
+    do not count. Without any fall through zero the fraction with the smallest |h| is returned,
+    marked as not converged. ``max_iterations`` bounds the number of regions evaluated.
     """
     contrast = maximum / background if background > 0 else None
     history = []
     evaluated = {}
 
     def evaluate(fraction):
+        fraction = round(float(fraction), 6)
         if fraction not in evaluated and len(evaluated) < max_iterations:
             volume_ml = region_volume_ml(background + fraction * (maximum - background))
             history.append(volume_ml)
             model_fraction = model.fraction(volume_ml, contrast)
-            clipped = model_fraction >= model.max_fraction
-            evaluated[fraction] = (abs(model_fraction - fraction), clipped, volume_ml)
-        return evaluated.get(fraction)
+            evaluated[fraction] = (model_fraction - fraction, model_fraction >= model.max_fraction)
+        return fraction
 
-    for fraction in np.arange(model.min_fraction, model.max_fraction + 1e-9, SCAN_STEP):
-        evaluate(round(float(fraction), 6))
-
-    def best():
-        candidates = [(clipped, round(mismatch, 4), -volume, f) for f, (mismatch, clipped, volume) in evaluated.items()]
-        return min(candidates)[3]
-
-    centre = best()
-    for fraction in np.arange(centre - SCAN_STEP, centre + SCAN_STEP + 1e-9, SCAN_STEP / 10.0):
-        if model.min_fraction <= fraction <= model.max_fraction:
-            evaluate(round(float(fraction), 6))
-    fraction = best()
-    mismatch, clipped, _ = evaluated[fraction]
+    scan = [evaluate(f) for f in np.arange(model.min_fraction, model.max_fraction + 1e-9, SCAN_STEP)]
+    scan = [f for f in scan if f in evaluated]
+    crossing = next((i for i in range(len(scan) - 1)
+                     if evaluated[scan[i]][0] >= 0 > evaluated[scan[i + 1]][0]
+                     and not evaluated[scan[i]][1] and not evaluated[scan[i + 1]][1]), None)
+    if crossing is None:
+        candidates = [f for f in scan if not evaluated[f][1]] or scan
+    else:
+        low, high = scan[crossing], scan[crossing + 1]
+        candidates = [evaluate(f) for f in np.linspace(low, high, 11)]
+        candidates = [f for f in candidates if f in evaluated and not evaluated[f][1]]
+    fraction = min(candidates, key=lambda f: (abs(evaluated[f][0]), f))
+    mismatch = abs(evaluated[fraction][0])
     level = background + fraction * (maximum - background)
     return {"component": region_volume_ml.component(level), "level": level, "fraction": float(fraction),
-            "history": history, "converged": bool(mismatch <= FRACTION_TOLERANCE and not clipped),
+            "history": history, "converged": bool(crossing is not None and mismatch <= FRACTION_TOLERANCE),
             "mismatch": float(mismatch)}

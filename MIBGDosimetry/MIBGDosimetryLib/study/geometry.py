@@ -76,13 +76,14 @@ def multiframe_grid(pixels, position_lps_mm, orientation, pixel_spacing_mm, slic
                 LPS_TO_RAS @ directions_lps, notes)
 
 
-def stack_slices(slices, resample_uneven, output_dtype=None):
+def stack_slices(slices, resample_uneven, output_dtype=None, value_dtype=np.float64):
     """Stack 2-D slices (any order) along their common normal.
 
     Slices must share orientation, pixel spacing and matrix size and lie on one straight line
     along the normal (no gantry tilt); otherwise a StudyDataError names the files. Uneven gaps are
     resampled linearly onto the median gap when ``resample_uneven`` (with a note), else rejected.
-    Stored values become real values with each slice's rescale slope and intercept.
+    Stored values become real values with each slice's rescale slope and intercept, computed in
+    ``value_dtype`` and returned as ``output_dtype`` when that holds every value exactly.
     """
     if not slices:
         raise StudyDataError("no readable slices")
@@ -109,7 +110,8 @@ def stack_slices(slices, resample_uneven, output_dtype=None):
             raise StudyDataError(
                 f"slice '{s.source}' lies {np.linalg.norm(offset):.3g} mm off the line through "
                 f"'{slices[0].source}' along the slice normal (tilted gantry or several stacks in one series)")
-    values = np.stack([s.pixels.astype(np.float64) * s.rescale_slope + s.rescale_intercept for s in slices])
+    values = np.stack([s.pixels.astype(value_dtype) * value_dtype(s.rescale_slope) + value_dtype(s.rescale_intercept)
+                       for s in slices])
     if len(slices) == 1:
         raise StudyDataError(f"only one slice ('{first.source}'), so the slice spacing is unknown")
     gaps = np.diff(distance)
@@ -126,7 +128,7 @@ def stack_slices(slices, resample_uneven, output_dtype=None):
                        f"({gaps[n]:.4g} mm)")
         if not resample_uneven:
             raise StudyDataError(description)
-        values = _resample_along_normal(values, distance, median_gap)
+        values = _resample_along_normal(values, distance, median_gap).astype(value_dtype)
         notes.append(f"{description}; resampled by linear interpolation onto a regular {median_gap:.4g} mm grid "
                      f"of {values.shape[0]} slices")
         slice_spacing = median_gap
@@ -139,7 +141,7 @@ def stack_slices(slices, resample_uneven, output_dtype=None):
 
 
 def cast_exact(values, dtype):
-    """``values`` as ``dtype`` when that keeps every value exactly, else as float64."""
+    """``values`` as ``dtype`` when that keeps every value exactly, else unchanged."""
     candidate = values.astype(dtype)
     return candidate if np.array_equal(candidate, values) else values
 

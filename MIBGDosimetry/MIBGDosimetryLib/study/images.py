@@ -52,7 +52,7 @@ def located(function, path, *args):
         raise StudyDataError(f"file '{path}': {error}", file=path, field=error.field) from None
 
 
-def read_slice_stack(series, root, resample_uneven, output_dtype=None):
+def read_slice_stack(series, root, resample_uneven, output_dtype=None, value_dtype=np.float64):
     """Stack a slice-per-file series (CT, PET) or an enhanced multi-frame series; returns (grid, warnings, datasets).
 
     Only headers of the stacked files are kept in ``datasets`` (pixel data dropped after use).
@@ -75,14 +75,18 @@ def read_slice_stack(series, root, resample_uneven, output_dtype=None):
         if "PixelData" in ds:
             del ds.PixelData
         headers.append((path, ds))
+    without = frames_of_reference.pop(None, [])
+    if without and frames_of_reference:
+        notes.append(f"{where(series=series.label, field='FrameOfReferenceUID')}: missing in {len(without)} file(s), "
+                     f"e.g. '{without[0]}'; they are taken to be in the frame of reference of the other files")
     if len(frames_of_reference) > 1:
-        listing = "; ".join(f"{uid or 'missing'}: {len(paths)} file(s) e.g. '{paths[0]}'"
+        listing = "; ".join(f"{uid}: {len(paths)} file(s) e.g. '{paths[0]}'"
                             for uid, paths in frames_of_reference.items())
         raise StudyDataError(f"{where(series=series.label, field='FrameOfReferenceUID')}: the files of one series are "
                              f"in different frames of reference ({listing}); separate them into their own series",
                              series=series.uid, field="FrameOfReferenceUID")
     try:
-        grid = stack_slices(slices, resample_uneven, output_dtype)
+        grid = stack_slices(slices, resample_uneven, output_dtype, value_dtype)
     except StudyDataError as error:
         raise StudyDataError(f"{where(series=series.label)}: {error}", series=series.uid) from None
     notes.extend(f"{where(series=series.label)}: {note}" for note in grid.notes)

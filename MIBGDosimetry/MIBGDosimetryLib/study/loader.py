@@ -76,59 +76,14 @@ def load_study(path, overrides=None):
     if options.entries:
         warnings.append(f"Overrides read from {options.source}.")
     patient = _patient(scan, problems)
-    unused = []
-
-    emissions, cts, projection_files = [], [], []
-    segmentation_files, rt_dose_files = [], []
-    for series in scan.series.values():
-        first = os.path.relpath(series.paths[0], root)
-        if series.role in ("emission", "ct", "projection") and options.get(series.uid).get("exclude"):
-            warnings.append(f"{where(series=series.label, file=first)}: excluded by {options.source}.")
-            unused.append(_unused(series, root, "excluded by the overrides"))
-            continue
-        if series.role == "emission":
-            try:
-                emission = _read_emission(series, root)
-            except StudyDataError as error:
-                problems.append(str(error))
-                continue
-            if emission is not None:
-                emissions.append(emission)
-            else:
-                unused.append(_unused(series, root, "emission image of another radionuclide than 131I"))
-                warnings.append(f"{where(series=series.label, file=first)}: not used, the radionuclide is not 131I.")
-        elif series.role == "ct":
-            try:
-                cts.append(_read_ct(series, root, warnings))
-            except StudyDataError as error:
-                warnings.append(f"CT not used: {error}")
-                unused.append(_unused(series, root, str(error)))
-        elif series.role == "projection":
-            projection_files.extend(series.paths)
-        elif series.role == "segmentation":
-            segmentation_files.extend(series.paths)
-        elif series.role == "rtdose":
-            rt_dose_files.extend(series.paths)
-        else:
-            reason = "CT localizer" if series.role == "localizer" else (
-                f"SOP class {SOP_CLASS_NAMES.get(series.sop_class_uid, series.sop_class_uid)} not used for dosimetry")
-            unused.append(_unused(series, root, reason))
-
-    for emission in emissions:
-        emission.overrides = options.get(emission.series.uid)
-        problems.extend(check_scope(options, emission.series.uid, "series"))
-        if "acquisition_datetime" in emission.overrides:
-            _apply(emission, "acquisition_datetime", emission.overrides["acquisition_datetime"],
-                   emission.info.acquisition_datetime, options.source)
-            emission.info.acquisition_datetime = emission.overrides["acquisition_datetime"]
-            emission.info.problems.pop("acquisition_datetime", None)
-        if emission.info.acquisition_datetime is None:
-            problems.append(_problem(emission, "acquisition_datetime", root))
+    found = _read_all_series(scan, options, warnings, problems)
+    emissions, cts, unused = found["emissions"], found["cts"], found["unused"]
+    _acquisition_times(emissions, options, problems)
     if not emissions and not problems:
-        found = ", ".join(f"{SOP_CLASS_NAMES.get(s.sop_class_uid, s.sop_class_uid)} '{s.description}'"
-                          for s in scan.series.values()) or "no DICOM series"
+        listing = ", ".join(f"{SOP_CLASS_NAMES.get(s.sop_class_uid, s.sop_class_uid)} '{s.description}'"
+                            for s in scan.series.values()) or "no DICOM series"
         raise StudyDataError(f"No reconstructed SPECT (NM reconstructed tomography) was found in '{root}' "
-                             f"(found: {found}).")
+                             f"(found: {listing}).")
     if problems:
         raise StudyDataError(problems)
 
@@ -138,12 +93,12 @@ def load_study(path, overrides=None):
     for label, emission in zip(labels, emissions):
         problems.extend(check_scope(options, label, "timepoint"))
         emission.overrides.update(options.get(label))
-    administration = _administration(emissions, options, warnings, problems, root)
-    activity_MBq = _administered_activity(emissions, options, warnings, root)
+    administration = _administration(emissions, options, warnings, problems)
+    activity_MBq = _administered_activity(emissions, options, warnings)
 
     timepoints = []
     for label, emission in zip(labels, emissions):
-        tp = _timepoint(label, emission, administration, options.source, problems, root)
+        tp = _timepoint(label, emission, administration, options.source, problems)
         if tp is not None:
             timepoints.append(tp)
     problems.extend(f"{options.source}: the key '{key}' matches no series, time point or 'study'; check it"
@@ -152,14 +107,66 @@ def load_study(path, overrides=None):
         raise StudyDataError(problems)
 
     _pair_ct(timepoints, emissions, cts, options, unused, warnings, root)
-    _attach_projections(timepoints, emissions, projection_files, unused, warnings, root)
+    _attach_projections(timepoints, emissions, found["projection_files"], unused, warnings, root)
     seed_points, seed_notes = read_seed_points(scan.markups_files, root)
     warnings.extend(seed_notes)
     for tp in timepoints:
         warnings.extend(f"{tp.label}: {w}" for w in tp.warnings)
-    return Study(root, timepoints, administration, activity_MBq, patient, seed_points, segmentation_files,
-                 rt_dose_files, unused, [(os.path.relpath(f, root), r) for f, r in scan.unreadable_files],
+    return Study(root, timepoints, administration, activity_MBq, patient, seed_points, found["segmentation_files"],
+                 found["rt_dose_files"], unused, [(os.path.relpath(f, root), r) for f, r in scan.unreadable_files],
                  [os.path.relpath(f, root) for f in scan.ignored_files], warnings)
+
+
+def _read_all_series(scan, options, warnings, problems):
+    """Read every series by its role: emission volumes, CT volumes, and the file lists of the others."""
+    root = scan.root
+    found = {"emissions": [], "cts": [], "projection_files": [], "segmentation_files": [], "rt_dose_files": [],
+             "unused": []}
+    for series in scan.series.values():
+        first = os.path.relpath(series.paths[0], root)
+        if series.role in ("emission", "ct", "projection") and options.get(series.uid).get("exclude"):
+            warnings.append(f"{where(series=series.label, file=first)}: excluded by {options.source}.")
+            found["unused"].append(_unused(series, root, "excluded by the overrides"))
+        elif series.role == "emission":
+            try:
+                emission = _read_emission(series, root)
+            except StudyDataError as error:
+                problems.append(str(error))
+                continue
+            if emission is not None:
+                found["emissions"].append(emission)
+            else:
+                found["unused"].append(_unused(series, root, "emission image of another radionuclide than 131I"))
+                warnings.append(f"{where(series=series.label, file=first)}: not used, the radionuclide is not 131I.")
+        elif series.role == "ct":
+            try:
+                found["cts"].append(_read_ct(series, root, warnings))
+            except StudyDataError as error:
+                warnings.append(f"CT not used: {error}")
+                found["unused"].append(_unused(series, root, str(error)))
+        elif series.role in ("projection", "segmentation", "rtdose"):
+            key = {"projection": "projection_files", "segmentation": "segmentation_files",
+                   "rtdose": "rt_dose_files"}[series.role]
+            found[key].extend(series.paths)
+        else:
+            reason = "CT localizer" if series.role == "localizer" else (
+                f"SOP class {SOP_CLASS_NAMES.get(series.sop_class_uid, series.sop_class_uid)} not used for dosimetry")
+            found["unused"].append(_unused(series, root, reason))
+    return found
+
+
+def _acquisition_times(emissions, options, problems):
+    """Attach each emission series' overrides and apply an acquisition start given for it."""
+    for emission in emissions:
+        emission.overrides = options.get(emission.series.uid)
+        problems.extend(check_scope(options, emission.series.uid, "series"))
+        if "acquisition_datetime" in emission.overrides:
+            _apply(emission, "acquisition_datetime", emission.overrides["acquisition_datetime"],
+                   emission.info.acquisition_datetime, options.source)
+            emission.info.acquisition_datetime = emission.overrides["acquisition_datetime"]
+            emission.info.problems.pop("acquisition_datetime", None)
+        if emission.info.acquisition_datetime is None:
+            problems.append(_problem(emission, "acquisition_datetime"))
 
 
 def _patient(scan, problems):
@@ -224,7 +231,9 @@ def _read_emission(series, root):
 
 
 def _read_ct(series, root, warnings):
-    grid, notes, headers = read_slice_stack(series, root, resample_uneven=True, output_dtype=np.int16)
+    # HU need no more than single precision; a clinical CT held in float64 takes hundreds of megabytes.
+    grid, notes, headers = read_slice_stack(series, root, resample_uneven=True, output_dtype=np.int16,
+                                            value_dtype=np.float32)
     warnings.extend(notes)
     first = headers[0][1]
     acquisition = None
@@ -254,10 +263,15 @@ def _optional_text(ds, keyword):
         return None
 
 
-def _problem(emission, override_field, root, message=None):
+#: Placeholder values shown in the override examples of error messages.
+_EXAMPLE_VALUES = {"duration_s": 1800, "administration_datetime": "YYYY-MM-DDTHH:MM:SS",
+                   "acquisition_datetime": "YYYY-MM-DDTHH:MM:SS"}
+
+
+def _problem(emission, override_field, message=None):
     """A located problem with the override that would supply the value."""
     message = message or emission.info.problems.get(override_field) or f"{override_field} is unknown"
-    example = json.dumps({emission.series.uid: {override_field: "..."}})
+    example = json.dumps({emission.series.uid: {override_field: _EXAMPLE_VALUES[override_field]}})
     return (f"{where(series=emission.series.label, file=emission.file)}: {message}. Supply it as an override, "
             f"e.g. {example} in mibg-overrides.json in the study folder or a file given with --overrides.")
 
@@ -284,7 +298,7 @@ def _same_session_problems(emissions, source):
     return problems
 
 
-def _administration(emissions, options, warnings, problems, root):
+def _administration(emissions, options, warnings, problems):
     """The administration date-time: the study override, else the value all emission series agree on."""
     study_value = options.get("study").get("administration_datetime")
     if study_value is not None:
@@ -302,7 +316,7 @@ def _administration(emissions, options, warnings, problems, root):
             detail = (f"field RadiopharmaceuticalStartDateTime is missing and RadiopharmaceuticalStartTime "
                       f"({time_only.isoformat()}) has no date" if time_only is not None else
                       "field RadiopharmaceuticalInformationSequence/RadiopharmaceuticalStartDateTime is missing")
-            problems.append(_problem(emission, "administration_datetime", root,
+            problems.append(_problem(emission, "administration_datetime",
                                      f"{detail}, so the time since administration is unknown"))
         problems.append('The administration date-time can be given once for the whole study: '
                         '{"study": {"administration_datetime": "YYYY-MM-DDTHH:MM:SS"}}.')
@@ -327,7 +341,7 @@ def _administration(emissions, options, warnings, problems, root):
     return reference.info.administration_datetime
 
 
-def _administered_activity(emissions, options, warnings, root):
+def _administered_activity(emissions, options, warnings):
     """Administered activity (MBq): the study override, else the value all series agree on (else None, warned)."""
     study_value = options.get("study").get("administered_activity_MBq")
     if study_value is not None:
@@ -355,7 +369,8 @@ def _administered_activity(emissions, options, warnings, root):
     return float(np.mean(list(values.values())))
 
 
-def _timepoint(label, emission, administration, source, problems, root):
+def _timepoint(label, emission, administration, source, problems):
+    """The TimePoint of an emission series, or None after adding to ``problems`` what prevents it."""
     info, overrides = emission.info, emission.overrides
     duration_s = overrides.get("duration_s")
     if duration_s is not None:
@@ -364,7 +379,7 @@ def _timepoint(label, emission, administration, source, problems, root):
     else:
         duration_s = info.duration_s
     if duration_s is None:
-        problems.append(_problem(emission, "duration_s", root,
+        problems.append(_problem(emission, "duration_s",
                                  info.problems.get("duration_s", "the acquisition duration is unknown")))
     if administration is None or duration_s is None or info.problems:
         return None
@@ -376,15 +391,14 @@ def _timepoint(label, emission, administration, source, problems, root):
     elif info.acquisition_datetime.tzinfo is not None:
         hours = (info.acquisition_datetime - administration).total_seconds() / 3600.0
     if hours < 0:
-        problems.append(_problem(emission, "administration_datetime", root,
+        problems.append(_problem(emission, "administration_datetime",
                                  f"the acquisition started {-hours:.2f} h before the administration "
                                  f"({administration.isoformat()}); one of the two date-times is wrong"))
         return None
-    rate = overrides.get("observed_count_rate_cps")
-    if rate is not None:
-        _apply(emission, "observed_count_rate_cps", rate, None, source)
-    elif info.counts_accumulated is not None:
-        rate = info.counts_accumulated / duration_s
+    rate = None if info.counts_accumulated is None else info.counts_accumulated / duration_s
+    if "observed_count_rate_cps" in overrides:
+        _apply(emission, "observed_count_rate_cps", overrides["observed_count_rate_cps"], rate, source)
+        rate = overrides["observed_count_rate_cps"]
     metadata = {
         "camera": info.camera, "collimator": info.collimator, "energy_windows": info.energy_windows,
         "administered_activity_MBq": info.administered_activity_MBq, "radionuclide": info.radionuclide,
@@ -457,12 +471,11 @@ def _attach_projections(timepoints, emissions, paths, unused, warnings, root):
     for path in paths:
         try:
             summary = read_projection_file(path, root)
-            header = read_dataset(path, os.path.relpath(path, root))
         except StudyDataError as error:
             warnings.append(f"Projection data not used: {error}")
             continue
-        frame_of_reference = _optional_text(header, "FrameOfReferenceUID")
-        study_uid = _optional_text(header, "StudyInstanceUID")
+        frame_of_reference = summary["frame_of_reference_uid"]
+        study_uid = summary["study_instance_uid"]
         best = None
         for tp in timepoints:
             emission = emission_of[tp.metadata["spect_series_instance_uid"]]

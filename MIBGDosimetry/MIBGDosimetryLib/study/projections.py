@@ -38,6 +38,8 @@ def read_projection_file(path, root):
     return {
         "file": shown,
         "series_instance_uid": located(dicomfields.text, shown, ds, "SeriesInstanceUID"),
+        "study_instance_uid": located(dicomfields.text, shown, ds, "StudyInstanceUID"),
+        "frame_of_reference_uid": located(dicomfields.text, shown, ds, "FrameOfReferenceUID"),
         "image_type": "\\".join(located(dicomfields.texts, shown, ds, "ImageType")),
         "acquisition_datetime": None if info.acquisition_datetime is None else info.acquisition_datetime.isoformat(),
         "duration_s": info.duration_s,

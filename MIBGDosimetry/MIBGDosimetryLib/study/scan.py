@@ -68,6 +68,7 @@ class FolderScan:
     """What was found under a study folder."""
 
     root: str
+    #: (SeriesInstanceUID, role) -> SeriesFiles
     series: dict = dataclasses.field(default_factory=dict)
     markups_files: list = dataclasses.field(default_factory=list)
     overrides_file: str = None
@@ -125,10 +126,12 @@ def _add_file(scan, path):
         scan.unreadable_files.append((path, reason))
         scan.warnings.append(f"{where(file=path, root=scan.root)}: skipped, {reason}.")
         return
-    series = scan.series.get(uid)
+    # Some cameras give projections and their reconstruction one SeriesInstanceUID; the role keeps them apart.
+    role = _role(sop_class, image_type)
+    series = scan.series.get((uid, role))
     if series is None:
-        series = SeriesFiles(uid, sop_class, modality, description, _role(sop_class, modality, image_type))
-        scan.series[uid] = series
+        series = SeriesFiles(uid, sop_class, modality, description, role)
+        scan.series[(uid, role)] = series
     elif sop_class != series.sop_class_uid:
         reason = (f"its SOP class {sop_class} differs from the SOP class {series.sop_class_uid} of the other files "
                   f"of series {uid}")
@@ -168,7 +171,7 @@ def read_dataset(path, shown=None):
                              file=path) from None
 
 
-def _role(sop_class, modality, image_type):
+def _role(sop_class, image_type):
     if sop_class in CT_CLASSES:
         return "localizer" if "LOCALIZER" in image_type else "ct"
     if sop_class == NM_IMAGE:
