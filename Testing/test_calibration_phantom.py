@@ -64,6 +64,13 @@ def test_recovery_coefficients_and_curve_match_truth(calibrated):
         assert uncertainty > 0
 
 
+def test_spatial_resolution_matches_the_camera(calibrated):
+    outputs, truth, _ = calibrated
+    record = outputs.result.record
+    assert record.resolution_fwhm_mm == pytest.approx(truth["fwhm_mm"], rel=0.05)
+    assert 0 < record.resolution_fwhm_mm_uncertainty < 0.05 * record.resolution_fwhm_mm
+
+
 def test_tew_scatter_and_derived_dicom(calibrated):
     outputs, truth, _ = calibrated
     tew = outputs.result.tew
@@ -80,6 +87,9 @@ def test_tew_scatter_and_derived_dicom(calibrated):
     check = subprocess.run(["dciodvfy", outputs.result.tew_output], capture_output=True, text=True)
     errors = [line for line in (check.stdout + check.stderr).splitlines() if line.startswith("Error")]
     assert not errors, "\n".join(errors)
+    recorded = outputs.result.record.scatter_correction
+    with open(outputs.result.tew_output, "rb") as stream:
+        assert hashlib.sha256(stream.read()).hexdigest() == recorded["output_sha256"]
 
 
 def test_chang_corrected_mean_matches_attenuation_free_truth(calibrated):
@@ -209,3 +219,11 @@ def test_bad_calibration_inputs_give_clear_errors(phantom, tmp_path, capsys):
     code, errors = calibrate_in_process(capsys, blank, never)
     assert code == 2 and "No filled cylinder" in errors
     assert not never.exists()
+
+    # A failure in a late step (Chang, after TEW) leaves no output at all.
+    broken = reduced_copy(folder, tmp_path / "broken", {"jaszczak", "tew", "chang"})
+    (broken / "chang" / "lower_window.dcm").unlink()
+    outputs = tmp_path / "outputs"
+    code, errors = calibrate_in_process(capsys, broken, outputs / "calibration.json")
+    assert code == 2 and "lower_window.dcm" in errors
+    assert not outputs.exists() or not any(outputs.iterdir())

@@ -12,7 +12,7 @@ import pytest
 
 from export_fixtures import ADMINISTRATION, PATIENT, dciodvfy_errors, write_study
 from MIBGDosimetryLib import cli
-from MIBGDosimetryLib.export import rtdose, seg
+from MIBGDosimetryLib.export import rtplan, seg
 from MIBGDosimetryLib.volume import ImageVolume
 
 #: Every identifying value the fixture study holds, and the parts of the name.
@@ -58,13 +58,15 @@ def acquisition_hours(ds):
 
 @pytest.fixture
 def study(tmp_path):
-    """A three-time-point study and a results folder (RT Dose on the first CT, results.json, a report)."""
+    """A three-time-point study and a results folder (RT Dose on the first CT with its RT Plan, results.json,
+    a report)."""
     folder = tmp_path / "study"
     write_study(folder, hours=(4.0, 24.0, 72.0))
     results_dir = tmp_path / "results"
     ct = pydicom.dcmread(dicom_files(folder / "tp1" / "ct")[0])
     dose = ImageVolume(np.random.default_rng(0).random((3, 4, 5)), (4.0, 4.0, 4.0), (-10, -10, 0), np.eye(3), "Gy")
-    rtdose.write_rt_dose(dose, results_dir / "dose.dcm", reference_ct=ct, bits=16)
+    rtplan.write_rt_dose_with_plan(dose, results_dir, reference_ct=ct, administered_activity_MBq=3700.0,
+                                   dose_filename="dose.dcm", plan_filename="plan.dcm")
     cts = [pydicom.dcmread(p) for p in dicom_files(folder / "tp1" / "ct")]
     grid = ImageVolume(np.stack([d.pixel_array for d in cts]), (2.0, 2.0, 3.0),
                        (20.0, 16.0, -9.0), np.diag([-1.0, -1.0, 1.0]), "HU")
@@ -95,7 +97,8 @@ def test_export_keeps_nothing_identifying_but_timing_geometry_and_characteristic
                    "--results", results_dir) == 0
     originals = {os.path.relpath(p, folder): pydicom.dcmread(p) for p in dicom_files(folder)}
     exported = {os.path.relpath(p, out): pydicom.dcmread(p) for p in dicom_files(out)}
-    assert set(exported) == set(originals) | {os.path.join("results", "dose.dcm"), os.path.join("results", "seg.dcm")}
+    assert set(exported) == set(originals) | {os.path.join("results", name) for name in ("dose.dcm", "plan.dcm",
+                                                                                        "seg.dcm")}
 
     # Instance UIDs (studies, series, images, frames); registered UIDs and the writer's class UID stay.
     original_uids = {text for ds in originals.values() for label, text in every_text(ds)
@@ -135,6 +138,13 @@ def test_export_keeps_nothing_identifying_but_timing_geometry_and_characteristic
     assert exported["tp1/spect.dcm"].FrameOfReferenceUID == frame
     assert exported["results/dose.dcm"].FrameOfReferenceUID == frame
     assert exported["results/seg.dcm"].FrameOfReferenceUID == frame
+    assert exported["results/plan.dcm"].FrameOfReferenceUID == frame
+    plan_reference = exported["results/dose.dcm"].ReferencedRTPlanSequence[0].ReferencedSOPInstanceUID
+    assert plan_reference == exported["results/plan.dcm"].SOPInstanceUID
+    assert plan_reference != pydicom.dcmread(results_dir / "plan.dcm").SOPInstanceUID
+    # PS3.15 E.1-1: RT Plan Name and Description removed, the Type 1 RT Plan Label replaced by a dummy.
+    assert "RTPlanName" not in exported["results/plan.dcm"] and "RTPlanDescription" not in exported["results/plan.dcm"]
+    assert exported["results/plan.dcm"].RTPlanLabel == "DEIDENTIFIED"
     seg_references = {i.ReferencedSOPInstanceUID for s in exported["results/seg.dcm"].ReferencedSeriesSequence
                       for i in s.ReferencedInstanceSequence}
     assert seg_references == {exported[f"tp1/ct/ct_{k:03d}.dcm"].SOPInstanceUID for k in range(6)}
@@ -160,9 +170,8 @@ def test_export_keeps_nothing_identifying_but_timing_geometry_and_characteristic
     # dciodvfy finds no error in the export that the original did not have.
     for name in ("tp1/ct/ct_000.dcm", "tp2/spect.dcm"):
         assert set(dciodvfy_errors(out / name)) <= set(dciodvfy_errors(folder / name)), name
-    for name in ("seg.dcm", "dose.dcm"):
-        assert set(dciodvfy_errors(out / "results" / name)) <= set(dciodvfy_errors(results_dir / name)), name
-    assert dciodvfy_errors(out / "results" / "seg.dcm") == []
+    for name in ("seg.dcm", "dose.dcm", "plan.dcm"):
+        assert dciodvfy_errors(out / "results" / name) == [], name
 
     # The local mapping re-identifies, and a second export reuses pseudonym, offset and UIDs.
     kept = json.loads(mapping.read_text())["patients"][PATIENT["id"]]

@@ -207,3 +207,32 @@ def test_oblique_rtstruct_contours_are_refused(tmp_path):
     tilted[:, 2] = 0.5 * tilted[:, 0]
     with pytest.raises(ValueError, match="not parallel"):
         read_rtstruct(_rtstruct(tmp_path, {"tilted": [tilted]}), _ct_grid())
+
+
+def test_patient_phantom_organ_segmentation_reads_back(tmp_path):
+    """The phantom's own CT and SEG writers (as in its study folders), read back onto its CT grid
+    and onto a grid twice as coarse."""
+    from MIBGDosimetryLib.dicomio import common, ct, seg
+    from MIBGDosimetryLib.phantoms.grid import PhantomGrid
+    from MIBGDosimetryLib.phantoms.patient import PatientConfig, simulate_patient
+
+    phantom = simulate_patient(PatientConfig(timepoints_h=(21.0,), grid=PhantomGrid(fine_factor=1)))
+    grid, tp = phantom.config.grid, phantom.timepoints[0]
+    study = common.StudyInfo(patient_name="MIBG^Phantom", patient_id="MIBG-VOI", study_datetime=tp.acquisition_datetime,
+                             patient_birth_date="20220101", patient_sex="F", patient_weight_kg=16.0,
+                             patient_size_m=1.02, study_description="VOI import", study_id="1")
+    reference = grid.fine_volume(tp.ct_hu)
+    ct_paths = ct.write_ct_series(reference, str(tmp_path / "ct"), study, tp.acquisition_datetime)
+    organs = {s.name: phantom.reference_labels == n + 2
+              for n, s in enumerate(phantom.anatomy.structures) if s.kind == "organ"}
+    seg.write_segmentation(organs, {name: "organ" for name in organs}, ct_paths, str(tmp_path / "segmentation.dcm"))
+    masks = read_dicom_seg(tmp_path / "segmentation.dcm", reference)
+    assert set(masks) == set(organs)
+    for name, mask in organs.items():
+        np.testing.assert_array_equal(masks[name], mask)
+    coarse = ImageVolume(np.zeros((44, 32, 32)), (8.8, 8.8, 8.8),
+                         tuple(reference.ras_of_ijk((0.5, 0.5, 0.5))), reference.directions)
+    on_coarse = read_dicom_seg(tmp_path / "segmentation.dcm", coarse)
+    for name in ("liver", "lungs", "heart"):  # organs of 100 coarse voxels or more
+        assert on_coarse[name].sum() * coarse.voxel_volume_ml == pytest.approx(
+            organs[name].sum() * reference.voxel_volume_ml, rel=0.05)

@@ -1,4 +1,4 @@
-"""DICOM RT Dose export: validated with dciodvfy, read back with pydicom and with Slicer's reader."""
+"""DICOM RT Dose and its RT Plan: validated with dciodvfy, read back with pydicom and with Slicer's reader."""
 
 import numpy as np
 import pydicom
@@ -6,7 +6,7 @@ import pytest
 
 from export_fixtures import dciodvfy_errors, write_ct_series
 from MIBGDosimetryLib import mrml
-from MIBGDosimetryLib.export import rtdose
+from MIBGDosimetryLib.export import rtdose, rtplan
 from MIBGDosimetryLib.volume import ImageVolume
 
 MISSING_PLAN = "Error - Missing attribute Type 1C Conditional Element=<ReferencedRTPlanSequence> Module=<RTDose>"
@@ -35,20 +35,24 @@ def assert_same_dose_in_space(written, read, tolerance_Gy):
     np.testing.assert_allclose(read.array.reshape(-1), written.array[k, j, i], atol=tolerance_Gy, rtol=0)
 
 
+@pytest.mark.parametrize("bits", [16, 32])
 @pytest.mark.parametrize("directions", [None, rotation_z(20.0), np.diag([1.0, 1.0, -1.0])],
                          ids=["axial", "oblique", "slices-against-normal"])
-def test_rt_dose_reads_back_with_geometry_and_values(tmp_path, directions):
+def test_rt_dose_reads_back_with_geometry_and_values(tmp_path, directions, bits):
     dose = dose_volume(directions)
-    path = rtdose.write_rt_dose(dose, tmp_path / "dose.dcm", patient={"name": "Doe^Jane", "id": "P1"})
+    options = {} if bits == 16 else {"bits": 32}
+    path = rtdose.write_rt_dose(dose, tmp_path / "dose.dcm", patient={"name": "Doe^Jane", "id": "P1"}, **options)
     ds = pydicom.dcmread(path)
-    assert (ds.DoseUnits, ds.DoseType, ds.BitsAllocated, ds.PixelRepresentation) == ("GY", "PHYSICAL", 32, 0)
+    assert (ds.DoseUnits, ds.DoseType, ds.BitsAllocated, ds.PixelRepresentation) == ("GY", "PHYSICAL", bits, 0)
     scaling = float(ds.DoseGridScaling)
-    # The maximum dose maps to the top of the 32-bit range (up to the 10 digits of DoseGridScaling).
-    assert 2 ** 32 - 1 - 10 <= ds.pixel_array.max() <= 2 ** 32 - 1
-    assert scaling * (2 ** 32 - 1) == pytest.approx(dose.array.max(), rel=2e-9)
+    # The maximum dose maps to the top of the integer range (up to the 12 digits of DoseGridScaling).
+    top = 2 ** bits - 1
+    assert top * (1 - 1e-9) - 1 <= ds.pixel_array.max() <= top
+    assert scaling * top == pytest.approx(dose.array.max(), rel=2e-9)
     assert [float(v) for v in ds.GridFrameOffsetVector] == pytest.approx([0, 3, 6, 9, 12])
     read = rtdose.read_rt_dose(path)
     assert read.units == "Gy" and read.spacing_mm == pytest.approx((2.0, 2.5, 3.0))
+    # Round-off: at most half a DoseGridScaling step, i.e. max/(2 (2^bits - 1)).
     assert_same_dose_in_space(dose, read, scaling / 2 * 1.0001)
 
 
@@ -80,20 +84,53 @@ def test_dose_without_ct_gets_new_uids_and_the_given_patient(tmp_path):
     assert pydicom.uid.UID(a.FrameOfReferenceUID).is_valid
 
 
-def test_dciodvfy_finds_no_error_but_the_missing_plan_reference(tmp_path):
-    # dciodvfy (dicom3tools 2022) aborts on 32-bit pixel data, so the header is validated on the
-    # 16-bit form of the same object; the 32-bit pixel module is checked by reading it back above.
-    paths, _, _ = write_ct_series(tmp_path / "ct")
-    ct = pydicom.dcmread(paths[0])
-    plain = rtdose.write_rt_dose(dose_volume(), tmp_path / "dose.dcm", reference_ct=ct, bits=16)
-    assert dciodvfy_errors(plain) == [MISSING_PLAN]
-    with_plan = rtdose.write_rt_dose(dose_volume(), tmp_path / "plan.dcm", reference_ct=ct, bits=16,
-                                     referenced_plan_uid=pydicom.uid.generate_uid())
-    assert dciodvfy_errors(with_plan) == []
-    read = rtdose.read_rt_dose(with_plan)
-    scaling = float(pydicom.dcmread(with_plan).DoseGridScaling)
-    assert scaling == pytest.approx(dose_volume().array.max() / 65535, rel=1e-6)
+@pytest.mark.parametrize("with_ct", [True, False], ids=["on-ct", "no-ct"])
+def test_dose_and_its_plan_pass_dciodvfy_and_the_dose_references_the_plan(tmp_path, with_ct):
+    ct = pydicom.dcmread(write_ct_series(tmp_path / "ct")[0][0]) if with_ct else None
+    paths = rtplan.write_rt_dose_with_plan(dose_volume(), tmp_path / "out", reference_ct=ct,
+                                           patient=None if with_ct else {"name": "Doe^Jane", "id": "P1"},
+                                           administered_activity_MBq=3700.0, plan_intent="CURATIVE")
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["rtdose.dcm", "rtplan.dcm"]
+    assert dciodvfy_errors(paths["rtdose"]) == []
+    assert dciodvfy_errors(paths["rtplan"]) == []
+    dose, plan = pydicom.dcmread(paths["rtdose"]), pydicom.dcmread(paths["rtplan"])
+    assert dose.BitsAllocated == 16 and dose.DoseSummationType == "PLAN"
+    reference = dose.ReferencedRTPlanSequence[0]
+    assert (reference.ReferencedSOPClassUID, reference.ReferencedSOPInstanceUID) == \
+        (plan.SOPClassUID, plan.SOPInstanceUID)
+    assert plan.SOPClassUID == "1.2.840.10008.5.1.4.1.1.481.5" and plan.Modality == "RTPLAN"
+    assert (plan.RTPlanLabel, plan.RTPlanGeometry, plan.PlanIntent) == ("131I-mIBG", "TREATMENT_DEVICE", "CURATIVE")
+    assert "3700 MBq" in plan.RTPlanDescription
+    for keyword in ("PatientName", "PatientID", "StudyInstanceUID", "FrameOfReferenceUID"):
+        assert plan[keyword].value == dose[keyword].value, keyword
+    assert plan.SeriesInstanceUID != dose.SeriesInstanceUID
+    if with_ct:
+        assert (plan.StudyInstanceUID, plan.FrameOfReferenceUID) == (ct.StudyInstanceUID, ct.FrameOfReferenceUID)
+    read = rtdose.read_rt_dose(paths["rtdose"])
+    scaling = float(dose.DoseGridScaling)
+    assert scaling == pytest.approx(dose_volume().array.max() / 65535, rel=1e-9)
     assert_same_dose_in_space(dose_volume(), read, scaling / 2 * 1.0001)
+
+
+def test_dose_without_a_plan_lacks_only_the_plan_reference(tmp_path):
+    ct = pydicom.dcmread(write_ct_series(tmp_path / "ct")[0][0])
+    plain = rtdose.write_rt_dose(dose_volume(), tmp_path / "dose.dcm", reference_ct=ct)
+    assert dciodvfy_errors(plain) == [MISSING_PLAN]
+
+
+def test_dose_and_plan_are_written_together_or_not_at_all(tmp_path):
+    out = tmp_path / "out"
+    with pytest.raises(ValueError, match="plan intent"):
+        rtplan.write_rt_dose_with_plan(dose_volume(), out, plan_intent="HOPEFUL")
+    with pytest.raises(ValueError, match="same file"):
+        rtplan.write_rt_dose_with_plan(dose_volume(), out, dose_filename="x.dcm", plan_filename="x.dcm")
+    with pytest.raises(ValueError, match="positive"):
+        rtplan.write_rt_dose_with_plan(dose_volume(), out, administered_activity_MBq=0.0)
+    out.mkdir()
+    (out / "rtplan.dcm").mkdir()  # the plan cannot replace a folder: its rename fails after the dose's
+    with pytest.raises(OSError):
+        rtplan.write_rt_dose_with_plan(dose_volume(), out)
+    assert sorted(p.name for p in out.iterdir()) == ["rtplan.dcm"] and not any((out / "rtplan.dcm").iterdir())
 
 
 def test_slicer_reader_gets_the_dose_in_gy(tmp_path, mrml_context):

@@ -203,3 +203,19 @@ def test_kernel_command_in_process_for_anisotropic_voxels_and_bad_input(tmp_path
     assert main(["kernel", "--voxel-mm", "30", "--half-width", "2", "--out", str(tmp_path / "big.npy")]) == 2
     assert "between" in capsys.readouterr().err
     assert sorted(p.name for p in tmp_path.iterdir()) == ["tall.npy"]
+
+
+@pytest.mark.parametrize("voxel_mm", [3, 6])
+def test_kernel_command_defaults_reproduce_published_soft_tissue_values(tmp_path, reference_dir, voxel_mm):
+    """A user who asks for a soft-tissue kernel without options gets the published values."""
+    from MIBGDosimetryLib.cli import main
+
+    out = tmp_path / "k.npy"
+    assert main(["kernel", "--voxel-mm", str(voxel_mm), "--half-width", "5", "--out", str(out)]) == 0
+    kernel = np.load(out)
+    published = published_octant(reference_dir, voxel_mm)
+    assert value_at(kernel, 0, 0, 0) == pytest.approx(published[(0, 0, 0)], rel=0.03)
+    for face in [(1, 0, 0), (0, 1, 0), (0, 0, 1)]:
+        assert value_at(kernel, *face) == pytest.approx(published[face], rel=0.10)
+    for tail in [(0, 0, 5), (5, 5, 5)]:
+        assert value_at(kernel, *tail) == pytest.approx(published[tail], rel=0.15)

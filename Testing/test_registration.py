@@ -296,3 +296,43 @@ def test_patient_phantom_repositioning_is_recovered(patient_phantom):
         assert all(a < b for a, b in zip(after, before))
         assert result.warnings == []
     assert all(volume.same_grid(timepoints[0].spect) for volume in registered)
+
+
+def test_patient_phantom_registration_in_the_scene(patient_phantom, mrml_context):
+    phantom, _ = patient_phantom
+    grid = phantom.config.grid
+    tp = phantom.timepoints[1]
+    result = register_rigid(grid.fine_volume(phantom.timepoints[0].ct_hu.astype(float), "HU"),
+                            grid.fine_volume(tp.ct_hu.astype(float), "HU"))
+    spect = grid.spect_volume(tp.counts)
+    moved = resample_counts(spect, grid.spect_volume(phantom.timepoints[0].counts), result.matrix_ras)
+    nodes, sequence, _ = mrml_nodes.add_registration_to_scene(mrml_context, [result], [moved], [tp.label],
+                                                              [tp.hours_after_administration])
+    assert nodes[0].GetName() == "tp2 to reference"
+    np.testing.assert_allclose(mrml_nodes.matrix_from_transform_node(nodes[0]), result.matrix_ras)
+    assert sequence.GetNthIndexValue(0) == "45"
+    # Counts conserved: the registered SPECT holds the time point's counts (the body stays in view).
+    assert mrml_nodes.array_at_sequence_item(mrml_context, sequence, 0).sum() == pytest.approx(spect.array.sum(),
+                                                                                               rel=0.01)
+
+
+def test_resample_counts_through_a_deformation_keeps_counts():
+    grid = _centred_grid((40, 40, 40), (4.0, 4.0, 4.0))
+    k, j, i = np.indices(grid.array.shape)
+    r2 = (grid.ras_of_ijk(np.stack([i, j, k], -1)) ** 2).sum(-1)
+    counts = grid.with_array(500.0 * np.exp(-r2 / (2 * 12.0 ** 2)), units="counts")
+    # A B-spline whose control points move by 20 % of their distance from the centre: a smooth
+    # stretch by 1.2 along each axis (volume change 1.728) where the counts are.
+    bspline = sitk.BSplineTransformInitializer(grid.to_sitk(), [4, 4, 4], order=3)
+    displacement = []
+    for axis, image in enumerate(bspline.GetCoefficientImages()):
+        # Parameters run with x fastest (ITK buffer order); the displacement is in LPS like the points.
+        indices = [index[::-1] for index in np.ndindex(image.GetSize()[::-1])]
+        positions = np.array([image.TransformIndexToPhysicalPoint(index) for index in indices])
+        displacement.append(0.2 * positions[:, axis])
+    bspline.SetParameters(tuple(np.concatenate(displacement)))
+    moved = resample_counts(counts, grid, bspline)
+    assert moved.array.sum() == pytest.approx(counts.array.sum(), rel=0.01)
+    # Without the volume change the counts would be off by the factor 1.728.
+    sampled_only = resample_image(counts, grid, bspline).array.sum()
+    assert sampled_only == pytest.approx(counts.array.sum() / 1.728, rel=0.03)

@@ -35,24 +35,17 @@ def add_plots(scene, result):
     return charts
 
 
-def tew_output_for(record_path):
-    """Scatter-corrected projections are written beside the record, named after it."""
-    stem = record_path[:-5] if record_path.lower().endswith(".json") else record_path
-    return stem + ".tew.dcm"
-
-
 def run_calibration(scene, phantom_folder, record_path, log=None):
-    """Calibrate from ``phantom_folder``, write the record JSON to ``record_path`` and add the record node
-    and the plots to ``scene``."""
+    """Calibrate from ``phantom_folder``, write the record JSON to ``record_path`` (and the scatter-corrected
+    projections beside it) and add the record node and the plots to ``scene``."""
     if not phantom_folder or not os.path.isdir(str(phantom_folder)):
         raise ValueError("Choose an existing folder with the calibration phantom acquisitions "
                          f"(got '{phantom_folder}').")
     if not record_path or os.path.isdir(str(record_path)):
         raise ValueError("Choose a file name for the calibration record (JSON).")
     record_path = os.path.abspath(str(record_path))
-    result = phantom_calibration.calibrate_phantom_folder(phantom_folder, tew_output_path=tew_output_for(record_path),
-                                                          log=log)
-    result.record.to_json(record_path)
+    result = phantom_calibration.calibrate_phantom_folder(phantom_folder, log=log)
+    phantom_calibration.write_outputs(result, record_path)
     node = result.record.to_node(scene, name=f"Calibration record {os.path.basename(record_path)}")
     charts = add_plots(scene, result)
     for chart in charts.values():

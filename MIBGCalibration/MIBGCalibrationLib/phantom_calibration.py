@@ -6,13 +6,15 @@ Order of the steps, each using what the previous ones found:
 2. calibration factor Q from the Jaszczak cylinder (EANM eq. 4), its counts corrected for dead time
    (EANM eq. 7) when the dead time and the observed count rate are known;
 3. recovery coefficients of the sphere inserts and the recovery curve (EANM eq. 5);
-4. adaptive-threshold fractions of the inserts and the threshold model;
+4. spatial resolution (FWHM) of the sphere image, adaptive-threshold fractions of the inserts and
+   the threshold model;
 5. recovery and noise over OSEM updates and the suggested update number;
-6. TEW scatter correction of the projections (EANM eq. 8), written as a derived NM object;
+6. TEW scatter correction of the projections (EANM eq. 8), kept as a derived NM object;
 7. Chang attenuation correction of the non-attenuation-corrected reconstruction.
 
 Only the Jaszczak acquisition is required; the other sections are calibrated when ``phantom.json``
-describes them.
+describes them. The record and the scatter-corrected projections are written by
+:func:`write_outputs` only once every step has succeeded.
 """
 
 import dataclasses
@@ -22,9 +24,9 @@ import os
 
 import numpy as np
 
-from MIBGCalibrationLib import (calibration_factor, chang, deadtime, decay, dicom_files, osem, recovery,
+from MIBGCalibrationLib import (calibration_factor, chang, deadtime, decay, dicom_files, osem, recovery, resolution,
                                 tew_dicom, threshold_calibration, voi)
-from MIBGCalibrationLib.record import CalibrationRecord, provenance_of
+from MIBGCalibrationLib.record import CalibrationRecord, file_sha256, provenance_of
 
 PHANTOM_FILE = "phantom.json"
 
@@ -45,9 +47,11 @@ class PhantomCalibration:
     thresholds: list = dataclasses.field(default_factory=list)
     osem_choice: osem.UpdateChoice = None
     tew: tew_dicom.TewResult = None
+    tew_dataset: object = None
     tew_output: str = None
     chang_result: chang.ChangResult = None
     chang_uniform_mean: float = None
+    resolution_fit: resolution.ResolutionFit = None
 
 
 def load_description(folder):
@@ -165,13 +169,13 @@ def _photopeak_files(files):
     return peak, other
 
 
-def _insert_radius_mm(insert):
-    return (3.0 * float(insert["volume_ml"]) * 1000.0 / (4.0 * np.pi)) ** (1.0 / 3.0)
+def _sphere_radius_mm(volume_ml):
+    return (3.0 * float(volume_ml) * 1000.0 / (4.0 * np.pi)) ** (1.0 / 3.0)
 
 
 def _sphere_background(spect, spheres, q, dtf, duration_s, concentration_bkg):
     expected = q * concentration_bkg * spect.voxel_volume_ml * duration_s / dtf
-    excluded = [(i["centre_ras_mm"], _insert_radius_mm(i)) for i in spheres["inserts"]]
+    excluded = [(i["centre_ras_mm"], _sphere_radius_mm(i["volume_ml"])) for i in spheres["inserts"]]
     mask = voi.background_mask(spect, expected, excluded, BACKGROUND_EDGE_MARGIN_MM, BACKGROUND_SPHERE_MARGIN_MM)
     if mask.sum() < 10:
         raise ValueError("No background region was found in the sphere phantom image (warm background expected).")
@@ -196,19 +200,18 @@ def _concentrations(spheres, image):
     return sphere, background
 
 
-def calibrate_phantom_folder(folder, tew_output_path=None, log=None):
+def calibrate_phantom_folder(folder, log=None):
     """Run the calibration chain on a phantom folder; returns a :class:`PhantomCalibration`.
 
-    ``tew_output_path`` is where the scatter-corrected projections are written (required when the
-    folder has TEW projections). ``log`` receives one line per step.
+    Nothing is written: :func:`write_outputs` writes the record and the scatter-corrected
+    projections once every step has succeeded. ``log`` receives one line per step.
     """
     folder = os.path.abspath(str(folder))
     say = log or (lambda message: None)
     description = load_description(folder)
     inputs = _Inputs()
     inputs.add(os.path.join(folder, PHANTOM_FILE))
-    warnings = []
-    details = {}
+    warnings, details = [], {}
 
     fit = None
     if description.get("deadtime"):
@@ -219,78 +222,119 @@ def calibrate_phantom_folder(folder, tew_output_path=None, log=None):
     tau = None if fit is None else fit.tau_s
 
     say("Calibration factor Q from the Jaszczak cylinder (EANM eq. 4)")
-    jaszczak = description["jaszczak"]
-    jaszczak_dir = os.path.join(folder, jaszczak["series_dir"])
-    spect = dicom_files.read_nm_tomo(inputs.add(_series_file(folder, jaszczak, "Jaszczak cylinder")))
-    ct = None
-    if glob.glob(os.path.join(jaszczak_dir, "ct", "*.dcm")):
-        ct = dicom_files.read_ct_series(os.path.join(jaszczak_dir, "ct"))
-        for path in glob.glob(os.path.join(jaszczak_dir, "ct", "*.dcm")):
-            inputs.add(path)
-    reference = decay.parse_datetime(jaszczak["reference_datetime"], "reference time of the Jaszczak activity")
-    activity = decay.activity_at_scan_MBq(jaszczak["activity_MBq"], reference, spect.metadata["acquisition_datetime"],
-                                          spect.metadata["duration_s"])
-    dtf = _dead_time_factor_of(spect, tau, warnings, "Jaszczak acquisition")
-    q_result = calibration_factor.calibration_factor(
-        spect, spect.metadata["duration_s"], activity, float(jaszczak["volume_ml"]),
-        float(jaszczak["inner_diameter_mm"]), float(jaszczak["inner_height_mm"]), ct=ct,
-        activity_uncertainty_MBq=float(jaszczak.get("activity_uncertainty_MBq", 0.0)) * activity
-        / float(jaszczak["activity_MBq"]), dead_time_factor=dtf)
-    warnings += q_result.warnings
-    q = q_result.q_cps_per_MBq
+    spect, q_result, dtf = _calibration_factor(folder, description["jaszczak"], tau, inputs, warnings)
     details["calibration_factor"] = {**q_result.to_dict(), "dead_time_factor": dtf}
     result = PhantomCalibration(record=None, q_result=q_result, dead_time=fit)
 
-    spheres = description.get("spheres")
-    if spheres:
-        say("Recovery coefficients of the sphere inserts (EANM eq. 5)")
-        sphere_image = dicom_files.read_nm_tomo(inputs.add(_series_file(folder, spheres, "sphere phantom")))
-        sphere_dtf = _dead_time_factor_of(sphere_image, tau, warnings, "sphere phantom acquisition")
-        concentration, background_concentration = _concentrations(spheres, sphere_image)
-        result.inserts = _spheres(sphere_image, spheres, q, sphere_dtf, concentration)
-        for insert in result.inserts:
-            warnings += insert.warnings
-        result.recovery_curve = recovery.fit_recovery_curve(
-            [i.volume_ml for i in result.inserts], [i.recovery for i in result.inserts],
-            [i.recovery_uncertainty for i in result.inserts], q_result.q_uncertainty_cps_per_MBq / q)
-        details["recovery"] = {"inserts": [i.to_dict() for i in result.inserts],
-                               "dead_time_factor": sphere_dtf,
-                               "sphere_concentration_at_scan_MBq_per_ml": concentration,
-                               "background_concentration_at_scan_MBq_per_ml": background_concentration}
-        if background_concentration > 0:
-            say("Adaptive-threshold calibration on the inserts")
-            background = _sphere_background(sphere_image, spheres, q, sphere_dtf, sphere_image.metadata["duration_s"],
-                                            background_concentration)
-            background_mean = float(sphere_image.array[background].mean())
-            contrast = concentration / background_concentration
-            result.thresholds = [threshold_calibration.insert_threshold(
-                sphere_image, i.name, i.centre_ras_mm, i.volume_ml, background_mean, contrast) for i in result.inserts]
-            details["threshold"] = {"background_mean_counts": background_mean, "contrast": contrast,
-                                    "inserts": [t.to_dict() for t in result.thresholds]}
-
+    if description.get("spheres"):
+        say("Recovery coefficients of the sphere inserts (EANM eq. 5) and adaptive thresholds")
+        details.update(_sphere_phantom(folder, description["spheres"], result, tau, inputs, warnings))
         if description.get("osem"):
             say("Recovery and noise over OSEM updates")
-            result.osem_choice = _osem(folder, description["osem"], spheres, q, tau, inputs, warnings)
+            result.osem_choice = _osem(folder, description["osem"], description["spheres"],
+                                       q_result.q_cps_per_MBq, tau, inputs, warnings)
             warnings += result.osem_choice.warnings
             details["osem"] = result.osem_choice.to_dict()
 
     if description.get("tew"):
-        if not tew_output_path:
-            raise ValueError("The folder has TEW projections: give a path for the scatter-corrected projections.")
         say("TEW scatter correction of the projections (EANM eq. 8)")
-        projections = _series_file(folder, description["tew"], "TEW projections")
-        result.tew = tew_dicom.correct_file(inputs.add(projections), tew_output_path)
-        result.tew_output = os.path.abspath(tew_output_path)
+        projections = inputs.add(_series_file(folder, description["tew"], "TEW projections"))
+        source = dicom_files.read_dataset(projections)
+        result.tew = tew_dicom.correct_dataset(source)
+        result.tew_dataset = tew_dicom.derived_dataset(source, result.tew)
         warnings += result.tew.warnings
-        details["tew"] = {**result.tew.to_dict(), "output": os.path.basename(tew_output_path)}
+        details["tew"] = result.tew.to_dict()
 
     if description.get("chang"):
         say("Chang attenuation correction")
-        result.chang_result, result.chang_uniform_mean, summary = _chang(folder, description["chang"], inputs)
-        details["chang"] = summary
+        result.chang_result, result.chang_uniform_mean, details["chang"] = _chang(folder, description["chang"],
+                                                                                 inputs)
 
-    threshold_model = threshold_calibration.fit_threshold_model(result.thresholds) if result.thresholds else None
-    windows = []
+    result.record = _record(description, spect, result, details, warnings, provenance_of(inputs.paths, root=folder))
+    return result
+
+
+def tew_output_for(record_path):
+    """Where the scatter-corrected projections go by default: beside the record, named after it."""
+    stem = record_path[:-5] if record_path.lower().endswith(".json") else record_path
+    return stem + ".tew.dcm"
+
+
+def write_outputs(result, record_path, tew_output_path=None):
+    """Write the scatter-corrected projections (when there are any) and then the calibration record.
+
+    Each file is written to a temporary file beside its target and renamed when complete.
+    ``tew_output_path`` defaults to :func:`tew_output_for` of the record path.
+    """
+    record_path = os.path.abspath(str(record_path))
+    if result.tew_dataset is not None:
+        result.tew_output = os.path.abspath(tew_output_path or tew_output_for(record_path))
+        tew_dicom.write_dataset(result.tew_dataset, result.tew_output)
+        result.record.scatter_correction["output"] = os.path.basename(result.tew_output)
+        result.record.scatter_correction["output_sha256"] = file_sha256(result.tew_output)
+    result.record.to_json(record_path)
+    return record_path
+
+
+def _calibration_factor(folder, jaszczak, tau, inputs, warnings):
+    """Q from the Jaszczak reconstruction (on its CT when a ct/ folder is beside it)."""
+    jaszczak_dir = os.path.join(folder, jaszczak["series_dir"])
+    spect = dicom_files.read_nm_tomo(inputs.add(_series_file(folder, jaszczak, "Jaszczak cylinder")))
+    ct = None
+    ct_files = glob.glob(os.path.join(jaszczak_dir, "ct", "*.dcm"))
+    if ct_files:
+        ct = dicom_files.read_ct_series(os.path.join(jaszczak_dir, "ct"))
+        for path in ct_files:
+            inputs.add(path)
+    reference = decay.parse_datetime(jaszczak["reference_datetime"], "reference time of the Jaszczak activity")
+    activity = decay.activity_at_scan_MBq(jaszczak["activity_MBq"], reference, spect.metadata["acquisition_datetime"],
+                                          spect.metadata["duration_s"])
+    relative_activity_uncertainty = (float(jaszczak.get("activity_uncertainty_MBq", 0.0))
+                                     / float(jaszczak["activity_MBq"]))
+    dtf = _dead_time_factor_of(spect, tau, warnings, "Jaszczak acquisition")
+    q_result = calibration_factor.calibration_factor(
+        spect, spect.metadata["duration_s"], activity, float(jaszczak["volume_ml"]),
+        float(jaszczak["inner_diameter_mm"]), float(jaszczak["inner_height_mm"]), ct=ct,
+        activity_uncertainty_MBq=relative_activity_uncertainty * activity, dead_time_factor=dtf)
+    warnings += q_result.warnings
+    return spect, q_result, dtf
+
+
+def _sphere_phantom(folder, spheres, result, tau, inputs, warnings):
+    """Recovery per insert, the recovery curve and, with a warm background, the spatial resolution and
+    the threshold fractions."""
+    q = result.q_result.q_cps_per_MBq
+    image = dicom_files.read_nm_tomo(inputs.add(_series_file(folder, spheres, "sphere phantom")))
+    dtf = _dead_time_factor_of(image, tau, warnings, "sphere phantom acquisition")
+    concentration, background_concentration = _concentrations(spheres, image)
+    result.inserts = _spheres(image, spheres, q, dtf, concentration)
+    for insert in result.inserts:
+        warnings += insert.warnings
+    result.recovery_curve = recovery.fit_recovery_curve(
+        [i.volume_ml for i in result.inserts], [i.recovery for i in result.inserts],
+        [i.recovery_uncertainty for i in result.inserts], result.q_result.q_uncertainty_cps_per_MBq / q)
+    details = {"recovery": {"inserts": [i.to_dict() for i in result.inserts], "dead_time_factor": dtf,
+                            "sphere_concentration_at_scan_MBq_per_ml": concentration,
+                            "background_concentration_at_scan_MBq_per_ml": background_concentration}}
+    if background_concentration > 0:
+        expected_background = q * background_concentration * image.voxel_volume_ml * image.metadata["duration_s"] / dtf
+        body = voi.body_at_level(image.array, 0.5 * expected_background)
+        result.resolution_fit = resolution.fit_resolution(
+            image, [(i.centre_ras_mm, _sphere_radius_mm(i.volume_ml)) for i in result.inserts], body)
+        details["resolution"] = result.resolution_fit.to_dict()
+        background = _sphere_background(image, spheres, q, dtf, image.metadata["duration_s"], background_concentration)
+        background_mean = float(image.array[background].mean())
+        contrast = concentration / background_concentration
+        result.thresholds = [threshold_calibration.insert_threshold(
+            image, i.name, i.centre_ras_mm, i.volume_ml, background_mean, contrast) for i in result.inserts]
+        details["threshold"] = {"background_mean_counts": background_mean, "contrast": contrast,
+                                "inserts": [t.to_dict() for t in result.thresholds]}
+    return details
+
+
+def _record(description, spect, result, details, warnings, provenance):
+    """The calibration record of a finished chain."""
+    fit = result.dead_time
     if result.tew is not None:
         windows = [w.to_dict() for w in (result.tew.windows.lower, result.tew.windows.peak, result.tew.windows.upper)]
     else:
@@ -303,19 +347,22 @@ def calibrate_phantom_folder(folder, tew_output_path=None, log=None):
             if _updates(item) == result.osem_choice.suggested_updates:
                 reconstruction["suggested_iterations"] = int(item["iterations"])
                 reconstruction["suggested_subsets"] = int(item["subsets"])
-    result.record = CalibrationRecord(
-        calibration_factor_cps_per_MBq=q, calibration_factor_cps_per_MBq_uncertainty=q_result.q_uncertainty_cps_per_MBq,
+    threshold_model = threshold_calibration.fit_threshold_model(result.thresholds) if result.thresholds else None
+    return CalibrationRecord(
+        calibration_factor_cps_per_MBq=result.q_result.q_cps_per_MBq,
+        calibration_factor_cps_per_MBq_uncertainty=result.q_result.q_uncertainty_cps_per_MBq,
         recovery_curve=result.recovery_curve, recovery_inserts=[i.to_dict() for i in result.inserts],
-        dead_time_s=tau, dead_time_s_uncertainty=None if fit is None else fit.tau_s_uncertainty,
+        resolution_fwhm_mm=None if result.resolution_fit is None else result.resolution_fit.fwhm_mm,
+        resolution_fwhm_mm_uncertainty=None if result.resolution_fit is None else result.resolution_fit.fwhm_uncertainty_mm,
+        dead_time_s=None if fit is None else fit.tau_s,
+        dead_time_s_uncertainty=None if fit is None else fit.tau_s_uncertainty,
         sensitivity_cps_per_MBq=None if fit is None else fit.sensitivity_cps_per_MBq,
         threshold_model=threshold_model, camera=camera,
         collimator=str(camera.get("collimator") or spect.metadata.get("collimator", "")),
         energy_windows=windows, reconstruction=reconstruction,
         scatter_correction=details.get("tew"), attenuation_correction=details.get("chang"),
-        osem_updates=details.get("osem"), details=details, warnings=warnings,
-        provenance=provenance_of(inputs.paths, root=folder),
+        osem_updates=details.get("osem"), details=details, warnings=warnings, provenance=provenance,
         date=spect.metadata["acquisition_datetime"].isoformat())
-    return result
 
 
 def _osem(folder, section, spheres, q, tau, inputs, warnings):

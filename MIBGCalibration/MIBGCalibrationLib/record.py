@@ -61,6 +61,8 @@ class CalibrationRecord:
     calibration_factor_cps_per_MBq_uncertainty: float
     recovery_curve: RecoveryCurve = None
     recovery_inserts: list = dataclasses.field(default_factory=list)
+    resolution_fwhm_mm: float = None
+    resolution_fwhm_mm_uncertainty: float = None
     dead_time_s: float = None
     dead_time_s_uncertainty: float = None
     sensitivity_cps_per_MBq: float = None

@@ -15,7 +15,6 @@ import os
 import tempfile
 
 import numpy as np
-import pydicom
 from pydicom.dataset import Dataset
 from pydicom.sequence import Sequence
 from pydicom.uid import generate_uid
@@ -156,28 +155,29 @@ def derived_dataset(source, result):
     return derived
 
 
-def correct_file(source_path, output_path):
-    """TEW-correct the NM projection file ``source_path`` and write the derived object to ``output_path``.
-
-    The output is written to a temporary file beside the target and renamed when complete. Returns
-    the :class:`TewResult`; the source file is not changed.
-    """
-    try:
-        source = pydicom.dcmread(source_path)
-    except (pydicom.errors.InvalidDicomError, OSError) as error:
-        raise ValueError(f"'{source_path}' is not a readable DICOM file: {error}.") from error
-    if source.get("Modality") != "NM":
-        raise ValueError(f"'{source_path}' is not an NM object (Modality {source.get('Modality')}).")
-    result = correct_dataset(source)
-    derived = derived_dataset(source, result)
-    folder = os.path.dirname(os.path.abspath(output_path))
+def write_dataset(dataset, path):
+    """Write a dataset to a temporary file beside ``path`` and rename it into place when complete."""
+    folder = os.path.dirname(os.path.abspath(path))
     os.makedirs(folder, exist_ok=True)
     handle, partial = tempfile.mkstemp(prefix=".tew-", suffix=".dcm", dir=folder)
     os.close(handle)
     try:
-        derived.save_as(partial, enforce_file_format=True)
-        os.replace(partial, output_path)
+        dataset.save_as(partial, enforce_file_format=True)
+        os.replace(partial, path)
     finally:
         if os.path.exists(partial):
             os.remove(partial)
+    return path
+
+
+def correct_file(source_path, output_path):
+    """TEW-correct the NM projection file ``source_path`` and write the derived object to ``output_path``.
+
+    Returns the :class:`TewResult`; the source file is not changed.
+    """
+    source = dicom_files.read_dataset(source_path)
+    if source.get("Modality") != "NM":
+        raise ValueError(f"'{source_path}' is not an NM object (Modality {source.get('Modality')}).")
+    result = correct_dataset(source)
+    write_dataset(derived_dataset(source, result), output_path)
     return result

@@ -77,6 +77,16 @@ def centroid_ras(volume, mask):
     return volume.ras_of_ijk(np.array([i.mean(), j.mean(), k.mean()]))
 
 
+def body_at_level(image, level):
+    """The largest object of the lightly smoothed image above ``level`` (image units), holes filled.
+
+    At half the level of a uniformly filled body this is the body's outline, whatever the blur of its edge.
+    """
+    smoothed = ndimage.uniform_filter(np.asarray(image, dtype=float), size=3)
+    body = largest_component(smoothed > level)
+    return np.stack([ndimage.binary_fill_holes(s) for s in body])
+
+
 def background_mask(volume, expected_level, excluded_spheres, edge_margin_mm, sphere_margin_mm):
     """Warm background of a sphere phantom: the body brighter than half the expected background level,
     at least ``edge_margin_mm`` inside its outline and ``sphere_margin_mm`` away from every insert.
@@ -84,9 +94,7 @@ def background_mask(volume, expected_level, excluded_spheres, edge_margin_mm, sp
     ``excluded_spheres`` lists ``(centre_ras_mm, radius_mm)``. The margins keep the blurred edges and the
     spill-out of the inserts out of the background VOI.
     """
-    smoothed = ndimage.uniform_filter(np.asarray(volume.array, dtype=float), size=3)
-    body = largest_component(smoothed > 0.5 * expected_level)
-    body = np.stack([ndimage.binary_fill_holes(s) for s in body])
+    body = body_at_level(volume.array, 0.5 * expected_level)
     depth_mm = ndimage.distance_transform_edt(body, sampling=volume.spacing_mm[::-1])
     mask = depth_mm > edge_margin_mm
     centres = voxel_centres_ras(volume)

@@ -18,13 +18,11 @@ def add_arguments(parser):
 
 
 def run(args):
-    from MIBGCalibrationLib.logic import tew_output_for
-    from MIBGCalibrationLib.phantom_calibration import calibrate_phantom_folder
+    from MIBGCalibrationLib.phantom_calibration import calibrate_phantom_folder, write_outputs
 
     out = os.path.abspath(args.out)
-    result = calibrate_phantom_folder(args.phantom_dir, tew_output_path=args.tew_out or tew_output_for(out),
-                                      log=lambda line: print(line, file=sys.stderr, flush=True))
-    result.record.to_json(out)
+    result = calibrate_phantom_folder(args.phantom_dir, log=lambda line: print(line, file=sys.stderr, flush=True))
+    write_outputs(result, out, args.tew_out)
     record = result.record
     summary = {"record": out, "Q_cps_per_MBq": record.calibration_factor_cps_per_MBq,
                "Q_uncertainty_cps_per_MBq": record.calibration_factor_cps_per_MBq_uncertainty,

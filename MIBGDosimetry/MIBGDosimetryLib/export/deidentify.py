@@ -57,12 +57,13 @@ REMOVE_KEYWORDS = (
     "DoseComment", "AuthorObserverSequence", "ParticipantSequence", "ConsultingPhysicianName",
     "IssuerOfAdmissionIDSequence", "AdmissionID", "ServiceEpisodeID", "ServiceEpisodeDescription",
     "FillerOrderNumberImagingServiceRequest", "PlacerOrderNumberImagingServiceRequest",
+    "RTPlanName", "RTPlanDescription",
 )
 #: Action Z (replace by an empty value): Type 2 attributes that must stay present.
 EMPTY_KEYWORDS = ("PatientBirthDate", "ReferringPhysicianName", "AccessionNumber", "StudyID",
                   "PatientSexNeutered", "ContentCreatorName", "OperatorsName")
-#: Action D (replace by a dummy value): Type 1 in some IODs (Enhanced General Equipment of SEG).
-DUMMY_VALUES = {"DeviceSerialNumber": "DEIDENTIFIED"}
+#: Action D (replace by a dummy value): Type 1 in some IODs (Enhanced General Equipment of SEG, RT Plan).
+DUMMY_VALUES = {"DeviceSerialNumber": "DEIDENTIFIED", "RTPlanLabel": "DEIDENTIFIED"}
 #: Kept under the Retain Patient Characteristics Option.
 PATIENT_CHARACTERISTICS = ("PatientAge", "PatientSex", "PatientWeight", "PatientSize")
 #: Values searched for in the export: everything that names or locates the patient and the staff.
@@ -275,7 +276,7 @@ def deidentify_study(study_dir, out_dir, mapping_path, pseudonym=None, results_d
         exists (so a patient keeps the same pseudonym, offset and UIDs in later exports), written
         otherwise. It must not lie inside ``out_dir``, ``study_dir`` or ``results_dir``.
     pseudonym: the trial's subject code; a random one is made when None and the mapping has none.
-    results_dir: folder written by ``mibgdose dose`` (results.json, RT Dose, SEG, report); exported
+    results_dir: folder written by ``mibgdose dose`` (results.json, RT Dose, RT Plan, SEG, report); exported
         to ``out_dir/results`` with its report re-rendered from the de-identified results.
 
     Returns a summary dict: pseudonym, date_offset_days, files exported, files left out and why.

@@ -1,10 +1,14 @@
 """DICOM RT Dose export of an absorbed-dose map, its reading back, and dose nodes in MRML.
 
 The dose grid is written as one multi-frame RT Dose object (PS3.3 A.18) in Gy with unsigned
-32-bit pixels and a DoseGridScaling that maps the largest dose to the top of the integer range,
-so the round-off is below 1e-9 of the maximum dose. When the CT that the dose was computed on is
-given, the object joins the CT's study and frame of reference and copies its patient; otherwise
-new UIDs are made and the patient is described by the arguments.
+integer pixels and a DoseGridScaling that maps the largest dose to the top of the integer range.
+Pixels have 16 bits by default (round-off at most 7.7e-6 of the maximum dose), which every DICOM
+tool reads and dciodvfy can check; 32 bits (round-off at most 1.2e-10 of the maximum) remain an
+option, but dciodvfy (dicom3tools) stops on 32-bit pixel data, so such a file cannot be checked
+with it. When the CT that the dose was computed on is given, the object joins the CT's study and
+frame of reference and copies its patient; otherwise new UIDs are made and the patient is
+described by the arguments. The RT Plan that the dose references is written by
+:mod:`MIBGDosimetryLib.export.rtplan`.
 """
 
 import datetime
@@ -29,9 +33,9 @@ STUDY_KEYWORDS = ("StudyInstanceUID", "StudyDate", "StudyTime", "ReferringPhysic
                   "AccessionNumber", "StudyDescription")
 
 #: Dose Summation Type for the dose of one administration. PS3.3 C.8.8.3 makes every summation type
-#: require a reference to an RT Plan (or, for RECORD, to a treatment record). A molecular
-#: radiotherapy administration usually has neither: without ``referenced_plan_uid`` the object
-#: lacks that Type 1C reference, which is the one error dciodvfy then reports.
+#: require a reference to an RT Plan (or, for RECORD, to a treatment record): without
+#: ``referenced_plan_uid`` the object lacks that Type 1C reference, which dciodvfy reports as an
+#: error. :func:`MIBGDosimetryLib.export.rtplan.write_rt_dose_with_plan` writes the plan as well.
 DEFAULT_DOSE_SUMMATION_TYPE = "PLAN"
 RT_PLAN_STORAGE = "1.2.840.10008.5.1.4.1.1.481.5"
 
@@ -54,7 +58,7 @@ def dose_grid_scaling(max_dose_Gy, integer_max):
     return text
 
 
-def dose_to_integers(dose_Gy, bits=32):
+def dose_to_integers(dose_Gy, bits=16):
     """Return ``(integers, scaling_text)``: pixel values and the DoseGridScaling for a dose array.
 
     Dose below zero of more than 1e-6 of the maximum is an error (a dose map has no negative
@@ -76,7 +80,7 @@ def dose_to_integers(dose_Gy, bits=32):
 
 
 def build_rt_dose(dose, reference_ct=None, patient=None, dose_summation_type=DEFAULT_DOSE_SUMMATION_TYPE,
-                  series_description="131I-mIBG absorbed dose", dose_comment=None, bits=32,
+                  series_description="131I-mIBG absorbed dose", dose_comment=None, bits=16,
                   content_datetime=None, referenced_plan_uid=None):
     """Build an RT Dose dataset (pydicom) of a dose :class:`ImageVolume` in Gy.
 
@@ -84,9 +88,10 @@ def build_rt_dose(dose, reference_ct=None, patient=None, dose_summation_type=DEF
         patient, study and FrameOfReferenceUID are copied. None makes new study and frame UIDs.
     patient: used when no CT is given: dict with any of name, id, birth_date (YYYYMMDD), sex
         (M/F/O), age (e.g. "006Y"), weight_kg, size_m.
-    referenced_plan_uid: SOPInstanceUID of an RT Plan that describes the administration, if the
-        department keeps one; it is written as the Referenced RT Plan Sequence.
-    bits: 32 (default; round-off below 2.4e-10 of the maximum dose) or 16 (below 1.6e-5).
+    referenced_plan_uid: SOPInstanceUID of the RT Plan that describes the administration, written
+        as the Referenced RT Plan Sequence; without it the object misses that Type 1C reference.
+    bits: 16 (default; round-off at most half a step, 7.7e-6 of the maximum dose) or 32 (at most
+        1.2e-10 of the maximum; dciodvfy cannot check 32-bit pixel data).
     """
     if dose.units and dose.units not in ("Gy", "GY"):
         raise ValueError(f"The dose volume is in '{dose.units}', but RT Dose export needs Gy.")
@@ -158,17 +163,32 @@ def write_rt_dose(dose, path, reference_ct=None, patient=None, **options):
 
 def save_dataset(ds, path):
     """Write a pydicom dataset with its file meta to ``path`` through a temporary file and a rename."""
-    path = os.path.abspath(path)
-    os.makedirs(os.path.dirname(path), exist_ok=True)
-    handle, partial = tempfile.mkstemp(prefix=".partial-", suffix=".dcm", dir=os.path.dirname(path))
-    os.close(handle)
+    return save_datasets([(ds, path)])[0]
+
+
+def save_datasets(datasets_and_paths):
+    """Write several pydicom datasets, all of them or none: each goes to a temporary file beside its
+    target, and only when every one is written are they renamed. Returns the absolute paths."""
+    targets = [os.path.abspath(path) for _, path in datasets_and_paths]
+    if len(set(targets)) != len(targets):
+        raise ValueError("Two of the DICOM objects would be written to the same file; give each its own name.")
+    partials, placed = [], []
     try:
-        ds.save_as(partial, enforce_file_format=True)
-        os.replace(partial, path)
+        for (ds, _), target in zip(datasets_and_paths, targets):
+            os.makedirs(os.path.dirname(target), exist_ok=True)
+            handle, partial = tempfile.mkstemp(prefix=".partial-", suffix=".dcm", dir=os.path.dirname(target))
+            os.close(handle)
+            partials.append(partial)
+            ds.save_as(partial, enforce_file_format=True)
+        for partial, target in zip(partials, targets):
+            os.replace(partial, target)
+            placed.append(target)
     except BaseException:
-        if os.path.exists(partial):
-            os.remove(partial)
+        for path in partials[len(placed):] + placed:
+            if os.path.exists(path):
+                os.remove(path)
         raise
+    return targets
 
 
 def read_rt_dose(path):

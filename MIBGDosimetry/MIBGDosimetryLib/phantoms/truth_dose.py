@@ -6,7 +6,8 @@ import math
 import numpy as np
 from scipy import signal
 
-#: Mass density used for structure masses and for the kernel (water-equivalent soft tissue).
+#: Mass density used for structure masses (water-equivalent soft tissue); the kernel is the default
+#: soft-tissue kernel, as the dose calculation uses.
 DENSITY_G_PER_ML = 1.0
 SECONDS_PER_HOUR = 3600.0
 
@@ -22,8 +23,7 @@ def mean_dose_map_Gy(tia_map_MBq_h, voxel_mm, half_width_mm):
     """
     from MIBGDosimetryLib.physics.kernels import voxel_s_kernel
 
-    kernel = voxel_s_kernel((voxel_mm, voxel_mm, voxel_mm), kernel_half_width_voxels(voxel_mm, half_width_mm),
-                            density_g_cm3=DENSITY_G_PER_ML)
+    kernel = voxel_s_kernel((voxel_mm, voxel_mm, voxel_mm), kernel_half_width_voxels(voxel_mm, half_width_mm))
     dose_mGy = signal.fftconvolve(np.asarray(tia_map_MBq_h, dtype=float) * SECONDS_PER_HOUR, kernel, mode="same")
     return dose_mGy / 1000.0
 
@@ -34,6 +34,6 @@ def dose_method_text(voxel_mm, half_width_mm):
             f"infinity) is spread uniformly over its voxels on the fine grid ({voxel_mm:g} mm cubic voxels, reference "
             f"position), converted to MBq s and convolved (FFT, zero outside the grid) with the 131I voxel S kernel "
             f"MIBGDosimetryLib.physics.kernels.voxel_s_kernel(({voxel_mm:g}, {voxel_mm:g}, {voxel_mm:g}), "
-            f"half_width={n}, density_g_cm3={DENSITY_G_PER_ML:g}) in mGy/(MBq s), i.e. "
+            f"half_width={n}) (soft tissue at its nominal density) in mGy/(MBq s), i.e. "
             f"{(2 * n + 1)} voxels along each axis; mean_dose_Gy is the mean over the structure's true mask. "
             f"Masses use {DENSITY_G_PER_ML:g} g/mL for every structure.")

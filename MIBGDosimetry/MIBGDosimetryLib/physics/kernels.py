@@ -83,13 +83,16 @@ def _validate(voxel_mm, half_width, density_g_cm3):
     return tuple(round(float(v), 9) for v in voxel)
 
 
-def voxel_s_kernel(voxel_mm, half_width, density_g_cm3=1.0, material="soft_tissue"):
+def voxel_s_kernel(voxel_mm, half_width, density_g_cm3=None, material="soft_tissue"):
     """131I voxel S-value kernel in mGy/(MBq s).
 
     ``voxel_mm``: voxel edges (x, y, z) in mm (or one number for cubic voxels); ``half_width`` N:
-    the kernel covers offsets -N..N; ``density_g_cm3``: tissue density; ``material``: tissue
+    the kernel covers offsets -N..N; ``density_g_cm3``: tissue density (default: the material's nominal
+    density, 1.04 g/cm3 for soft tissue); ``material``: tissue
     composition (see :mod:`.materials`). Returns a new float64 array of shape (2N+1, 2N+1, 2N+1) indexed
     [k, j, i] (k along z), with the source voxel at the centre."""
+    if density_g_cm3 is None:
+        density_g_cm3 = get_material(material).nominal_density_g_cm3
     get_material(material)
     voxel = _validate(voxel_mm, half_width, density_g_cm3)
     return _cached_kernel(voxel, int(half_width), float(density_g_cm3), material).copy()

@@ -40,7 +40,9 @@ MATERIALS = {
     "water": Material("water", (1, 8), (0.111894, 0.888106), 1.0, 75.0),
     "soft_tissue": Material(
         "soft_tissue", (1, 6, 7, 8, 11, 15, 16, 17, 19),
-        (0.102, 0.143, 0.034, 0.708, 0.002, 0.003, 0.003, 0.002, 0.003), 1.06, 75.0),
+        # Nominal density 1.04 g/cm3: the soft tissue of the published 131I voxel S-value database
+        # (Lanconelli et al., Phys Med Biol 57 (2012) 517-533), so that default kernels compare directly.
+        (0.102, 0.143, 0.034, 0.708, 0.002, 0.003, 0.003, 0.002, 0.003), 1.04, 75.0),
     "bone": Material(
         "bone", (1, 6, 7, 8, 11, 12, 15, 16, 20),
         (0.034, 0.155, 0.042, 0.435, 0.001, 0.002, 0.103, 0.003, 0.225), 1.92, 106.4),

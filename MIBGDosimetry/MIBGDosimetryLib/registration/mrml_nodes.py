@@ -97,3 +97,17 @@ def array_at_sequence_item(context, sequence, item_index):
     """Voxel array of the volume stored at ``item_index`` of a sequence node."""
     with mrml.util_scene(context.scene):
         return np.array(slicer.util.arrayFromVolume(sequence.GetNthDataNode(item_index)))
+
+
+def add_registration_to_scene(context, results, registered_spects, labels, hours_after_administration):
+    """Put a study's registration into the scene: one transform node per time point (named
+    "<label> to reference") and the registered SPECTs as the sequence "SPECT on reference grid",
+    indexed by hours after administration. Returns ``(transform_nodes, sequence_node, browser_node)``.
+    """
+    if not len(results) == len(registered_spects) == len(labels) == len(hours_after_administration):
+        raise ValueError("Give one registration result, registered SPECT, label and time per time point.")
+    nodes = [add_transform_node(context.scene, result, f"{label} to reference")
+             for result, label in zip(results, labels)]
+    sequence, browser = add_volume_sequence(context, registered_spects, "SPECT on reference grid",
+                                            hours_after_administration)
+    return nodes, sequence, browser

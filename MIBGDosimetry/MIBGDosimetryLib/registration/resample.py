@@ -34,13 +34,24 @@ def resample_image(volume, target_grid, transform, interpolation="linear", defau
 
 
 def jacobian_determinant(target_grid, transform):
-    """Local volume change of ``transform`` at the points of ``target_grid`` (1 for a rigid transform)."""
+    """Local volume change of ``transform`` at the points of ``target_grid`` (1 for a rigid transform).
+
+    For a deformable transform the displacement field is differentiated by central differences along
+    the grid axes and turned into physical derivatives with the grid's spacing and directions
+    (SimpleITK's own Jacobian filter ignores the image directions).
+    """
     sitk_transform = as_sitk_transform(transform)
     if sitk_transform.IsLinear():
         determinant = abs(np.linalg.det(matrix_from_sitk(sitk_transform)[:3, :3]))
         return np.full(target_grid.array.shape, determinant)
     field = sitk.TransformToDisplacementField(sitk_transform, sitk.sitkVectorFloat64, *_grid_args(target_grid))
-    return sitk.GetArrayFromImage(sitk.DisplacementFieldJacobianDeterminant(field))
+    displacement = sitk.GetArrayFromImage(field)  # [k, j, i, LPS component]
+    # along_index[..., c, a]: derivative of LPS component c along grid axis a (i, j, k), per voxel step.
+    along_index = np.stack([np.gradient(displacement, axis=axis) for axis in (2, 1, 0)], axis=-1)
+    grid_image = _grid_image(target_grid)
+    index_to_physical = np.asarray(grid_image.GetDirection()).reshape(3, 3) * np.asarray(grid_image.GetSpacing())
+    jacobian = np.eye(3) + along_index @ np.linalg.inv(index_to_physical)
+    return np.abs(np.linalg.det(jacobian))
 
 
 def _grid_args(grid):

@@ -2,10 +2,10 @@
 
 Multi-resolution (shrink 4, 2, 1 with smoothing 2, 1, 0 voxels) Mattes mutual information (64 bins
 for CT, 32 for SPECT) with a random 20 % voxel sample and regular-step gradient descent on a Euler
-(rotation + translation) transform. The start pose aligns the centres of mass of the two body outlines, which copes with the
-large couch shifts of sequential scans. Images with voxels finer than 4 mm are averaged down to
-about 4 mm first. For CT the metric is restricted to the reference body (with a
-margin), so that the couch, which does not move with the child, cannot pull the result.
+(rotation + translation) transform. The start pose aligns the centres of mass of the two body
+outlines, which copes with the large couch shifts of sequential scans. Images with voxels finer than
+4 mm are averaged down to about 4 mm first. For CT the metric is restricted to the reference body
+(with a margin), so that the couch, which does not move with the child, cannot pull the result.
 """
 
 import time

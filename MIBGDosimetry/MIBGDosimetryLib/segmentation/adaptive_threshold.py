@@ -9,7 +9,12 @@ where ``fraction`` is the calibrated :class:`MIBGCalibrationLib.threshold.Thresh
 EANM guidance recommends an adaptive threshold with factors from the calibration data), ``V`` the
 lesion volume and ``C`` the lesion-to-background ratio. Because the threshold depends on the volume
 it delineates, the volume is the fixed point of V -> threshold -> region -> V, located by a scan
-over threshold fractions (the plain iteration diverges for small lesions), with the background re-estimated around each new region until it settles.
+over threshold fractions (the plain iteration diverges for small lesions), with the background
+re-estimated around each new region until it settles.
+
+Accuracy (17 mm FWHM, 4.4 mm voxels, model fitted on 3-34 mL spheres): within 10 % from about
+20 mL; at 4-10 mL the calibrated fraction itself scatters by about 0.03 with the lesion's position
+on the voxel grid and its shape, which moves the volume by up to about 20 %.
 
 Definitions match the calibration on sphere inserts: ``maximum`` is the hottest voxel of the lesion,
 ``background`` the mean voxel value in a shell 15 to 25 mm outside the current region (beyond most of
@@ -103,8 +108,10 @@ def adaptive_threshold_mask(spect, seed_ras_mm=None, model=None, roi_ras_mm=None
     lesion's hottest voxel is searched in the box and the region is kept inside it; with a seed,
     the hottest voxel is reached by climbing from the seed (on the image smoothed by one voxel, so
     noise does not stop the climb). Returns ``(mask, info)``: a boolean array on the SPECT grid and a
-    dict with iterations, threshold (image units), fraction, volume_ml, converged, maximum,
-    background, contrast, peak_ras_mm and the volume history (mL).
+    dict with iterations (regions evaluated), threshold (image units), fraction, fraction_mismatch
+    (model fraction for the found volume minus the fraction used), volume_ml, converged, maximum,
+    background, contrast, peak_ras_mm and the volume history (mL). ``converged`` is False when no
+    consistent region was found or the background did not settle; the mask is then the closest one.
     """
     if model is None:
         raise ValueError("A calibrated threshold model is needed (from the calibration record).")
@@ -136,17 +143,14 @@ def adaptive_threshold_mask(spect, seed_ras_mm=None, model=None, roi_ras_mm=None
     if maximum <= background:
         raise ValueError("The marked spot is not brighter than its surroundings; place the seed on a lesion.")
     history = []
-    solution = None
     for _ in range(MAX_BACKGROUND_UPDATES):
         solution = _consistent_volume(model, maximum, background, region_volume_ml, max_iterations)
         history.extend(solution["history"])
         updated = _background(values, solution["component"], solution["level"], spacing_kji)
         settled = abs(updated - background) <= BACKGROUND_TOLERANCE * (maximum - background)
-        background = updated
         if settled:
             break
-    else:
-        settled = False
+        background = updated
     volume_ml = float(solution["component"].sum()) * voxel_ml
     info = {"iterations": len(history), "threshold": float(solution["level"]), "fraction": solution["fraction"],
             "fraction_mismatch": solution["mismatch"],

@@ -68,9 +68,9 @@ def activity_map_MBq(counts, factors):
 def voi_activity_MBq(counts, mask, factors, recovery):
     """Activity in a VOI (MBq) with recovery ``recovery = (R, uncertainty)`` (EANM eq. 9).
 
-    Returns ``(activity_MBq, relative_uncertainty)`` where the uncertainty combines the counting
-    statistics of the VOI, recovery and dead time (the calibration factor's uncertainty is common to
-    all time points and is propagated at the TIA level).
+    Returns ``(activity_MBq, counting_relative_uncertainty)``: the Poisson uncertainty of the VOI's
+    counts. Recovery, dead time and the calibration factor are common to all time points of a VOI
+    and are propagated at the TIA level.
     """
     r, r_sd = recovery
     if not r > 0:
@@ -78,5 +78,4 @@ def voi_activity_MBq(counts, mask, factors, recovery):
     total_counts = float(np.clip(np.asarray(counts, dtype=np.float64)[mask], 0.0, None).sum())
     activity = total_counts * factors.mbq_per_count / r
     counting_rel = 1.0 / np.sqrt(total_counts) if total_counts > 0 else 1.0
-    relative = float(np.sqrt(counting_rel ** 2 + (r_sd / r) ** 2 + factors.dead_time_factor_relative_uncertainty ** 2))
-    return activity, relative
+    return activity, float(counting_rel)

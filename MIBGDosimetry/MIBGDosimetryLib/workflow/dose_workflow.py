@@ -32,6 +32,9 @@ from MIBGDosimetryLib.workflow import vois as vois_module
 from MIBGDosimetryLib.workflow.density import density_from_hu
 
 
+PARTIAL_VOLUME_METHODS = ("auto", "gtm", "recovery", "none")
+
+
 @dataclasses.dataclass
 class DoseOptions:
     """Choices of the dose calculation (all recorded in the results' provenance)."""
@@ -45,6 +48,16 @@ class DoseOptions:
     seed_points_ras_mm: dict = None
     tissue_parameters_path: str = None
     dvh_v_doses_Gy: tuple = (10.0, 20.0, 30.0)
+    #: "auto" (GTM where the calibration gives the spatial resolution, else the recovery curve),
+    #: "gtm", "recovery" (EANM eq. 9 with the recovery curve) or "none".
+    partial_volume: str = "auto"
+    #: Spatial resolution (FWHM, mm) to use instead of the calibration record's.
+    resolution_fwhm_mm: float = None
+
+    def __post_init__(self):
+        if self.partial_volume not in PARTIAL_VOLUME_METHODS:
+            raise ValueError(f"Unknown partial-volume method '{self.partial_volume}'; choose one of "
+                             f"{', '.join(PARTIAL_VOLUME_METHODS)}.")
 
 
 @dataclasses.dataclass
@@ -107,10 +120,15 @@ def calculate(study, record, options, log=print):
     times_h = np.array([tp.mid_acquisition_hours for tp in study.timepoints])
     activity_maps = np.stack([activity_module.activity_map_MBq(s.array, f) for s, f in zip(registered, factors)])
 
+    body = _body_mask(reference_tp, reference, density)
+    activities, relative, pv_relative, pv_info = _voi_activities(vois, registered, factors, record, reference, body,
+                                                                 options)
+    warnings.extend(pv_info.pop("warnings"))
     log("Fitting time-activity curves per VOI")
     voi_results, tac_fits = [], {}
-    for voi in vois:
-        entry, fit = _voi_tac(voi, registered, factors, times_h, record, reference, options)
+    for index, voi in enumerate(vois):
+        entry, fit = _voi_tac(voi, activities[index], relative[index], pv_relative[index], pv_info, times_h, factors,
+                              options)
         voi_results.append(entry)
         tac_fits[voi.name] = fit
 
@@ -128,6 +146,7 @@ def calculate(study, record, options, log=print):
         "provenance": _provenance(options, record),
         "calibration": _calibration_summary(record),
         "timepoints": [_timepoint_entry(tp, reg, f) for tp, reg, f in zip(study.timepoints, registrations, factors)],
+        "partial_volume": pv_info,
         "dose_grid": {"shape_kji": list(reference.array.shape), "spacing_mm": list(reference.spacing_mm),
                       "origin_ras_mm": list(reference.origin_ras_mm)},
         "vois": voi_results,
@@ -161,22 +180,80 @@ def _define_vois(study, record, reference, options, log):
     return vois
 
 
-def _voi_tac(voi, registered, factors, times_h, record, reference, options):
+def _body_mask(reference_tp, reference, density):
+    """The patient's body on the reference grid: CT above -500 HU, or the SPECT above 1 % of its maximum."""
+    import scipy.ndimage
+
+    if density is not None:
+        body = density > 0.5
+    else:
+        smoothed = scipy.ndimage.gaussian_filter(np.asarray(reference.array, dtype=float), 1.0)
+        body = smoothed > 0.01 * smoothed.max()
+    return scipy.ndimage.binary_fill_holes(body)
+
+
+def _resolution(record, options):
+    if options.resolution_fwhm_mm is not None:
+        return float(options.resolution_fwhm_mm), 0.0, "dose options"
+    fwhm = getattr(record, "resolution_fwhm_mm", None)
+    if fwhm is None:
+        return None, None, None
+    return float(fwhm), float(getattr(record, "resolution_fwhm_mm_uncertainty", 0.0) or 0.0), "calibration record"
+
+
+def _voi_activities(vois, registered, factors, record, reference, body, options):
+    """Activity (MBq) of each VOI at each time point (EANM eq. 9) with the chosen partial-volume correction.
+
+    Returns ``(activity[voi, time], counting_relative[voi, time], partial_volume_relative[voi], info)``:
+    the counting uncertainty per time point and the relative uncertainty of the partial-volume
+    correction, common to all time points of a VOI.
+    """
+    from MIBGDosimetryLib.workflow.partial_volume import gtm_activities
+
+    fwhm, fwhm_u, fwhm_source = _resolution(record, options)
+    method = options.partial_volume
+    warnings = []
+    if method == "auto":
+        method = "gtm" if fwhm is not None else ("recovery" if record.recovery_curve is not None else "none")
+    if method == "gtm" and fwhm is None:
+        raise ValueError("The GTM partial-volume correction needs the spatial resolution (FWHM) of the images: "
+                         "recalibrate with the sphere phantom or give the FWHM in the dose options.")
+    if method == "recovery" and record.recovery_curve is None:
+        raise ValueError("The calibration record has no recovery curve; calibrate with the sphere phantom or "
+                         "choose another partial-volume method.")
+    if method == "none":
+        warnings.append("partial-volume effects not corrected: VOI activities are underestimated, most for small VOIs")
+    info = {"method": method, "warnings": warnings}
+    activity = np.zeros((len(vois), len(registered)))
+    relative = np.zeros_like(activity)
+    pv_relative = np.zeros(len(vois))
+    if method == "gtm":
+        activity, relative, pv_relative, gtm_info = gtm_activities(vois, [s.array for s in registered],
+                                                      [f.mbq_per_count for f in factors], body, fwhm, fwhm_u,
+                                                      reference.spacing_mm)
+        info.update(gtm_info, fwhm_source=fwhm_source)
+        if gtm_info["condition_number"] > 1e3:
+            warnings.append(f"the GTM system is ill-conditioned (condition number {gtm_info['condition_number']:.0f}): "
+                            "VOIs too small or too close for the resolution; check the VOIs")
+        return activity, relative, pv_relative, info
+    for index, voi in enumerate(vois):
+        volume_ml = voi.volume_ml(reference.voxel_volume_ml)
+        recovery = record.recovery_coefficient(volume_ml) if method == "recovery" else (1.0, 0.0)
+        pv_relative[index] = recovery[1] / recovery[0]
+        for t, (spect, f) in enumerate(zip(registered, factors)):
+            activity[index, t], relative[index, t] = activity_module.voi_activity_MBq(spect.array, voi.mask, f,
+                                                                                      recovery)
+    return activity, relative, pv_relative, info
+
+
+def _voi_tac(voi, activities, relative, pv_relative, pv_info, times_h, factors, options):
     from MIBGDosimetryLib.tac import fit_tac
 
-    volume_ml = voi.volume_ml(reference.voxel_volume_ml)
-    recovery = record.recovery_coefficient(volume_ml) if record.recovery_curve is not None else (1.0, 0.0)
-    activities, relative = [], []
-    for spect, f in zip(registered, factors):
-        a, rel = activity_module.voi_activity_MBq(spect.array, voi.mask, f, recovery)
-        activities.append(a)
-        relative.append(rel)
-    activities = np.array(activities)
-    sigma = activities * np.array(relative)
+    sigma = activities * relative
     fit = fit_tac(times_h, activities, sigma, model=options.tac_model)
     entry = {
-        "name": voi.name, "kind": voi.kind, "source": voi.source, "volume_ml": volume_ml,
-        "recovery_coefficient": float(recovery[0]), "recovery_uncertainty": float(recovery[1]),
+        "name": voi.name, "kind": voi.kind, "source": voi.source, "volume_ml": None,
+        "partial_volume_method": pv_info["method"],
         "tia_MBq_h": float(fit.tia_MBq_h), "tac_model": fit.model,
         "coverage_fraction": float(fit.coverage_fraction),
         "effective_half_life_h": _finite_or_none(fit.effective_half_life_h),
@@ -187,12 +264,10 @@ def _voi_tac(voi, registered, factors, times_h, record, reference, options):
         "adaptive_threshold": voi.details or None,
         "warnings": list(voi.warnings) + list(fit.warnings),
         "_fit_uncertainty_MBq_h": float(fit.tia_uncertainty_MBq_h),
-        "_recovery_relative": float(recovery[1] / recovery[0]) if recovery[0] else 0.0,
+        "_recovery_relative": float(pv_relative),
         "_calibration_relative": factors[0].calibration_relative_uncertainty,
         "_dead_time_relative": float(max(f.dead_time_factor_relative_uncertainty for f in factors)),
     }
-    if record.recovery_curve is None:
-        entry["warnings"].append("no recovery curve in the calibration record: partial-volume losses not corrected")
     return entry, fit
 
 
@@ -220,12 +295,13 @@ def _voi_dose(voi, entry, fit, tia_map, dose_map, density, reference, tissues, o
     voxel_tia = float(tia_map[voi.mask].sum())
     scale = entry["tia_MBq_h"] / voxel_tia if voxel_tia > 0 else float("nan")
     mass_g = stats["mass_g"]
-    mean_density = mass_g / entry["volume_ml"]
+    mean_density = mass_g / stats["volume_ml"]
     sphere = sphere_s_value(mass_g, mean_density)
     local = local_deposition_dose_Gy(tia_map[voi.mask], voxel_ml,
                                      1.0 if density is None else density[voi.mask])
     dvh = statistics.dvh(dose_map, voi.mask, density, v_doses_Gy=options.dvh_v_doses_Gy)
     entry.update({
+        "volume_ml": stats["volume_ml"],
         "mass_g": mass_g,
         "mean_dose_Gy": stats["mean_dose_Gy"] * scale,
         "kernel_mean_dose_uncorrected_Gy": stats["mean_dose_Gy"],
