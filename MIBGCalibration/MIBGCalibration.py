@@ -139,9 +139,12 @@ class MIBGCalibrationWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
                 t=1e6 * result.dead_time.tau_s, u=1e6 * result.dead_time.tau_s_uncertainty,
                 s=result.dead_time.sensitivity_cps_per_MBq)
         if result.inserts:
-            self.ui.recoveryResultLabel.text = "\n".join(
-                _("{name}: {v:.1f} mL, R = {r:.3f} \u00b1 {u:.3f}").format(
-                    name=i.name, v=i.volume_ml, r=i.recovery, u=i.recovery_uncertainty) for i in result.inserts)
+            lines = [_("{name}: {v:.1f} mL, R = {r:.3f} \u00b1 {u:.3f}").format(
+                name=i.name, v=i.volume_ml, r=i.recovery, u=i.recovery_uncertainty) for i in result.inserts]
+            if record.resolution_fwhm_mm is not None:
+                lines.append(_("Spatial resolution FWHM = {f:.1f} \u00b1 {u:.1f} mm").format(
+                    f=record.resolution_fwhm_mm, u=record.resolution_fwhm_mm_uncertainty))
+            self.ui.recoveryResultLabel.text = "\n".join(lines)
         if record.threshold_model is not None:
             model = record.threshold_model
             self.ui.thresholdResultLabel.text = _("fraction = {a:.3f} + {b:.3f} / V[mL] + {c:.3f} / contrast").format(

@@ -24,7 +24,7 @@ I131_HALF_LIFE_S = 8.0252 * 86400.0
 
 @dataclasses.dataclass
 class Visit:
-    """Patient and DICOM study of one imaging session (a SPECT and its CT share both UIDs)."""
+    """Patient and DICOM study of one imaging visit (a SPECT and its CT share both UIDs)."""
 
     acquisition: datetime.datetime
     patient_id: str = "MIBG-TEST-01"
@@ -161,7 +161,7 @@ def write_nm_tomo(path, visit, stored, pixel_spacing_rc, slice_spacing_mm, posit
     if administration is not None:
         radiopharmaceutical.RadiopharmaceuticalStartDateTime = administration.strftime("%Y%m%d%H%M%S.%f")
         radiopharmaceutical.RadiopharmaceuticalStartTime = administration.strftime("%H%M%S")
-    radiopharmaceutical.RadionuclideTotalDose = _fmt(activity_Bq)
+    radiopharmaceutical.RadionuclideTotalDose = _fmt(activity_Bq / 1e6)  # MBq in NM objects
     radiopharmaceutical.RadionuclideHalfLife = _fmt(I131_HALF_LIFE_S)
     code = Dataset()
     code.CodeValue, code.CodingSchemeDesignator, code.CodeMeaning = "1368003", "SCT", "^131^Iodine"

@@ -139,7 +139,8 @@ def test_chang_factors_match_closed_form_in_a_cylinder():
     assert factors[1, 48, 48] == pytest.approx(np.exp(0.011 * radius), rel=0.005)
 
 
-def test_chang_correction_with_outline_from_scatter_image():
+@pytest.mark.parametrize("blur_sigma_px", [3.0, 8.0])
+def test_chang_correction_with_outline_from_scatter_image(blur_sigma_px):
     from scipy import ndimage
 
     image = cylinder_volume()
@@ -150,11 +151,14 @@ def test_chang_correction_with_outline_from_scatter_image():
     truth = np.where(inside, 50.0, 0.0)
     analytic = chang.chang_correction_factors(inside, image.spacing_mm, angles=64)
     nac = image.with_array(truth / analytic)
-    scatter = image.with_array(ndimage.gaussian_filter(np.where(inside, 10.0, 0.0), sigma=(0, 3, 3)))
+    # The scatter image: the body blurred in-plane (sigma 6 or 16 mm, as wide as scatter images are).
+    scatter = image.with_array(ndimage.gaussian_filter(np.where(inside, 10.0, 0.0), sigma=(0, blur_sigma_px,
+                                                                                           blur_sigma_px)))
     result = chang.chang_correct(nac, scatter_image=scatter)
     assert result.outline_source == "lower scatter window"
+    assert result.body_mask.sum() == pytest.approx(inside.sum(), rel=0.01)  # half maximum: -3 % at 16 mm
     uniform = (x ** 2 + y ** 2 <= (0.7 * radius) ** 2)
-    assert result.corrected[uniform].mean() == pytest.approx(50.0, rel=0.03)
+    assert result.corrected[uniform].mean() == pytest.approx(50.0, rel=0.01)
     assert not np.shares_memory(result.corrected, nac.array)
     with pytest.raises(ValueError, match="needs a body outline"):
         chang.chang_correct(nac)

@@ -336,3 +336,19 @@ def test_resample_counts_through_a_deformation_keeps_counts():
     # Without the volume change the counts would be off by the factor 1.728.
     sampled_only = resample_image(counts, grid, bspline).array.sum()
     assert sampled_only == pytest.approx(counts.array.sum() / 1.728, rel=0.03)
+
+
+def test_timepoints_with_deformable_refinement():
+    timepoints = [_TimePoint(_ct(m), _spect(m)) for m in (np.eye(4), REPOSITIONING)]
+    results, registered = register_timepoints(timepoints, deformable=True)
+    assert results[1].kind == "bspline" and results[1].transform is not None
+    for name, (centre, _, _) in LESIONS.items():
+        lps = results[1].transform.TransformPoint((-centre[0], -centre[1], centre[2]))
+        mapped = np.array([-lps[0], -lps[1], lps[2]])
+        assert np.linalg.norm(mapped - transform_points(REPOSITIONING, centre)) < 2.0, name
+    reference = timepoints[0].spect
+    k, j, i = np.indices(reference.array.shape)
+    voi = np.linalg.norm(reference.ras_of_ijk(np.stack([i, j, k], -1)) - LESIONS["lesion A"][0], axis=-1) <= 32.0
+    assert registered[1].array[voi].sum() == pytest.approx(reference.array[voi].sum(), rel=0.03)
+    with pytest.raises(ValueError, match="CT at every time point"):
+        register_timepoints([_TimePoint(None, tp.spect) for tp in timepoints], deformable=True)

@@ -151,6 +151,15 @@ def test_missing_administration_time_is_explained_and_can_be_overridden(tmp_path
     assert any("administration_datetime = 2026-03-02T10:30:00" in w for w in study.warnings)
 
 
+def test_nm_activity_in_becquerel_is_read_as_such_with_a_note(tmp_path):
+    """NM objects give RadionuclideTotalDose in MBq; a value that only makes sense in Bq is converted and said."""
+    in_bq = {"replace_radiopharmaceutical": {"RadionuclideTotalDose": "3.7e9"}}
+    fx.write_study(str(tmp_path), hours=(4.0, 24.0, 70.0), spect_kwargs={i: in_bq for i in range(3)})
+    study = load_study(str(tmp_path))
+    assert study.administered_activity_MBq == pytest.approx(3700.0, rel=1e-12)
+    assert any("implausible in MBq" in w and "3700 MBq" in w for w in study.warnings)
+
+
 def test_start_time_without_date_is_not_guessed(tmp_path):
     omit = {"omit_radiopharmaceutical": ("RadiopharmaceuticalStartDateTime",)}
     fx.write_study(str(tmp_path), hours=(4.0, 24.0), spect_kwargs={0: omit, 1: omit})
@@ -284,7 +293,7 @@ def test_two_patients_in_one_folder_are_refused(tmp_path):
         load_study(str(tmp_path))
 
 
-def test_two_reconstructions_of_one_session_must_be_resolved(tmp_path):
+def test_two_reconstructions_of_one_visit_must_be_resolved(tmp_path):
     written = fx.write_study(str(tmp_path), hours=(4.0, 24.0))
     duplicate = tmp_path / "tp2" / "spect_ac.dcm"
     ds = pydicom.dcmread(written[1].spect_path)
@@ -338,6 +347,11 @@ def test_projection_windows_are_summed_per_window(tmp_path):
     assert [w["counts"] for w in summary["energy_windows"]] == [float(projections[w].sum()) for w in range(3)]
     assert [w["frames"] for w in summary["energy_windows"]] == [4, 4, 4]
     assert summary["duration_s"] == pytest.approx(80.0)
+    # Projections that share the SeriesInstanceUID of their reconstruction are still kept apart.
+    ds = pydicom.dcmread(tmp_path / "tp1" / "proj.dcm")
+    ds.SeriesInstanceUID = pydicom.dcmread(written[0].spect_path).SeriesInstanceUID
+    ds.save_as(tmp_path / "tp1" / "proj.dcm")
+    assert len(load_study(str(tmp_path)).timepoints[0].projections) == 1
     # The SPECT lacks CountsAccumulated: the rate comes from all counts of the projections over their 4 x 20 s.
     assert tp.observed_count_rate_cps == pytest.approx(projections.sum() / 80.0, rel=1e-12)
     assert any("taken from the counts summed over all energy windows" in w for w in tp.warnings)
@@ -424,6 +438,12 @@ def test_command_line_prints_the_summary(study_dir, capsys):
     assert first["duration_s"] == 1200.0 and summary["warnings"] == []
     assert cli_main(["study", str(root / "missing")]) == 2
     assert "does not exist" in capsys.readouterr().err
+    overrides = root.parent / "overrides.json"
+    overrides.write_text(json.dumps({"tp3": {"duration_s": 999}}))
+    assert cli_main(["study", str(root), "--overrides", str(overrides)]) == 0
+    summary = json.loads(capsys.readouterr().out)
+    assert summary["timepoints"][2]["duration_s"] == 999.0
+    assert any("duration_s = 999.0" in w for w in summary["timepoints"][2]["warnings"])
 
 
 @pytest.mark.skipif(shutil.which("dciodvfy") is None, reason="dciodvfy (dicom3tools) is not installed")

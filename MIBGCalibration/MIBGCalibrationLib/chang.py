@@ -90,7 +90,7 @@ def chang_correction_factors(body_mask, spacing_mm, mu_per_cm=MU_WATER_364KEV_PE
     return factors
 
 
-def volume_conserving_fraction(image, spacing_mm):
+def volume_conserving_fraction(image):
     """Threshold (fraction of the robust maximum of :func:`voi.body_mask`) whose outline holds the volume
     that the image's counts fill at its plateau level.
 
@@ -119,14 +119,14 @@ def volume_conserving_fraction(image, spacing_mm):
     return float(level) / peak
 
 
-def outline_from_scatter_image(scatter_image, spacing_mm, threshold_fraction=None):
+def outline_from_scatter_image(scatter_image, threshold_fraction=None):
     """Body outline from the lower scatter-window reconstruction: threshold, largest object, holes filled.
 
     The threshold is ``threshold_fraction`` of the robust maximum, by default the volume-conserving
     level of :func:`volume_conserving_fraction`.
     """
     if threshold_fraction is None:
-        threshold_fraction = volume_conserving_fraction(scatter_image, spacing_mm)
+        threshold_fraction = volume_conserving_fraction(scatter_image)
     mask = voi.body_mask(scatter_image, threshold_fraction)
     if not mask.any():
         raise ValueError("No body outline was found in the scatter-window image; it holds no counts.")
@@ -158,7 +158,7 @@ def chang_correct(nac_image, scatter_image=None, ct=None, mu_per_cm=MU_WATER_364
     elif scatter_image is not None:
         if scatter_image.array.shape != nac_image.array.shape:
             raise ValueError("The scatter-window image must be on the grid of the reconstruction to correct.")
-        mask = outline_from_scatter_image(scatter_image.array, scatter_image.spacing_mm, threshold_fraction)
+        mask = outline_from_scatter_image(scatter_image.array, threshold_fraction)
         source = "lower scatter window"
     else:
         raise ValueError("Chang correction needs a body outline: give a CT or the lower scatter-window image.")

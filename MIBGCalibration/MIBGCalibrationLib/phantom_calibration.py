@@ -25,7 +25,7 @@ import os
 import numpy as np
 
 from MIBGCalibrationLib import (calibration_factor, chang, deadtime, decay, dicom_files, osem, recovery, resolution,
-                                tew_dicom, threshold_calibration, voi)
+                                tew, tew_dicom, threshold_calibration, voi)
 from MIBGCalibrationLib.record import CalibrationRecord, file_sha256, provenance_of
 
 PHANTOM_FILE = "phantom.json"
@@ -164,7 +164,7 @@ def _photopeak_files(files):
     peak, other = [], []
     for path in files:
         windows = dicom_files.acquisition_info(dicom_files.read_dataset(path))["energy_windows"]
-        contains_peak = any(w["lower_keV"] < 364.489 < w["upper_keV"] for w in windows)
+        contains_peak = any(w["lower_keV"] < tew.PHOTOPEAK_KEV < w["upper_keV"] for w in windows)
         (peak if contains_peak else other).append(path)
     return peak, other
 
@@ -334,7 +334,7 @@ def _sphere_phantom(folder, spheres, result, tau, inputs, warnings):
 
 def _record(description, spect, result, details, warnings, provenance):
     """The calibration record of a finished chain."""
-    fit = result.dead_time
+    fit, resolution_fit = result.dead_time, result.resolution_fit
     if result.tew is not None:
         windows = [w.to_dict() for w in (result.tew.windows.lower, result.tew.windows.peak, result.tew.windows.upper)]
     else:
@@ -352,11 +352,12 @@ def _record(description, spect, result, details, warnings, provenance):
         calibration_factor_cps_per_MBq=result.q_result.q_cps_per_MBq,
         calibration_factor_cps_per_MBq_uncertainty=result.q_result.q_uncertainty_cps_per_MBq,
         recovery_curve=result.recovery_curve, recovery_inserts=[i.to_dict() for i in result.inserts],
-        resolution_fwhm_mm=None if result.resolution_fit is None else result.resolution_fit.fwhm_mm,
-        resolution_fwhm_mm_uncertainty=None if result.resolution_fit is None else result.resolution_fit.fwhm_uncertainty_mm,
+        resolution_fwhm_mm=None if resolution_fit is None else resolution_fit.fwhm_mm,
+        resolution_fwhm_mm_uncertainty=None if resolution_fit is None else resolution_fit.fwhm_uncertainty_mm,
         dead_time_s=None if fit is None else fit.tau_s,
         dead_time_s_uncertainty=None if fit is None else fit.tau_s_uncertainty,
         sensitivity_cps_per_MBq=None if fit is None else fit.sensitivity_cps_per_MBq,
+        sensitivity_cps_per_MBq_uncertainty=None if fit is None else fit.sensitivity_cps_per_MBq_uncertainty,
         threshold_model=threshold_model, camera=camera,
         collimator=str(camera.get("collimator") or spect.metadata.get("collimator", "")),
         energy_windows=windows, reconstruction=reconstruction,

@@ -66,6 +66,7 @@ class CalibrationRecord:
     dead_time_s: float = None
     dead_time_s_uncertainty: float = None
     sensitivity_cps_per_MBq: float = None
+    sensitivity_cps_per_MBq_uncertainty: float = None
     threshold_model: ThresholdModel = None
     camera: dict = dataclasses.field(default_factory=dict)
     collimator: str = ""

@@ -102,7 +102,8 @@ def _radiopharmaceutical_sequence(acq):
     start = acq.administration_datetime
     item.RadiopharmaceuticalStartTime = common.dicom_time(start)
     item.RadiopharmaceuticalStartDateTime = start.strftime("%Y%m%d%H%M%S.%f")
-    item.RadionuclideTotalDose = common.ds_decimal(acq.administered_activity_Bq, 12)
+    # NM objects give the administered activity in MBq (PS3.3 NM Isotope Module).
+    item.RadionuclideTotalDose = common.ds_decimal(acq.administered_activity_Bq / 1.0e6, 12)
     item.RadionuclideHalfLife = common.ds_decimal(acq.half_life_s, 10)
     item.RadionuclideCodeSequence = Sequence([_code_item(I131_CODE)])
     item.RadiopharmaceuticalCodeSequence = Sequence([_code_item(MIBG_I131_CODE)])

@@ -178,17 +178,11 @@ def _administration(info, ds):
             info.administration_time_without_date = _guard(info, "RadiopharmaceuticalStartTime",
                                                            dicomfields.parse_time, start_time,
                                                            "RadiopharmaceuticalStartTime")
-    dose_Bq = _guard(info, "RadionuclideTotalDose", dicomfields.number, item, "RadionuclideTotalDose")
-    if dose_Bq is None:
+    total_dose = _guard(info, "RadionuclideTotalDose", dicomfields.number, item, "RadionuclideTotalDose")
+    if total_dose is None:
         info.notes.append("field RadionuclideTotalDose is missing, so the administered activity is unknown")
     else:
-        activity_MBq = dose_Bq / 1e6
-        low, high = PLAUSIBLE_ACTIVITY_MBQ
-        if low <= activity_MBq <= high:
-            info.administered_activity_MBq = activity_MBq
-        else:
-            info.notes.append(f"field RadionuclideTotalDose is {dose_Bq:g} Bq ({activity_MBq:g} MBq), outside the "
-                              f"plausible range {low:g} to {high:g} MBq (it must be given in Bq); the value is ignored")
+        _administered_activity(info, total_dose, str(ds.get("Modality", "")))
     info.radiopharmaceutical = _guard(info, "Radiopharmaceutical", dicomfields.text, item, "Radiopharmaceutical")
     code = _guard(info, "RadionuclideCodeSequence", dicomfields.first_item, item, "RadionuclideCodeSequence")
     if code is not None:
@@ -201,6 +195,27 @@ def _administration(info, ds):
         info.other_radionuclide = True
         info.notes.append(f"field RadionuclideHalfLife is {info.half_life_s:g} s, not the 131I half-life "
                           f"({I131_HALF_LIFE_S:g} s); check that this is a 131I acquisition")
+
+
+def _administered_activity(info, total_dose, modality):
+    """RadionuclideTotalDose is in MBq in NM objects and in Bq in PET objects (DICOM PS3.3, NM/PET
+    Isotope and Radiopharmaceutical Information modules). A value that is implausible in the unit of
+    its modality but plausible in the other is taken in the other unit, with a note."""
+    low, high = PLAUSIBLE_ACTIVITY_MBQ
+    to_MBq = 1e-6 if modality == "PT" else 1.0
+    stated_unit, other_unit = ("Bq", "MBq") if modality == "PT" else ("MBq", "Bq")
+    activity_MBq = total_dose * to_MBq
+    if low <= activity_MBq <= high:
+        info.administered_activity_MBq = activity_MBq
+        return
+    other_MBq = total_dose * (1.0 if modality == "PT" else 1e-6)
+    if low <= other_MBq <= high:
+        info.administered_activity_MBq = other_MBq
+        info.notes.append(f"field RadionuclideTotalDose is {total_dose:g}, implausible in {stated_unit} (the unit of "
+                          f"{modality or 'this'} objects) but plausible in {other_unit}: read as {other_MBq:g} MBq")
+        return
+    info.notes.append(f"field RadionuclideTotalDose is {total_dose:g} {stated_unit}, outside the plausible range "
+                      f"{low:g} to {high:g} MBq; the value is ignored")
 
 
 def _units(info, ds):

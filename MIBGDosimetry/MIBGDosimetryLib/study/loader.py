@@ -33,8 +33,8 @@ from MIBGDosimetryLib.volume import ImageVolume
 #: A CT (or projection data) of another frame of reference but the same DICOM study is paired with a
 #: SPECT only when acquired within this many hours of it.
 PAIRING_WINDOW_H = 2.0
-#: Emission series starting closer together than this are taken as one session (e.g. two reconstructions).
-SAME_SESSION_MINUTES = 30.0
+#: Emission series starting closer together than this are taken as one imaging visit (e.g. two reconstructions).
+SAME_VISIT_MINUTES = 30.0
 #: Administration date-times in different series that differ by more than this disagree.
 ADMINISTRATION_AGREEMENT_S = 60.0
 #: Relative difference above which administered activities in different series disagree.
@@ -88,7 +88,7 @@ def load_study(path, overrides=None):
         raise StudyDataError(problems)
 
     emissions.sort(key=lambda e: _naive(e.info.acquisition_datetime))
-    problems.extend(_same_session_problems(emissions, options.source))
+    problems.extend(_same_visit_problems(emissions, options.source))
     labels = [f"tp{n}" for n in range(1, len(emissions) + 1)]
     for label, emission in zip(labels, emissions):
         problems.extend(check_scope(options, label, "timepoint"))
@@ -283,16 +283,16 @@ def _apply(emission, field, value, previous, source):
                              f"{source}" + (f" (the DICOM value was {was})" if previous is not None else ""))
 
 
-def _same_session_problems(emissions, source):
+def _same_visit_problems(emissions, source):
     problems = []
     for earlier, later in zip(emissions, emissions[1:]):
         gap_min = (_naive(later.info.acquisition_datetime) - _naive(earlier.info.acquisition_datetime)
                    ).total_seconds() / 60.0
-        if gap_min < SAME_SESSION_MINUTES:
+        if gap_min < SAME_VISIT_MINUTES:
             problems.append(
                 f"{where(series=earlier.series.label, file=earlier.file)} and "
                 f"{where(series=later.series.label, file=later.file)} start {gap_min:.1f} min apart: two "
-                f"reconstructions or bed positions of one session cannot both be time points. Exclude one in "
+                f"reconstructions or bed positions of one visit cannot both be time points. Exclude one in "
                 f"{source if source != 'no overrides' else 'mibg-overrides.json'}, e.g. "
                 f"{json.dumps({later.series.uid: {'exclude': True}})}.")
     return problems

@@ -8,7 +8,7 @@ import numpy as np
 
 @dataclasses.dataclass
 class TimePoint:
-    """One imaging session after administration.
+    """One imaging visit after administration.
 
     ``spect`` holds the reconstructed emission volume (units "counts" when the DICOM values are
     counts over the whole acquisition); ``ct`` the paired CT in HU (or None). ``metadata`` keeps

@@ -172,7 +172,7 @@ def _series(scene, table, name, x, y):
 def _write_dicom(calculation, folder):
     import pydicom
 
-    from MIBGDosimetryLib.export.rtdose import write_rt_dose
+    from MIBGDosimetryLib.export.rtplan import write_rt_dose_with_plan
     from MIBGDosimetryLib.export.seg import write_seg
     from MIBGDosimetryLib.registration.resample import resample_mask
 
@@ -183,9 +183,10 @@ def _write_dicom(calculation, folder):
     if ct is not None and ct.metadata.get("files"):
         ct_datasets = [pydicom.dcmread(os.path.join(calculation.study.path, f) if not os.path.isabs(f) else f)
                        for f in ct.metadata["files"]]
-    written["rtdose"] = write_rt_dose(calculation.dose_map, os.path.join(folder, "rtdose.dcm"),
-                                      reference_ct=ct_datasets[0] if ct_datasets else None,
-                                      patient=calculation.study.patient or {})
+    written.update(write_rt_dose_with_plan(calculation.dose_map, folder,
+                                           reference_ct=ct_datasets[0] if ct_datasets else None,
+                                           patient=calculation.study.patient or {},
+                                           administered_activity_MBq=calculation.study.administered_activity_MBq))
     if ct_datasets:
         masks = {voi.name: resample_mask(voi.mask, calculation.reference, ct, np.eye(4)) for voi in calculation.vois}
         masks = {name: m for name, m in masks.items() if m.any()}
