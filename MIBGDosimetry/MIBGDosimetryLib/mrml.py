@@ -21,12 +21,17 @@ DOSE_VOLUME_ATTRIBUTE = "DicomRtImport.DoseVolume"
 
 
 class SceneContext:
-    """An MRML scene with the module logics the extension uses, wired to one application logic."""
+    """An MRML scene with the module logics the extension uses, wired to one application logic.
 
-    def __init__(self, scene=None):
+    Inside the Slicer application pass its scene and application logic; headless, both are new.
+    """
+
+    def __init__(self, scene=None, app_logic=None):
         self.scene = scene if scene is not None else slicer.vtkMRMLScene()
-        self.app_logic = slicer.vtkMRMLApplicationLogic()
-        self.app_logic.SetMRMLScene(self.scene)
+        if app_logic is None:
+            app_logic = slicer.vtkMRMLApplicationLogic()
+            app_logic.SetMRMLScene(self.scene)
+        self.app_logic = app_logic
         self.volumes_logic = slicer.vtkSlicerVolumesLogic()
         self.segmentations_logic = slicer.vtkSlicerSegmentationsModuleLogic()
         self.transform_logic = slicer.vtkSlicerTransformLogic()

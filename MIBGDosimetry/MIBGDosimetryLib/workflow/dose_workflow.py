@@ -78,14 +78,19 @@ class DoseCalculation:
     tac_fits: dict
 
 
-def run_dose(study_dir, calibration_path, options=None, log=print):
-    """Run the dose calculation on a study folder with a calibration record (JSON path)."""
+def run_dose(study_dir, calibration, options=None, log=print):
+    """Run the dose calculation on a study folder with a calibration record (JSON path or
+    :class:`CalibrationRecord`, e.g. from the record node of the MIBG Calibration module)."""
     from MIBGCalibrationLib.record import CalibrationRecord, provenance_of
     from MIBGDosimetryLib.study import load_study
 
     options = options or DoseOptions()
-    log(f"Reading the calibration record {calibration_path}")
-    record = CalibrationRecord.from_json(calibration_path)
+    if isinstance(calibration, CalibrationRecord):
+        record, calibration_source = calibration, {"record_date": calibration.date}
+    else:
+        log(f"Reading the calibration record {calibration}")
+        record = CalibrationRecord.from_json(calibration)
+        calibration_source = provenance_of([calibration])["inputs"]
     log(f"Reading the study in {study_dir}")
     study = load_study(study_dir)
     if len(study.timepoints) < 3:
@@ -94,7 +99,7 @@ def run_dose(study_dir, calibration_path, options=None, log=print):
     calculation = calculate(study, record, options, log)
     calculation.results["provenance"]["inputs"] = {
         "study_dir": os.path.abspath(study_dir),
-        "calibration": provenance_of([calibration_path])["inputs"],
+        "calibration": calibration_source,
     }
     return calculation
 
