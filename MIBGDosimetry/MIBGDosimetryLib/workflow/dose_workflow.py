@@ -13,11 +13,13 @@ Steps (each reported through ``log``):
    local deposition and sphere S values side by side;
 7. per VOI: mean, single-voxel and 27-voxel-block extremes, DVH, BED, EUD and uncertainties.
 
-How VOI means are formed: the dose map is computed from the voxel TIA map, which is not corrected for
-partial-volume losses (recovery applies to VOI values, not voxels). A VOI's mean kernel dose is
-therefore scaled by ``TIA_VOI / sum of voxel TIA in the VOI``, where ``TIA_VOI`` is integrated from
-the recovery-corrected VOI activities. The single-voxel and block extremes and the DVH are those of
-the voxel map, uncorrected, as the guidance's voxel-level figures are.
+How VOI figures are formed: partial-volume correction applies to VOI values, not to single voxels.
+The voxel TIA map keeps the shape of the activity inside each VOI but is scaled, VOI by VOI, so that
+its sum over the VOI equals the VOI's corrected TIA (with the GTM also the rest of the body, whose
+spilled-out counts outside the body are returned to the regions they came from). The convolution
+of that map gives the dose map from which every VOI figure (mean, extremes, 27-voxel blocks, DVH,
+EUD) is taken; it includes the cross-dose from every other region. The dose map of the uncorrected
+voxel TIA is kept beside it (``voxel_dose_map``) and each VOI reports its mean as well.
 """
 
 import dataclasses
@@ -76,6 +78,8 @@ class DoseCalculation:
     density: np.ndarray
     vois: list
     tac_fits: dict
+    voxel_tia_map: object = None
+    voxel_dose_map: object = None
 
 
 def run_dose(study_dir, calibration, options=None, log=print):
@@ -130,6 +134,13 @@ def calculate(study, record, options, log=print):
                                                                  options)
     warnings.extend(pv_info.pop("warnings"))
     log("Fitting time-activity curves per VOI")
+    empty = [index for index in range(len(vois)) if not np.any(activities[index] > 0)]
+    for index in empty:
+        warnings.append(f"VOI '{vois[index].name}' holds no activity at any time point after the partial-volume "
+                        "correction and is left out; check its outline and its neighbours'")
+    keep = [index for index in range(len(vois)) if index not in empty]
+    vois, activities, relative, pv_relative = ([vois[i] for i in keep], activities[keep], relative[keep],
+                                               pv_relative[keep])
     voi_results, tac_fits = [], {}
     for index, voi in enumerate(vois):
         entry, fit = _voi_tac(voi, activities[index], relative[index], pv_relative[index], pv_info, times_h, factors,
@@ -138,14 +149,21 @@ def calculate(study, record, options, log=print):
         tac_fits[voi.name] = fit
 
     log("Fitting time-activity curves per voxel")
-    tia_map, dose_map = _voxel_dose(times_h, activity_maps, reference, density, options, log)
+    voxel_tia, kernel = _voxel_tia(times_h, activity_maps, reference, options, log)
+    background_tia = _background_tia(pv_info, times_h, options)
+    tia_map, scales = _corrected_tia_map(voxel_tia, vois, voi_results, body, background_tia)
+    pv_info["region_scale_factors"] = scales
+    log(f"Convolving with the {kernel.shape[0]}^3 voxel S-value kernel for {reference.spacing_mm} mm voxels")
+    dose_map = _dose(tia_map, kernel, density, options)
+    voxel_dose_map = _dose(voxel_tia, kernel, density, options)
 
     log("Summarising the dose per VOI")
     from MIBGDosimetryLib.dose import radiobiology
 
     tissues = radiobiology.load_tissue_parameters(options.tissue_parameters_path)
     for voi, entry in zip(vois, voi_results):
-        _voi_dose(voi, entry, tac_fits[voi.name], tia_map, dose_map, density, reference, tissues, options)
+        _voi_dose(voi, entry, tac_fits[voi.name], tia_map, dose_map, voxel_dose_map, density, reference, tissues,
+                  options)
 
     results = {
         "provenance": _provenance(options, record),
@@ -159,7 +177,8 @@ def calculate(study, record, options, log=print):
     }
     return DoseCalculation(results, study, record, reference, registrations, registered, activity_maps,
                            reference.with_array(tia_map, units="MBq h"), reference.with_array(dose_map, units="Gy"),
-                           density, vois, tac_fits)
+                           density, vois, tac_fits, reference.with_array(voxel_tia, units="MBq h"),
+                           reference.with_array(voxel_dose_map, units="Gy"))
 
 
 def _density_on_grid(reference_tp, reference):
@@ -173,11 +192,12 @@ def _density_on_grid(reference_tp, reference):
 
 
 def _define_vois(study, record, reference, options, log):
-    vois = vois_module.organ_vois(study.segmentation_files, reference)
+    organs = vois_module.organ_vois(study.segmentation_files, reference)
     seeds = options.seed_points_ras_mm if options.seed_points_ras_mm is not None else study.seed_points
-    log(f"Delineating {len(seeds)} lesion(s) by the adaptive threshold, {len(vois)} organ(s) from segmentations")
-    vois += vois_module.lesion_vois(reference, seeds, record.threshold_model)
-    vois = [v for v in vois if v.mask.any()]
+    log(f"Delineating {len(seeds)} lesion(s) by the adaptive threshold, {len(organs)} organ(s) from segmentations")
+    lesions = vois_module.lesion_vois(reference, seeds, record.threshold_model, organs)
+    vois_module.carve_lesions_from_organs(organs, lesions)
+    vois = [v for v in lesions + organs if v.mask.any()]
     if not vois:
         raise ValueError("No VOI was found: the study has no segmentation (SEG/RTSTRUCT) and no lesion seed "
                          "points. Add seed points (a .mrk.json file) or organ outlines.")
@@ -276,20 +296,65 @@ def _voi_tac(voi, activities, relative, pv_relative, pv_info, times_h, factors, 
     return entry, fit
 
 
-def _voxel_dose(times_h, activity_maps, reference, density, options, log):
-    from MIBGDosimetryLib.dose.absorbed_dose import dose_map_Gy
+def _voxel_tia(times_h, activity_maps, reference, options, log):
+    """Per-voxel TIA map (MBq h) and the voxel S-value kernel for the grid."""
     from MIBGDosimetryLib.physics.kernels import voxel_s_kernel
     from MIBGDosimetryLib.voxel_tac import fit_voxels
 
     tia_map, info = fit_voxels(times_h, activity_maps, model=options.voxel_model)
     log(f"  {info['voxels']} voxels integrated in {info['elapsed_s']:.1f} s: {info['counts']}")
-    kernel = voxel_s_kernel(reference.spacing_mm, options.kernel_half_width)
-    log(f"Convolving with the {kernel.shape[0]}^3 voxel S-value kernel for {reference.spacing_mm} mm voxels")
-    dose = dose_map_Gy(tia_map, kernel, density if options.density_correction else None)
-    return tia_map, dose
+    return tia_map, voxel_s_kernel(reference.spacing_mm, options.kernel_half_width)
 
 
-def _voi_dose(voi, entry, fit, tia_map, dose_map, density, reference, tissues, options):
+def _background_tia(pv_info, times_h, options):
+    """TIA (MBq h) of the body outside the VOIs where the partial-volume correction gives it (GTM)."""
+    from MIBGDosimetryLib.tac import fit_tac
+
+    activity = pv_info.get("background_activity_MBq")
+    if activity is None:
+        return None
+    fit = fit_tac(times_h, np.asarray(activity), model=options.tac_model)
+    pv_info["background_tia_MBq_h"] = float(fit.tia_MBq_h)
+    return float(fit.tia_MBq_h)
+
+
+def _corrected_tia_map(voxel_tia, vois, voi_results, body, background_tia):
+    """The voxel TIA map with each VOI (and, with the GTM, the rest of the body) scaled to its
+    partial-volume-corrected TIA; the shape inside each region is kept.
+
+    Counts that spilled out of the body belong to the regions they came from, which the corrected
+    TIAs already contain, so the map is zero outside the body when the background is corrected too.
+    """
+    corrected = np.array(voxel_tia, dtype=np.float64)
+    scales = {}
+    rest = np.asarray(body, dtype=bool).copy()
+    for voi, entry in zip(vois, voi_results):
+        total = float(corrected[voi.mask].sum())
+        scale = entry["tia_MBq_h"] / total if total > 0 else 0.0
+        corrected[voi.mask] *= scale
+        scales[voi.name] = scale
+        rest &= ~voi.mask
+    if background_tia is not None:
+        total = float(voxel_tia[rest].sum())
+        scale = background_tia / total if total > 0 else 0.0
+        corrected[rest] *= scale
+        scales["rest of body"] = scale
+        inside = np.asarray(body, dtype=bool)
+        for voi in vois:
+            inside = inside | voi.mask
+        corrected[~inside] = 0.0
+    return corrected, scales
+
+
+def _dose(tia_map, kernel, density, options):
+    from MIBGDosimetryLib.dose.absorbed_dose import dose_map_Gy
+
+    return dose_map_Gy(tia_map, kernel, density if options.density_correction else None)
+
+
+def _voi_dose(voi, entry, fit, tia_map, dose_map, voxel_dose_map, density, reference, tissues, options):
+    """Dose figures of one VOI from the partial-volume-corrected maps (``tia_map``, ``dose_map``);
+    ``voxel_dose_map`` (uncorrected) is reported beside them for comparison."""
     from MIBGDosimetryLib.dose import radiobiology, statistics, uncertainty
     from MIBGDosimetryLib.dose.absorbed_dose import tia_to_dose_Gy
     from MIBGDosimetryLib.physics.local import local_deposition_dose_Gy
@@ -297,8 +362,7 @@ def _voi_dose(voi, entry, fit, tia_map, dose_map, density, reference, tissues, o
 
     voxel_ml = reference.voxel_volume_ml
     stats = statistics.voi_dose_statistics(dose_map, voi.mask, voxel_ml, density)
-    voxel_tia = float(tia_map[voi.mask].sum())
-    scale = entry["tia_MBq_h"] / voxel_tia if voxel_tia > 0 else float("nan")
+    uncorrected = statistics.voi_dose_statistics(voxel_dose_map, voi.mask, voxel_ml, density)
     mass_g = stats["mass_g"]
     mean_density = mass_g / stats["volume_ml"]
     sphere = sphere_s_value(mass_g, mean_density)
@@ -308,14 +372,13 @@ def _voi_dose(voi, entry, fit, tia_map, dose_map, density, reference, tissues, o
     entry.update({
         "volume_ml": stats["volume_ml"],
         "mass_g": mass_g,
-        "mean_dose_Gy": stats["mean_dose_Gy"] * scale,
-        "kernel_mean_dose_uncorrected_Gy": stats["mean_dose_Gy"],
-        "recovery_scale": scale,
+        "mean_dose_Gy": stats["mean_dose_Gy"],
+        "mean_dose_without_partial_volume_correction_Gy": uncorrected["mean_dose_Gy"],
         "max_voxel_dose_Gy": stats["max_voxel_dose_Gy"], "min_voxel_dose_Gy": stats["min_voxel_dose_Gy"],
         "max_block27_dose_Gy": stats["max_block27_dose_Gy"], "min_block27_dose_Gy": stats["min_block27_dose_Gy"],
         "block27_rule": stats["block27_rule"],
         "sphere_s_dose_Gy": float(tia_to_dose_Gy(entry["tia_MBq_h"], sphere["S_mGy_per_MBq_s"])),
-        "local_deposition_dose_Gy": float(np.mean(local)) * scale if np.size(local) else None,
+        "local_deposition_dose_Gy": float(np.average(local, weights=None if density is None else density[voi.mask])),
         "dvh": {"dose_Gy": dvh["dose_Gy"], "volume_fraction": dvh["volume_fraction"], "D2_Gy": dvh["D2_Gy"],
                 "D50_Gy": dvh["D50_Gy"], "D98_Gy": dvh["D98_Gy"],
                 "V_Gy": {f"V{d:g}Gy": v for d, v in dvh["V_Gy"].items()}},
@@ -335,7 +398,7 @@ def _voi_dose(voi, entry, fit, tia_map, dose_map, density, reference, tissues, o
             entry["warnings"].append("BED needs an exponential time-activity model; the trapezoid gives none")
         if tissue.get("alpha_per_Gy"):
             weights = None if density is None else density[voi.mask]
-            entry["eud_Gy"] = radiobiology.eud_Gy(dose_map[voi.mask] * scale, tissue["alpha_per_Gy"], weights)
+            entry["eud_Gy"] = radiobiology.eud_Gy(dose_map[voi.mask], tissue["alpha_per_Gy"], weights)
     volume_relative = _volume_relative_uncertainty(voi.mask)
     tia_u = uncertainty.tia_uncertainty(entry["tia_MBq_h"], entry.pop("_fit_uncertainty_MBq_h"),
                                         entry.pop("_calibration_relative"), entry.pop("_recovery_relative"),

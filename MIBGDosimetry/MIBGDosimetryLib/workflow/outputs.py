@@ -96,6 +96,8 @@ def build_scene(calculation, context=None):
         add_transform_node(scene, registration, f"Registration {tp.label} to {reference_tp.label}")
     calculation.tia_map.to_node(scene, "Time-integrated activity (MBq h)")
     add_dose_node(context, calculation.dose_map, "Absorbed dose (Gy)")
+    if calculation.voxel_dose_map is not None:
+        add_dose_node(context, calculation.voxel_dose_map, "Absorbed dose without partial-volume correction (Gy)")
     segmentation = scene.AddNewNodeByClass("vtkMRMLSegmentationNode", "VOIs")
     segmentation.CreateDefaultDisplayNodes()
     palette = _palette(len(calculation.vois))

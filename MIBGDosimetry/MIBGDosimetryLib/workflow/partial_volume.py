@@ -18,6 +18,7 @@ reconstructed images).
 
 import numpy as np
 import scipy.ndimage
+import scipy.optimize
 
 FWHM_TO_SIGMA = 1.0 / (2.0 * np.sqrt(2.0 * np.log(2.0)))
 
@@ -51,11 +52,15 @@ def transfer_matrix(regions, fwhm_mm, spacing_mm):
 
 
 def corrected_means(image, regions, g):
-    """True mean value of every region from the observed means (least squares on the GTM system)."""
+    """True mean value of every region from the observed means.
+
+    The GTM system is solved by non-negative least squares: activity cannot be negative, and for
+    small, poorly conditioned regions an unconstrained solution may dip below zero through noise.
+    """
     observed = np.array([np.asarray(image)[r].mean() if r.any() else 0.0 for r in regions])
     used = np.array([r.any() for r in regions])
     solution = np.zeros(len(regions))
-    solution[used] = np.linalg.lstsq(g[np.ix_(used, used)], observed[used], rcond=None)[0]
+    solution[used] = scipy.optimize.nnls(g[np.ix_(used, used)], observed[used])[0]
     return solution
 
 
@@ -71,22 +76,24 @@ def gtm_activities(vois, counts_images, mbq_per_count, body, fwhm_mm, fwhm_uncer
     mbq_per_count: activity per count of each time point (calibration factor, duration, dead time).
     Returns ``(activity[voi, time], counting_relative[voi, time], resolution_relative[voi], info)``:
     the Poisson uncertainty of each VOI's counts, and the relative effect of the FWHM's uncertainty
-    (common to all time points; the largest over the time points).
+    (common to all time points; the largest over the time points). ``info["background_activity_MBq"]``
+    holds the activity of the rest of the body at each time point.
     """
     regions = exclusive_regions([v.mask for v in vois], body)
-    sizes = np.array([np.count_nonzero(v.mask) for v in vois], dtype=float)
+    sizes = np.array([np.count_nonzero(r) for r in regions], dtype=float)
     g = transfer_matrix(regions, fwhm_mm, spacing_mm)
     spread = []
     if fwhm_uncertainty_mm and fwhm_uncertainty_mm > 0:
         spread = [transfer_matrix(regions, fwhm_mm + d, spacing_mm) for d in (-fwhm_uncertainty_mm, fwhm_uncertainty_mm)]
     n = len(vois)
-    activity = np.zeros((n, len(counts_images)))
-    relative = np.zeros_like(activity)
+    activity = np.zeros((n + 1, len(counts_images)))
+    relative = np.zeros((n, len(counts_images)))
     resolution_relative = np.zeros(n)
     for t, (counts, factor) in enumerate(zip(counts_images, mbq_per_count)):
         counts = np.clip(np.asarray(counts, dtype=np.float64), 0.0, None)
-        means = corrected_means(counts, regions, g)[:n]
+        means = corrected_means(counts, regions, g)
         activity[:, t] = means * sizes * factor
+        means = means[:n]
         observed_counts = np.array([counts[r].sum() for r in regions[:n]])
         relative[:, t] = 1.0 / np.sqrt(np.maximum(observed_counts, 1.0))
         if spread:
@@ -95,5 +102,6 @@ def gtm_activities(vois, counts_images, mbq_per_count, body, fwhm_mm, fwhm_uncer
                 effect = np.nan_to_num(np.abs(high - low) / 2.0 / np.abs(means), nan=1.0)
             resolution_relative = np.maximum(resolution_relative, effect)
     info = {"method": "geometric transfer matrix", "fwhm_mm": fwhm_mm, "fwhm_uncertainty_mm": fwhm_uncertainty_mm,
-            "condition_number": condition_number(g), "background_voxels": int(np.count_nonzero(regions[-1]))}
-    return activity, relative, resolution_relative, info
+            "condition_number": condition_number(g), "background_voxels": int(np.count_nonzero(regions[-1])),
+            "background_activity_MBq": activity[n].tolist()}
+    return activity[:n], relative, resolution_relative, info

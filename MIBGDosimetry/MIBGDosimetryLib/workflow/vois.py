@@ -44,8 +44,12 @@ def organ_vois(segmentation_files, reference):
     return vois
 
 
-def lesion_vois(reference, seed_points_ras_mm, threshold_model):
-    """Lesion VOIs by the adaptive threshold (calibrated model) from one seed point per lesion."""
+def lesion_vois(reference, seed_points_ras_mm, threshold_model, organs=()):
+    """Lesion VOIs by the adaptive threshold (calibrated model) from one seed point per lesion.
+
+    A lesion may not grow into an organ VOI unless its seed lies inside that organ, so that a small
+    lesion beside a hot organ is not merged with it.
+    """
     from MIBGDosimetryLib.segmentation.adaptive_threshold import adaptive_threshold_mask
 
     if seed_points_ras_mm and threshold_model is None:
@@ -53,14 +57,31 @@ def lesion_vois(reference, seed_points_ras_mm, threshold_model):
                          "model; calibrate it with the sphere phantom or outline the lesions yourself.")
     vois = []
     for name, seed in seed_points_ras_mm.items():
-        mask, info = adaptive_threshold_mask(reference, seed_ras_mm=seed, model=threshold_model)
+        seed_kji = tuple(int(v) for v in np.round(reference.ijk_of_ras(np.asarray(seed, dtype=float)))[::-1])
+        inside = all(0 <= v < n for v, n in zip(seed_kji, reference.array.shape))
+        allowed = np.ones(reference.array.shape, dtype=bool)
+        for organ in organs:
+            if not (inside and organ.mask[seed_kji]):
+                allowed &= ~organ.mask
+        mask, info = adaptive_threshold_mask(reference, seed_ras_mm=seed, model=threshold_model, allowed_mask=allowed)
         details = {k: info[k] for k in ("threshold", "fraction", "volume_ml", "converged", "background",
                                         "contrast", "peak_ras_mm", "iterations")}
         voi = Voi(name, "lesion", mask, "adaptive threshold from seed point", details)
         if not info["converged"]:
-            voi.warnings.append(f"lesion '{name}': the adaptive threshold did not converge; check the outline")
+            reason = info.get("warning") or "no consistent threshold was found"
+            voi.warnings.append(f"lesion '{name}': the adaptive threshold did not converge ({reason}); check the outline")
         vois.append(voi)
     return vois
+
+
+def carve_lesions_from_organs(organs, lesions):
+    """Make VOIs disjoint: voxels of a lesion inside an organ belong to the lesion (with a note)."""
+    for organ in organs:
+        for lesion in lesions:
+            overlap = int(np.count_nonzero(organ.mask & lesion.mask))
+            if overlap:
+                organ.mask = organ.mask & ~lesion.mask
+                organ.warnings.append(f"{overlap} voxel(s) shared with lesion '{lesion.name}' are counted in the lesion")
 
 
 def check_unique_names(vois):
