@@ -40,26 +40,19 @@ def test_cli_help_lists_subcommands():
     assert "demo" in result.stdout
 
 
-def test_demo_bundle_reloads_with_identical_content(tmp_path):
-    from MIBGDosimetryLib.demo import run_demo
-
-    summary = run_demo(str(tmp_path / "out"), log=lambda *_: None)
-    saved = json.loads((tmp_path / "out" / "results.json").read_text())
-    reloaded = mrml.load_bundle(summary["scene"])
-    # Rebuild the same content independently and compare node by node.
-    from MIBGDosimetryLib import demo
-
-    ct, counts, inside = demo._cylinder_phantom(seed=1)
-    ct_node = reloaded.scene.GetFirstNodeByName("Phantom CT")
-    spect_node = reloaded.scene.GetFirstNodeByName("Phantom SPECT counts")
-    np.testing.assert_array_equal(mrml.array_from_volume(reloaded.scene, ct_node), ct)
-    np.testing.assert_array_equal(mrml.array_from_volume(reloaded.scene, spect_node), counts)
-    np.testing.assert_allclose(mrml.volume_geometry(spect_node)[0], [4.0, 4.0, 4.0])
-    table = mrml.table_columns(reloaded.scene.GetFirstNodeByName("Demo results"))
-    assert table["structure"] == saved["results"]["structure"]
-    original = mrml.table_columns(mrml.add_table(mrml.new_scene().scene, "t", saved["results"]))
-    assert table == original
-    np.testing.assert_allclose(table["mean_counts"], [counts[inside].mean()], rtol=1e-6)
+def test_bundle_reloads_volumes_and_tables_identically(tmp_path, mrml_context):
+    rng = np.random.default_rng(2)
+    volume = rng.random((6, 7, 8)) * 1e3
+    mrml.add_volume(mrml_context.scene, volume, "dose", (2.5, 2.5, 3.0), (-10.0, 5.0, 2.0))
+    columns = {"name": ["liver", "lesion"], "mean_dose_Gy": [1.23456789, 45.6]}
+    mrml.add_table(mrml_context.scene, "results", columns)
+    reloaded = mrml.load_bundle(mrml.save_bundle(mrml_context, str(tmp_path / "s.mrb")))
+    node = reloaded.scene.GetFirstNodeByName("dose")
+    np.testing.assert_array_equal(mrml.array_from_volume(reloaded.scene, node), volume)
+    np.testing.assert_allclose(mrml.volume_geometry(node)[0], [2.5, 2.5, 3.0])
+    saved = mrml.table_columns(mrml_context.scene.GetFirstNodeByName("results"))
+    assert mrml.table_columns(reloaded.scene.GetFirstNodeByName("results")) == saved
+    assert saved["mean_dose_Gy"] == [1.23457, 45.6]  # six significant digits, as Slicer stores tables
 
 
 def test_existing_bundle_is_replaced_whole(tmp_path, mrml_context):

@@ -196,8 +196,9 @@ def _define_vois(study, record, reference, options, log):
     seeds = options.seed_points_ras_mm if options.seed_points_ras_mm is not None else study.seed_points
     log(f"Delineating {len(seeds)} lesion(s) by the adaptive threshold, {len(organs)} organ(s) from segmentations")
     lesions = vois_module.lesion_vois(reference, seeds, record.threshold_model, organs)
-    vois_module.carve_lesions_from_organs(organs, lesions)
-    vois = [v for v in lesions + organs if v.mask.any()]
+    vois = lesions + organs
+    vois_module.make_disjoint(vois)
+    vois = [v for v in vois if v.mask.any()]
     if not vois:
         raise ValueError("No VOI was found: the study has no segmentation (SEG/RTSTRUCT) and no lesion seed "
                          "points. Add seed points (a .mrk.json file) or organ outlines.")

@@ -74,14 +74,16 @@ def lesion_vois(reference, seed_points_ras_mm, threshold_model, organs=()):
     return vois
 
 
-def carve_lesions_from_organs(organs, lesions):
-    """Make VOIs disjoint: voxels of a lesion inside an organ belong to the lesion (with a note)."""
-    for organ in organs:
-        for lesion in lesions:
-            overlap = int(np.count_nonzero(organ.mask & lesion.mask))
+def make_disjoint(vois):
+    """Make VOIs disjoint in the order given: a voxel belongs to the first VOI that claims it (lesions
+    are given first, so a lesion inside an organ keeps its voxels). Each VOI that gives up voxels
+    says so in its warnings."""
+    for index, voi in enumerate(vois):
+        for earlier in vois[:index]:
+            overlap = int(np.count_nonzero(voi.mask & earlier.mask))
             if overlap:
-                organ.mask = organ.mask & ~lesion.mask
-                organ.warnings.append(f"{overlap} voxel(s) shared with lesion '{lesion.name}' are counted in the lesion")
+                voi.mask = voi.mask & ~earlier.mask
+                voi.warnings.append(f"{overlap} voxel(s) shared with {earlier.kind} '{earlier.name}' are counted there")
 
 
 def check_unique_names(vois):

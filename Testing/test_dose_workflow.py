@@ -1,0 +1,143 @@
+"""The whole chain on digital phantoms with known truth: calibration phantom -> calibration record,
+patient study -> registration, VOIs, activities, TACs, voxel dose -> results, Slicer scene,
+RT Dose, SEG and report. The chain runs once per session through ``run_demo`` (what ``make demo``
+runs); the tests check its outputs against the phantoms' truth and the file formats."""
+
+import json
+import os
+import subprocess
+
+import numpy as np
+import pydicom
+import pytest
+
+from MIBGDosimetryLib import mrml
+
+RESULT_FIELDS = ["name", "volume_ml", "mass_g", "tia_MBq_h", "mean_dose_Gy", "max_voxel_dose_Gy", "min_voxel_dose_Gy",
+                 "max_block27_dose_Gy", "min_block27_dose_Gy", "bed_Gy", "eud_Gy", "dose_uncertainty_Gy", "tac_model",
+                 "coverage_fraction", "warnings"]
+
+
+@pytest.fixture(scope="session")
+def demo(tmp_path_factory):
+    from MIBGDosimetryLib.demo import run_demo
+
+    out = tmp_path_factory.mktemp("demo")
+    lines = []
+    summary = run_demo(str(out / "run"), seed=1, log=lines.append)
+    return {"summary": summary, "out": out / "run", "log": lines}
+
+
+def _results(demo):
+    return json.loads(open(demo["summary"]["results"]).read())
+
+
+def _truth(demo):
+    return json.loads((demo["out"] / "patient-study" / "truth.json").read_text())
+
+
+def test_every_voi_has_the_result_fields_and_provenance(demo):
+    results = _results(demo)
+    truth_names = {s["name"] for s in _truth(demo)["structures"]}
+    assert {v["name"] for v in results["vois"]} <= truth_names
+    for voi in results["vois"]:
+        for field in RESULT_FIELDS:
+            assert field in voi, f"{voi['name']} lacks {field}"
+    provenance = results["provenance"]
+    assert provenance["software"].startswith("SlicerMIBGDosimetry")
+    assert provenance["inputs"]["calibration"][0]["sha256"]
+    assert set(provenance["methods"]) >= {"activity", "registration", "tac", "dose"}
+    assert results["calibration"]["calibration_factor_cps_per_MBq"] > 0
+
+
+def test_mean_doses_of_organs_and_lesions_of_at_least_4_ml_are_within_10_percent(demo):
+    truth = {s["name"]: s for s in _truth(demo)["structures"]}
+    results = _results(demo)
+    held = [v for v in results["vois"]
+            if truth[v["name"]]["kind"] == "organ" or truth[v["name"]]["volume_ml"] >= 4.0]
+    assert len(held) >= 8
+    errors = {v["name"]: v["mean_dose_Gy"] / truth[v["name"]]["mean_dose_Gy"] - 1 for v in held}
+    assert all(abs(e) <= 0.10 for e in errors.values()), errors
+    assert demo["summary"]["passed"]
+
+
+def test_calibration_of_the_demo_matches_the_phantom(demo):
+    rows = {r["name"]: r for r in demo["summary"]["calibration_comparison"]}
+    assert abs(rows["calibration_factor"]["relative_error"]) <= 0.02
+    assert abs(rows["dead_time"]["relative_error"]) <= 0.05
+
+
+def test_scene_bundle_reloads_with_identical_volumes_and_tables(demo):
+    from MIBGDosimetryLib.volume import ImageVolume
+    from MIBGDosimetryLib.workflow.dose_workflow import run_dose
+    from MIBGDosimetryLib.workflow.outputs import build_scene
+
+    reloaded = mrml.load_bundle(demo["summary"]["scene"])
+    # The same calculation again, built into a fresh scene, must equal what was saved.
+    calculation = run_dose(str(demo["out"] / "patient-study"), str(demo["out"] / "calibration.json"),
+                           log=lambda *_: None)
+    original = build_scene(calculation)
+    compared = 0
+    for class_name in ("vtkMRMLScalarVolumeNode", "vtkMRMLTableNode"):
+        nodes = original.scene.GetNodesByClass(class_name)
+        for i in range(nodes.GetNumberOfItems()):
+            node = nodes.GetItemAsObject(i)
+            twin = reloaded.scene.GetFirstNodeByName(node.GetName())
+            assert twin is not None, node.GetName()
+            if class_name == "vtkMRMLTableNode":
+                assert mrml.table_columns(twin) == mrml.table_columns(node), node.GetName()
+            else:
+                a = ImageVolume.from_node(original.scene, node)
+                b = ImageVolume.from_node(reloaded.scene, twin)
+                assert a.same_grid(b)
+                np.testing.assert_array_equal(a.array, b.array)
+            compared += 1
+    assert compared >= 10
+    dose = reloaded.scene.GetFirstNodeByName("Absorbed dose (Gy)")
+    assert dose.GetAttribute(mrml.DOSE_VOLUME_ATTRIBUTE) == "1"
+
+
+def _dciodvfy_errors(path):
+    done = subprocess.run(["dciodvfy", str(path)], capture_output=True, text=True)
+    return [line for line in (done.stdout + done.stderr).splitlines() if line.startswith("Error")]
+
+
+def test_rt_dose_plan_and_seg_validate_and_match_the_dose_map(demo):
+    from MIBGDosimetryLib.export.rtdose import read_rt_dose
+
+    outputs = demo["summary"]["outputs"]
+    for key in ("rtdose", "rtplan", "seg"):
+        assert _dciodvfy_errors(outputs[key]) == [], key
+    dose = read_rt_dose(outputs["rtdose"])
+    results = _results(demo)
+    grid = results["dose_grid"]
+    assert list(dose.array.shape) == grid["shape_kji"]
+    np.testing.assert_allclose(dose.spacing_mm, grid["spacing_mm"], atol=1e-4)
+    ct = pydicom.dcmread(sorted((demo["out"] / "patient-study" / "tp1" / "ct").iterdir())[0])
+    rtdose = pydicom.dcmread(outputs["rtdose"])
+    assert rtdose.FrameOfReferenceUID == ct.FrameOfReferenceUID
+    assert rtdose.StudyInstanceUID == ct.StudyInstanceUID
+    # the exported dose holds the maximum of the dose map within the grid scaling's precision
+    top = max(v["max_voxel_dose_Gy"] for v in results["vois"])
+    assert dose.array.max() >= top * (1 - 1e-4)
+
+
+def test_report_pdf_and_html_name_every_voi_and_warning(demo):
+    outputs = demo["summary"]["outputs"]
+    html = open(outputs["report_html"], encoding="utf-8").read()
+    results = _results(demo)
+    for voi in results["vois"]:
+        assert voi["name"] in html
+    assert os.path.getsize(outputs["report_pdf"]) > 20000
+
+
+def test_fewer_than_three_time_points_is_refused(demo, tmp_path):
+    from MIBGDosimetryLib.workflow.dose_workflow import run_dose
+
+    study = demo["out"] / "patient-study"
+    short = tmp_path / "two-scans"
+    short.mkdir()
+    for name in ("tp1", "tp2"):
+        os.symlink(study / name, short / name)
+    with pytest.raises(ValueError, match="at least 3"):
+        run_dose(str(short), str(demo["out"] / "calibration.json"), log=lambda *_: None)
