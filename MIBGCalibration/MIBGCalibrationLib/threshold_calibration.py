@@ -1,33 +1,26 @@
 """Calibration of the adaptive-threshold model on sphere inserts of known volume.
 
-For each insert the threshold fraction f is found for which the connected region around the
-insert's hottest voxel, of voxels above ``background + f (maximum - background)``, has the insert's
-true volume. Maximum (hottest voxel), connectivity and background (mean of a shell around the
-region) are those of :mod:`MIBGDosimetryLib.segmentation.adaptive_threshold`, which applies the
-model. The fractions are then fitted by linear least squares with ``f(V, C) = a + b / V + c / C``
-(V in mL, C the insert-to-background concentration ratio); the contrast term is fitted only when
-the inserts cover more than one contrast.
+For each insert the threshold fraction f is found for which the region around the insert's peak,
+of points above ``background + f (maximum - background)``, has the insert's true volume. Peak,
+maximum (apex of a Gaussian fitted around the peak), region (26-connected, with sub-voxel volume on
+its edge) and background (mean of a shell around the region) are computed by the functions of
+:mod:`MIBGDosimetryLib.segmentation.adaptive_threshold`, which applies the model, so that a
+calibrated fraction means the same there; its docstring gives the definitions and why they are
+robust to noise and to the insert's position on the voxel grid. The fractions are then fitted by
+linear least squares with ``f(V, C) = a + b / V + c / C`` (V in mL, C the insert-to-background
+concentration ratio); the contrast term is fitted only when the inserts cover more than one contrast.
 """
 
 import dataclasses
 
 import numpy as np
-from scipy import ndimage
 
 from MIBGCalibrationLib import voi
 from MIBGCalibrationLib.threshold import ThresholdModel
 from MIBGDosimetryLib.segmentation import adaptive_threshold
 
-#: Bisection steps on the threshold fraction (resolution 2**-40).
-BISECTION_STEPS = 40
-
-#: 26-connected regions and the background shell of the adaptive-threshold delineation, so that the
-#: calibrated fractions mean the same there.
-CONNECTIVITY = np.ones((3, 3, 3), dtype=bool)
-SHELL_GAP_MM = adaptive_threshold.SHELL_GAP_MM
-SHELL_THICKNESS_MM = adaptive_threshold.SHELL_THICKNESS_MM
-BACKGROUND_TOLERANCE = adaptive_threshold.BACKGROUND_TOLERANCE
-
+#: Bisection steps on the threshold fraction (resolution 2**-30).
+BISECTION_STEPS = 30
 #: Re-estimations of the background from the shell around the region.
 BACKGROUND_UPDATES = 5
 
@@ -47,28 +40,12 @@ class InsertThreshold:
         return dataclasses.asdict(self)
 
 
-def _component(values, region, seed_index, level):
-    labels, _ = ndimage.label(region & (values >= level), structure=CONNECTIVITY)
-    label = labels[seed_index]
-    return labels == label if label else np.zeros(values.shape, dtype=bool)
-
-
-def shell_background(values, component, level, spacing_mm):
-    """Mean value in the shell SHELL_GAP_MM..SHELL_GAP_MM + SHELL_THICKNESS_MM outside ``component``,
-    leaving out voxels at or above ``level`` (other hot objects): the background of the delineation."""
-    distance_mm = ndimage.distance_transform_edt(~component, sampling=np.asarray(spacing_mm)[::-1])
-    shell = (distance_mm > SHELL_GAP_MM) & (distance_mm <= SHELL_GAP_MM + SHELL_THICKNESS_MM) & (values < level)
-    if not shell.any():
-        raise ValueError("No background is left around the insert; the image is too small.")
-    return float(values[shell].mean())
-
-
-def _fraction_for_volume(values, region, seed_index, maximum, background, volume_ml, voxel_ml):
+def _fraction_for_volume(insert, maximum, background, volume_ml):
+    """Bisection on the fraction: the sub-voxel volume falls as the threshold rises."""
     low, high = 0.0, 1.0
     for _ in range(BISECTION_STEPS):
         middle = 0.5 * (low + high)
-        level = background + middle * (maximum - background)
-        if _component(values, region, seed_index, level).sum() * voxel_ml > volume_ml:
+        if insert.volume(background + middle * (maximum - background))[0] > volume_ml:
             low = middle
         else:
             high = middle
@@ -78,32 +55,38 @@ def _fraction_for_volume(values, region, seed_index, maximum, background, volume
 def insert_threshold(spect, name, centre_ras_mm, volume_ml, background, contrast):
     """Threshold fraction (of maximum - background, above background) giving the insert's true volume.
 
-    The region is the 26-connected set of voxels above the threshold around the insert's hottest
-    voxel, searched within 1.5 insert radii plus two voxels of the centre so that neighbouring inserts
-    are not joined. ``background`` (image units) starts the search; it is then re-estimated, as the
-    delineation does, as the mean of the shell around the region, until it settles.
+    The region grows around the insert's peak (the hottest voxel of the smoothed image within the
+    search sphere) and is kept within 1.5 insert radii plus two voxels of the centre so that
+    neighbouring inserts are not joined. ``background`` (image units) starts the search; it is then
+    re-estimated, as the delineation does, as the mean of the shell around the region, until it settles.
     """
     radius_mm = (3.0 * volume_ml * 1000.0 / (4.0 * np.pi)) ** (1.0 / 3.0)
-    region = voi.sphere_weights(spect, centre_ras_mm, 1.5 * radius_mm + 2.0 * max(spect.spacing_mm),
-                                subsamples=1) > 0
-    values = np.asarray(spect.array, dtype=float)
+    search_mm = 1.5 * radius_mm + 2.0 * max(spect.spacing_mm)
+    region = voi.sphere_weights(spect, centre_ras_mm, search_mm, subsamples=1) > 0
     if not region.any():
         raise ValueError(f"Insert '{name}' lies outside the image.")
-    seed_index = np.unravel_index(int(np.argmax(np.where(region, values, -np.inf))), values.shape)
-    maximum = float(values[seed_index])
+    values = np.asarray(spect.array, dtype=float)
+    smooth = adaptive_threshold.smoothed(values)
+    peak = np.unravel_index(int(np.argmax(np.where(region, smooth, -np.inf))), values.shape)
+    maximum, _ = adaptive_threshold.fitted_maximum(values, peak)
     if maximum <= background:
         raise ValueError(f"Insert '{name}' is not brighter than the background; no threshold reproduces its volume.")
+    # The search sphere is measured from the centre, the reach from the peak, which may lie a voxel or two away.
+    insert = adaptive_threshold.ThresholdRegion(values, peak, np.asarray(spect.spacing_mm)[::-1],
+                                                spect.voxel_volume_ml, allowed=region,
+                                                reach_mm=search_mm + 2.0 * max(spect.spacing_mm))
     background = float(background)
     for _ in range(BACKGROUND_UPDATES):
-        fraction = _fraction_for_volume(values, region, seed_index, maximum, background, volume_ml,
-                                        spect.voxel_volume_ml)
+        fraction = _fraction_for_volume(insert, maximum, background, volume_ml)
         level = background + fraction * (maximum - background)
-        updated = shell_background(values, _component(values, region, seed_index, level), level, spect.spacing_mm)
-        settled = abs(updated - background) <= BACKGROUND_TOLERANCE * (maximum - background)
+        component = insert.component(level)
+        component[insert.peak] = True
+        updated = insert.background(component, level)
+        settled = abs(updated - background) <= adaptive_threshold.BACKGROUND_TOLERANCE * (maximum - background)
         background = updated
         if settled:
             break
-    fraction = _fraction_for_volume(values, region, seed_index, maximum, background, volume_ml, spect.voxel_volume_ml)
+    fraction = _fraction_for_volume(insert, maximum, background, volume_ml)
     return InsertThreshold(name, float(volume_ml), float(contrast), fraction, maximum, background)
 
 

@@ -3,6 +3,7 @@
 import os
 
 import numpy as np
+import pydicom
 from pydicom.uid import CTImageStorage, generate_uid
 
 from MIBGDosimetryLib.dicomio import common
@@ -13,8 +14,11 @@ RESCALE_INTERCEPT_HU = -1024.0
 
 
 def write_ct_series(volume_hu, folder, study, acquisition_datetime, series_number=1,
-                    series_description="CT", kvp=120.0, file_prefix="ct"):
+                    series_description="CT", kvp=120.0, file_prefix="ct", ctdivol_mGy=None):
     """Write an ImageVolume in HU as a CT series, one file per slice k, into ``folder``.
+
+    ``ctdivol_mGy`` (optional) is written as CTDIvol (0018,9345) of every slice, referred to the
+    16 cm CTDI phantom as for children.
 
     HU values must be integers between -1024 and 64511 (they are stored exactly). Slices are
     numbered (InstanceNumber, file name) in the order of increasing position along the slice
@@ -40,6 +44,12 @@ def write_ct_series(volume_hu, folder, study, acquisition_datetime, series_numbe
         ds.AcquisitionDate = common.dicom_date(acquisition_datetime)
         ds.AcquisitionTime = common.dicom_time(acquisition_datetime)
         ds.KVP = common.ds_decimal(kvp)
+        if ctdivol_mGy is not None:
+            ds.CTDIvol = float(ctdivol_mGy)
+            phantom = pydicom.Dataset()
+            phantom.CodeValue, phantom.CodingSchemeDesignator = "113690", "DCM"
+            phantom.CodeMeaning = "IEC Head Dosimetry Phantom"
+            ds.CTDIPhantomTypeCodeSequence = pydicom.Sequence([phantom])
         ds.PatientPosition = "HFS"
         ds.ImagePositionPatient = [common.ds_decimal(v, 10) for v in positions[k]]
         ds.ImageOrientationPatient = [common.ds_decimal(v, 10) for v in (*row, *column)]

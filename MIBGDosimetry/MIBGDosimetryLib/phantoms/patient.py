@@ -55,6 +55,8 @@ class PatientConfig:
     number_of_views: int = 60
     frame_durations_s: tuple = None
     ct_noise_hu: float = 10.0
+    #: CTDIvol of the low-dose CT of each time point (16 cm phantom), written to the CT headers.
+    ct_ctdivol_mGy: float = 1.5
     dose_kernel_half_width_mm: float = 40.0
     administration_datetime: datetime.datetime = ADMINISTRATION_DATETIME
 
@@ -267,7 +269,8 @@ def write_patient_study(out_dir, config=PatientConfig()):
             tp_dir = os.path.join(folder, tp.label)
             ct_paths = ct.write_ct_series(grid.fine_volume(tp.ct_hu), os.path.join(tp_dir, "ct"), study,
                                           tp.acquisition_datetime + datetime.timedelta(seconds=tp.duration_s),
-                                          series_number=1, series_description="CT for SPECT")
+                                          series_number=1, series_description="CT for SPECT",
+                                          ctdivol_mGy=config.ct_ctdivol_mGy)
             reference_ct_paths = reference_ct_paths or ct_paths
             acquisition = nm.NMAcquisition(
                 acquisition_datetime=tp.acquisition_datetime, frame_duration_ms=tp.frame_duration_s * 1000.0,

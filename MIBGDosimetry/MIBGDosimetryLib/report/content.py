@@ -81,6 +81,28 @@ def timepoint_table(results):
     return headings, [[entry.get(h, "-") for h in headings] for entry in flat]
 
 
+def imaging_dose_table(results):
+    """``(headings, rows)`` of the imaging-dose log: one row per CT or tracer study, then the total."""
+    log = results.get("imaging_dose") or {}
+    headings = ["scan", "kind", "CTDIvol (mGy)", "DLP (mGy cm)", "activity (MBq)", "effective dose (mSv)"]
+    rows = [[e.get("label", "-"), e.get("kind", "-"), number(e.get("ctdivol_mGy")), number(e.get("dlp_mGy_cm")),
+             number(e.get("activity_MBq")), number(e.get("effective_dose_mSv"))] for e in log.get("entries", [])]
+    if "total_mSv" in log:
+        rows.append(["total", "", "", "", "", number(log["total_mSv"])])
+    return headings, rows
+
+
+def schedule_lines(results):
+    """What the schedule advisor says, with the coverage of each VOI."""
+    advice = results.get("schedule_advice")
+    if not advice:
+        return ["The schedule advisor had too few time points to judge the scan schedule."]
+    lines = [advice.get("verdict", "")]
+    for name, entry in (advice.get("all_points") or {}).items():
+        lines.append(f"{name}: coverage {number(entry.get('coverage_fraction'))}")
+    return lines
+
+
 def all_warnings(results):
     """Every warning in the results, each prefixed with where it comes from."""
     warnings = [str(w) for w in results.get("warnings", [])]

@@ -62,6 +62,8 @@ def _sections(results, volumes):
         ("Time-activity curves", "figures", figures.tac_pages(results)),
         ("Coverage", "figures", figures.coverage_page(results)),
         ("Dose-volume histograms", "figures", figures.dvh_page(results)),
+        ("Imaging dose of the dosimetry study", "table", content.imaging_dose_table(results)),
+        ("Scan schedule", "lines", content.schedule_lines(results)),
         ("Dose over CT", "figures", figures.slice_pages(volumes.get("ct"), volumes.get("dose"),
                                                          volumes.get("masks"))),
         ("Warnings", "lines", content.all_warnings(results) or ["No warnings."]),

@@ -1,7 +1,7 @@
 """Adaptive-threshold delineation of a lesion on SPECT with a calibrated threshold model.
 
-The user marks a lesion with a seed point or a box. The lesion is the 26-connected region around
-its hottest voxel of voxels above
+The user marks a lesion with a seed point or a box. The lesion is the region around its peak of
+points above
 
     background + fraction(V, C) * (maximum - background),
 
@@ -9,23 +9,48 @@ where ``fraction`` is the calibrated :class:`MIBGCalibrationLib.threshold.Thresh
 EANM guidance recommends an adaptive threshold with factors from the calibration data), ``V`` the
 lesion volume and ``C`` the lesion-to-background ratio. Because the threshold depends on the volume
 it delineates, the volume is the fixed point of V -> threshold -> region -> V, located by a scan
-over threshold fractions (the plain iteration diverges for small lesions), with the background
-re-estimated around each new region until it settles.
+over threshold fractions refined by bisection (the plain iteration diverges for small lesions),
+with the background re-estimated around each new region until it settles.
 
-Accuracy (17 mm FWHM, 4.4 mm voxels, model fitted on 3-34 mL spheres): within 10 % from about
-20 mL; at 4-10 mL the calibrated fraction itself scatters by about 0.03 with the lesion's position
-on the voxel grid and its shape, which moves the volume by up to about 20 %.
+Definitions, shared with the calibration on sphere inserts
+(:mod:`MIBGCalibrationLib.threshold_calibration` calls the functions of this module, so that a
+calibrated fraction means the same here):
 
-Definitions match the calibration on sphere inserts: ``maximum`` is the hottest voxel of the lesion,
-``background`` the mean voxel value in a shell 15 to 25 mm outside the current region (beyond most of
-the 131I spill-out), leaving out shell voxels above the threshold that belong to other hot structures.
+- peak: the hottest voxel of the image smoothed by a Gaussian of one voxel (noise does not move it
+  far); with a seed it is reached by steepest ascent from the seed.
+- maximum: the apex of a Gaussian (a quadratic in the logarithm of the values) fitted by least
+  squares to the 3 x 3 x 3 voxels around the peak. The hottest noisy voxel is biased upwards by the
+  noise and, at 17 mm FWHM on 4.4 mm voxels, downwards by up to 13 % when the lesion centre lies
+  between voxel centres; the fitted apex is free of both to about 1 %.
+- region: the 26-connected voxels at or above the threshold around the peak (inside the allowed
+  region), refined to sub-voxel precision: every voxel on its edge (the region's voxels with a
+  neighbour below the threshold, and those neighbours) is divided into 4 x 4 x 4 sub-voxels whose
+  values are interpolated trilinearly between voxel centres, and counts with the fraction of its
+  sub-voxels at or above the threshold. The volume so found changes smoothly with the threshold and
+  hardly with the lesion's position on the voxel grid, unlike a count of whole voxels. The returned
+  mask holds the voxels of which at least half the sub-voxels are inside; ``info["volume_ml"]`` is
+  the sub-voxel volume.
+- background: the mean value in a shell 15 to 25 mm outside the region's voxels (beyond most of the
+  131I spill-out), leaving out voxels at or above the threshold (other hot structures) and voxels
+  outside the allowed region.
+
+Leak guard: a region that joins another hot spot (a separate hill of the smoothed image rising
+more than a tenth of maximum - background above the level where it meets the lesion's hill), or
+that reaches :data:`MAX_RADIUS_MM` from the peak, is not accepted; when no consistent region is
+left, the result is marked as not converged with the reason in ``info["warning"]``. The dose
+workflow passes the complement of neighbouring organ VOIs as ``allowed_mask``, so that a small
+lesion next to a hot organ is delineated without it.
 """
 
 import numpy as np
 from scipy import ndimage
 
-#: 26-connectivity, as in the sphere-insert calibration.
+#: 26-connectivity of regions.
 CONNECTIVITY = np.ones((3, 3, 3), dtype=bool)
+#: Width (voxels) of the Gaussian that smooths the image for finding the peak and other hot spots.
+SMOOTHING_SIGMA_VOXELS = 1.0
+#: Sub-voxels per voxel along each axis on the region's edge.
+SUBVOXELS = 4
 #: Start of the background shell outside the lesion (mm).
 SHELL_GAP_MM = 15.0
 #: Thickness of the background shell (mm).
@@ -33,14 +58,120 @@ SHELL_THICKNESS_MM = 10.0
 #: Relative change of the background (of maximum - background) below which it has settled.
 BACKGROUND_TOLERANCE = 0.01
 #: Largest difference between the fraction used and the model's fraction for the found volume
-#: that still counts as consistent (the uncertainty of calibrated fractions is about 0.01-0.02).
-FRACTION_TOLERANCE = 0.02
-#: Step of the scan over threshold fractions.
+#: that still counts as consistent.
+FRACTION_TOLERANCE = 0.01
+#: Step of the scan over threshold fractions, and bisection steps refining a consistent fraction.
 SCAN_STEP = 0.01
+BISECTION_STEPS = 20
 #: Fraction of the maximum used for the first region, before any volume is known.
 START_FRACTION = 0.5
 #: Re-estimations of the background from the latest region.
 MAX_BACKGROUND_UPDATES = 5
+#: Farthest a lesion region may reach from its peak (mm): a sphere of this radius holds 1.4 L.
+MAX_RADIUS_MM = 70.0
+#: Rise (fraction of maximum - background) above its meeting level that makes a hill another hot spot.
+HOT_SPOT_PROMINENCE = 0.1
+#: Share of a region's voxels on other hot spots above which the region has leaked.
+LEAK_SHARE = 0.05
+
+
+def smoothed(values):
+    """The image smoothed for locating peaks (one-voxel Gaussian)."""
+    return ndimage.gaussian_filter(np.asarray(values, dtype=float), SMOOTHING_SIGMA_VOXELS)
+
+
+def fitted_maximum(values, peak):
+    """Apex value and position (voxel offset k, j, i from ``peak``) of a Gaussian fitted by least
+    squares to the 3 x 3 x 3 voxels around ``peak``: the logarithm of the values is fitted with a
+    quadratic in the offsets. Without a closed apex (flat top, or noise) the fitted value at the
+    peak voxel is used; an apex beyond one voxel is taken at the neighbourhood's edge."""
+    values = np.asarray(values)
+    if any(p < 1 or p > n - 2 for p, n in zip(peak, values.shape)):
+        raise ValueError("The lesion's peak lies on the edge of the SPECT image; its maximum cannot be measured.")
+    block = np.asarray(values[tuple(slice(p - 1, p + 2) for p in peak)], dtype=float)
+    if np.any(block <= 0):
+        raise ValueError("The lesion's peak has non-positive values around it; place the seed on a hot spot.")
+    k, j, i = (axis.ravel() for axis in np.indices((3, 3, 3)) - 1)
+    design = np.stack([np.ones_like(k), k, j, i, k * k, j * j, i * i, k * j, k * i, j * i], axis=1).astype(float)
+    c = np.linalg.lstsq(design, np.log(block.ravel()), rcond=None)[0]
+    gradient = c[1:4]
+    hessian = np.array([[2 * c[4], c[7], c[8]], [c[7], 2 * c[5], c[9]], [c[8], c[9], 2 * c[6]]])
+    offset = np.zeros(3)
+    if np.all(np.linalg.eigvalsh(hessian) < 0):
+        offset = np.clip(np.linalg.solve(hessian, -gradient), -1.0, 1.0)
+    log_value = c[0] + gradient @ offset + 0.5 * offset @ hessian @ offset
+    return float(np.exp(log_value)), offset
+
+
+class ThresholdRegion:
+    """The image around a peak, with the regions above a threshold and their sub-voxel volumes.
+
+    ``values`` is the whole image [k, j, i], ``peak`` the peak voxel, ``allowed`` a boolean array
+    (or None) of voxels the region may occupy, ``reach_mm`` how far from the peak the region may
+    extend, ``background_allowed`` (or None) the voxels the background shell may use.
+    """
+
+    def __init__(self, values, peak, spacing_kji_mm, voxel_ml, allowed=None, reach_mm=MAX_RADIUS_MM,
+                 background_allowed=None):
+        values = np.asarray(values, dtype=float)
+        spacing = np.asarray(spacing_kji_mm, dtype=float)
+        half = np.ceil((reach_mm + SHELL_GAP_MM + SHELL_THICKNESS_MM) / spacing).astype(int) + 1
+        low = np.maximum(0, np.asarray(peak) - half)
+        high = np.minimum(values.shape, np.asarray(peak) + half + 1)
+        self.box = tuple(slice(a, b) for a, b in zip(low, high))
+        self.shape = values.shape
+        self.values = values[self.box]
+        self.peak = tuple(int(p - a) for p, a in zip(peak, low))
+        self.spacing = spacing
+        self.voxel_ml = float(voxel_ml)
+        offsets = [(np.arange(n) - p) * s for n, p, s in zip(self.values.shape, self.peak, spacing)]
+        distance_mm = np.sqrt(sum(o ** 2 for o in np.meshgrid(*offsets, indexing="ij")))
+        self.region = distance_mm <= reach_mm
+        if allowed is not None:
+            self.region &= np.asarray(allowed, dtype=bool)[self.box]
+        self.rim = self.region & (distance_mm > reach_mm - 1.5 * spacing.max())
+        self.background_allowed = (np.ones(self.values.shape, dtype=bool) if background_allowed is None
+                                   else np.asarray(background_allowed, dtype=bool)[self.box])
+        grid = (np.arange(SUBVOXELS) + 0.5) / SUBVOXELS - 0.5
+        self._subvoxel_offsets = np.stack(np.meshgrid(grid, grid, grid, indexing="ij"), -1).reshape(-1, 3)
+
+    def component(self, level):
+        """26-connected voxels at or above ``level`` around the peak, inside the region (box array)."""
+        labels, _ = ndimage.label((self.values >= level) & self.region, structure=CONNECTIVITY)
+        label = labels[self.peak]
+        return labels == label if label else np.zeros(self.values.shape, dtype=bool)
+
+    def volume(self, level):
+        """(sub-voxel volume in mL, majority mask, voxel component) of the region at ``level``."""
+        component = self.component(level)
+        if not component.any():
+            return 0.0, component, component
+        interior = ndimage.binary_erosion(component, CONNECTIVITY, border_value=0)
+        edge = ndimage.binary_dilation(component, CONNECTIVITY) & self.region & ~interior
+        centres = np.argwhere(edge).astype(float)
+        points = (centres[:, None, :] + self._subvoxel_offsets[None, :, :]).reshape(-1, 3)
+        sub = ndimage.map_coordinates(self.values, points.T, order=1, mode="nearest")
+        inside = (sub >= level).reshape(len(centres), -1).mean(axis=1)
+        mask = interior.copy()
+        mask[edge] = inside >= 0.5
+        return (float(interior.sum()) + float(inside.sum())) * self.voxel_ml, mask, component
+
+    def background(self, component, level):
+        """Mean value in the shell SHELL_GAP_MM..+SHELL_THICKNESS_MM outside ``component``, without
+        voxels at or above ``level`` (other hot structures) or outside the background's allowed voxels."""
+        distance_mm = ndimage.distance_transform_edt(~component, sampling=self.spacing)
+        shell = ((distance_mm > SHELL_GAP_MM) & (distance_mm <= SHELL_GAP_MM + SHELL_THICKNESS_MM)
+                 & (self.values < level) & self.background_allowed)
+        if not shell.any():
+            raise ValueError("No background is left around the lesion (it fills the image or touches hot structures "
+                             "everywhere); use a larger field of view.")
+        return float(self.values[shell].mean())
+
+    def full(self, box_mask):
+        """A box mask placed on the whole image grid."""
+        mask = np.zeros(self.shape, dtype=bool)
+        mask[self.box] = box_mask
+        return mask
 
 
 def _seed_index(spect, seed_ras_mm):
@@ -80,38 +211,40 @@ def _climb_to_peak(values, start, region):
         current = best
 
 
-def _component(values, level, peak, region):
-    labels, _ = ndimage.label((values >= level) & region, structure=CONNECTIVITY)
-    return labels == labels[peak]
+def _other_hot_spots(smooth_box, lesion, maximum, background):
+    """Voxels of the smoothed image on hills other than the lesion's: at each level from the
+    background up to the maximum (steps of 0.05 of maximum - background), the connected parts above
+    the level that do not hold the peak and rise at least HOT_SPOT_PROMINENCE above it."""
+    other = np.zeros(smooth_box.shape, dtype=bool)
+    height = maximum - background
+    for fraction in np.arange(0.05, 1.0, 0.05):
+        level = background + fraction * height
+        labels, count = ndimage.label((smooth_box >= level) & lesion.region, structure=CONNECTIVITY)
+        if count < 2:
+            continue
+        tops = ndimage.maximum(smooth_box, labels, np.arange(1, count + 1))
+        hot = np.flatnonzero(tops >= level + HOT_SPOT_PROMINENCE * height) + 1
+        hot = hot[hot != labels[lesion.peak]]
+        other |= np.isin(labels, hot)
+    return other
 
 
-def _background(values, component, level, spacing_kji):
-    """Mean value in the shell SHELL_GAP_MM..+SHELL_THICKNESS_MM outside ``component``, without voxels
-    at or above ``level`` (other hot structures)."""
-    reach = np.ceil((SHELL_GAP_MM + SHELL_THICKNESS_MM) / np.asarray(spacing_kji)).astype(int) + 1
-    where = np.argwhere(component)
-    low = np.maximum(0, where.min(0) - reach)
-    high = np.minimum(values.shape, where.max(0) + reach + 1)
-    box = tuple(slice(a, b) for a, b in zip(low, high))
-    distance_mm = ndimage.distance_transform_edt(~component[box], sampling=spacing_kji)
-    shell = (distance_mm > SHELL_GAP_MM) & (distance_mm <= SHELL_GAP_MM + SHELL_THICKNESS_MM) & (values[box] < level)
-    if not shell.any():
-        raise ValueError("No background is left around the lesion (it fills the image or touches hot structures "
-                         "everywhere); use a larger field of view.")
-    return float(values[box][shell].mean())
-
-
-def adaptive_threshold_mask(spect, seed_ras_mm=None, model=None, roi_ras_mm=None, max_iterations=200):
+def adaptive_threshold_mask(spect, seed_ras_mm=None, model=None, roi_ras_mm=None, max_iterations=200,
+                            allowed_mask=None):
     """Delineate the lesion marked by ``seed_ras_mm`` (RAS mm) and/or the box ``roi_ras_mm``.
 
     ``spect`` is an ImageVolume (counts or activity); ``model`` a ThresholdModel. With a box, the
-    lesion's hottest voxel is searched in the box and the region is kept inside it; with a seed,
-    the hottest voxel is reached by climbing from the seed (on the image smoothed by one voxel, so
-    noise does not stop the climb). Returns ``(mask, info)``: a boolean array on the SPECT grid and a
-    dict with iterations (regions evaluated), threshold (image units), fraction, fraction_mismatch
-    (model fraction for the found volume minus the fraction used), volume_ml, converged, maximum,
-    background, contrast, peak_ras_mm and the volume history (mL). ``converged`` is False when no
-    consistent region was found or the background did not settle; the mask is then the closest one.
+    lesion's peak is searched in the box and the region is kept inside it; with a seed, the peak is
+    reached by climbing from the seed on the smoothed image. ``allowed_mask`` (boolean, SPECT grid)
+    limits where the region may grow and which voxels count as background, e.g. the complement of
+    neighbouring organ VOIs. Returns ``(mask, info)``: a boolean array on the SPECT grid (voxels at
+    least half inside the region) and a dict with iterations (regions evaluated), threshold (image
+    units), fraction, fraction_mismatch (model fraction for the found volume minus the fraction
+    used), volume_ml (sub-voxel volume), mask_volume_ml (volume of the mask's voxels), converged,
+    maximum (fitted apex), background, contrast, peak_ras_mm (fitted apex position), the volume
+    history (mL) and warning (None, or why the result is not to be trusted). ``converged`` is False
+    when no consistent region was found, the region leaked into other hot spots or the background did
+    not settle; the mask is then the closest acceptable one.
     """
     if model is None:
         raise ValueError("A calibrated threshold model is needed (from the calibration record).")
@@ -119,104 +252,131 @@ def adaptive_threshold_mask(spect, seed_ras_mm=None, model=None, roi_ras_mm=None
         raise ValueError("Mark the lesion with a seed point or a box.")
     values = np.asarray(spect.array, dtype=float)
     region = np.ones(values.shape, dtype=bool) if roi_ras_mm is None else _roi_region(spect, roi_ras_mm)
-    smoothed = ndimage.gaussian_filter(values, 1.0)
+    if allowed_mask is not None:
+        allowed_mask = np.asarray(allowed_mask, dtype=bool)
+        if allowed_mask.shape != values.shape:
+            raise ValueError(f"The allowed mask has shape {allowed_mask.shape}, the SPECT {values.shape}; "
+                             "give it on the SPECT grid.")
+        region = region & allowed_mask
+    smooth = smoothed(values)
     if seed_ras_mm is None:
-        start = np.unravel_index(int(np.argmax(np.where(region, smoothed, -np.inf))), values.shape)
+        if not region.any():
+            raise ValueError("The lesion box holds no allowed voxel.")
+        start = np.unravel_index(int(np.argmax(np.where(region, smooth, -np.inf))), values.shape)
     else:
         start = _seed_index(spect, seed_ras_mm)
         if not region[start]:
-            raise ValueError("The seed point lies outside the lesion box.")
-    climbed = _climb_to_peak(smoothed, tuple(int(v) for v in start), region)
-    # The hottest voxel next to the smoothed peak, as the calibration takes the hottest insert voxel.
-    window = tuple(slice(max(0, c - 2), min(n, c + 3)) for c, n in zip(climbed, values.shape))
-    local = np.where(region[window], values[window], -np.inf)
-    peak = tuple(w.start + int(o) for w, o in zip(window, np.unravel_index(int(np.argmax(local)), local.shape)))
-    maximum = float(values[peak])
+            raise ValueError("The seed point lies outside the lesion box or the allowed region; place it on the lesion.")
+    peak = _climb_to_peak(smooth, tuple(int(v) for v in start), region)
+    maximum, apex_offset = fitted_maximum(values, peak)
     if maximum <= float(np.median(values)):
         raise ValueError("The marked spot is not brighter than the rest of the image; place the seed on a lesion.")
-    spacing_kji = np.asarray(spect.spacing_mm)[::-1]
-    voxel_ml = spect.voxel_volume_ml
-
-    region_volume_ml = _RegionVolume(values, peak, region, voxel_ml)
-    component = region_volume_ml.component(START_FRACTION * maximum)
-    background = _background(values, component, START_FRACTION * maximum, spacing_kji)
+    lesion = ThresholdRegion(values, peak, np.asarray(spect.spacing_mm)[::-1], spect.voxel_volume_ml, region,
+                             background_allowed=allowed_mask)
+    start_level = START_FRACTION * maximum
+    background = lesion.background(lesion.component(start_level), start_level)
     if maximum <= background:
         raise ValueError("The marked spot is not brighter than its surroundings; place the seed on a lesion.")
+    other = _other_hot_spots(smooth[lesion.box], lesion, maximum, background)
     history = []
     for _ in range(MAX_BACKGROUND_UPDATES):
-        solution = _consistent_volume(model, maximum, background, region_volume_ml, max_iterations)
+        solution = _consistent_volume(model, maximum, background, lesion, other, max_iterations)
         history.extend(solution["history"])
-        updated = _background(values, solution["component"], solution["level"], spacing_kji)
+        component = solution["component"].copy()
+        component[lesion.peak] = True  # an empty region (threshold above every voxel) is the peak voxel
+        updated = lesion.background(component, solution["level"])
         settled = abs(updated - background) <= BACKGROUND_TOLERANCE * (maximum - background)
         if settled:
             break
         background = updated
-    volume_ml = float(solution["component"].sum()) * voxel_ml
+    warning = solution["warning"]
+    if warning is None and not settled:
+        warning = "the background around the lesion did not settle"
+    apex_kji = np.asarray(peak, dtype=float) + apex_offset
     info = {"iterations": len(history), "threshold": float(solution["level"]), "fraction": solution["fraction"],
-            "fraction_mismatch": solution["mismatch"],
-            "volume_ml": volume_ml, "converged": bool(solution["converged"] and settled), "maximum": maximum,
+            "fraction_mismatch": solution["mismatch"], "volume_ml": solution["volume_ml"],
+            "mask_volume_ml": float(solution["mask"].sum()) * spect.voxel_volume_ml,
+            "converged": bool(solution["converged"] and settled), "maximum": maximum,
             "background": float(background),
             "contrast": float(maximum / background) if background > 0 else None,
-            "peak_ras_mm": [float(v) for v in spect.ras_of_ijk(np.array(peak[::-1], dtype=float))],
-            "volume_history_ml": history}
-    return solution["component"], info
+            "peak_ras_mm": [float(v) for v in spect.ras_of_ijk(apex_kji[::-1])],
+            "volume_history_ml": history, "warning": warning}
+    return lesion.full(solution["mask"]), info
 
 
-class _RegionVolume:
-    """Volume (mL) of the connected region around the peak above a level, with its mask."""
-
-    def __init__(self, values, peak, region, voxel_ml):
-        self.values, self.peak, self.region, self.voxel_ml = values, peak, region, voxel_ml
-
-    def component(self, level):
-        return _component(self.values, level, self.peak, self.region)
-
-    def __call__(self, level):
-        return float(self.component(level).sum()) * self.voxel_ml
-
-
-def _consistent_volume(model, maximum, background, region_volume_ml, max_iterations):
+def _consistent_volume(model, maximum, background, lesion, other, max_iterations):
     """The region whose volume V gives back, through the model, the fraction that delineated it.
 
-    With h(f) = fraction(V(f), C) - f, V(f) the volume of the region above
+    With h(f) = fraction(V(f), C) - f, V(f) the sub-voxel volume of the region above
     ``background + f (maximum - background)``, the delineation is consistent where h(f) = 0, and the
     iteration f -> V -> fraction(V) settles only where h falls through zero as f rises. That iteration
     itself diverges for small lesions (their volume reacts more strongly to the threshold than the
-    model to the volume) and a region grows in whole voxels, so the fixed point is located by
-    scanning f in steps of :data:`SCAN_STEP`: the first fall of h through zero from the lowest
-    fraction (the largest consistent region, which the iteration started from a generous region
-    reaches) is refined ten-fold and the fraction with the smallest |h| there is taken. Regions
-    for which the model's fraction is clipped at its maximum (volumes below the calibrated range)
-    do not count. Without any fall through zero the fraction with the smallest |h| is returned,
-    marked as not converged. ``max_iterations`` bounds the number of regions evaluated.
+    model to the volume), so the fixed point is located by scanning f downwards from the model's
+    largest fraction in steps of :data:`SCAN_STEP` until the region leaks (see the module docstring),
+    taking the lowest fall of h through zero (the largest consistent region) and bisecting it.
+    Regions for which the model's fraction is clipped at its maximum (volumes below the calibrated
+    range) do not count. Without any fall through zero the acceptable fraction with the smallest |h|
+    is returned, marked as not converged. ``max_iterations`` bounds the number of regions evaluated.
     """
     contrast = maximum / background if background > 0 else None
     history = []
     evaluated = {}
 
     def evaluate(fraction):
-        fraction = round(float(fraction), 6)
-        if fraction not in evaluated and len(evaluated) < max_iterations:
-            volume_ml = region_volume_ml(background + fraction * (maximum - background))
-            history.append(volume_ml)
-            model_fraction = model.fraction(volume_ml, contrast)
-            evaluated[fraction] = (model_fraction - fraction, model_fraction >= model.max_fraction)
-        return fraction
+        level = background + fraction * (maximum - background)
+        volume_ml, mask, component = lesion.volume(level)
+        history.append(volume_ml)
+        leak = None
+        if component[lesion.rim].any():
+            leak = f"reaches {MAX_RADIUS_MM:.0f} mm from its peak"
+        elif (component & other).sum() > LEAK_SHARE * component.sum():
+            leak = "joins another hot spot"
+        clipped = volume_ml <= 0 or model.fraction(volume_ml, contrast) >= model.max_fraction
+        h = model.fraction(volume_ml, contrast) - fraction if volume_ml > 0 else 0.0
+        evaluated[fraction] = {"h": h, "clipped": clipped, "leak": leak, "level": level, "volume_ml": volume_ml,
+                               "mask": mask, "component": component, "fraction": float(fraction)}
+        return evaluated[fraction]
 
-    scan = [evaluate(f) for f in np.arange(model.min_fraction, model.max_fraction + 1e-9, SCAN_STEP)]
-    scan = [f for f in scan if f in evaluated]
+    leak = None
+    scan = []
+    for fraction in np.arange(model.max_fraction, model.min_fraction - 1e-9, -SCAN_STEP):
+        if len(history) >= max_iterations:
+            break
+        result = evaluate(round(float(fraction), 6))
+        if result["leak"]:
+            leak = result["leak"]
+            break
+        scan.append(result)
+    scan = scan[::-1]
+    usable = [r for r in scan if not r["clipped"]]
     crossing = next((i for i in range(len(scan) - 1)
-                     if evaluated[scan[i]][0] >= 0 > evaluated[scan[i + 1]][0]
-                     and not evaluated[scan[i]][1] and not evaluated[scan[i + 1]][1]), None)
-    if crossing is None:
-        candidates = [f for f in scan if not evaluated[f][1]] or scan
-    else:
+                     if scan[i]["h"] >= 0 > scan[i + 1]["h"] and not scan[i]["clipped"]
+                     and not scan[i + 1]["clipped"]), None)
+    if crossing is not None:
         low, high = scan[crossing], scan[crossing + 1]
-        candidates = [evaluate(f) for f in np.linspace(low, high, 11)]
-        candidates = [f for f in candidates if f in evaluated and not evaluated[f][1]]
-    fraction = min(candidates, key=lambda f: (abs(evaluated[f][0]), f))
-    mismatch = abs(evaluated[fraction][0])
-    level = background + fraction * (maximum - background)
-    return {"component": region_volume_ml.component(level), "level": level, "fraction": float(fraction),
-            "history": history, "converged": bool(crossing is not None and mismatch <= FRACTION_TOLERANCE),
-            "mismatch": float(mismatch)}
+        for _ in range(BISECTION_STEPS):
+            if len(history) >= max_iterations:
+                break
+            middle = evaluate(0.5 * (low["fraction"] + high["fraction"]))
+            if middle["leak"] or middle["clipped"]:
+                break
+            low, high = (middle, high) if middle["h"] >= 0 else (low, middle)
+        best = min((low, high), key=lambda r: abs(r["h"]))
+    elif usable:
+        best = min(usable, key=lambda r: abs(r["h"]))
+    elif scan:
+        best = scan[0]
+    else:
+        best = evaluate(model.max_fraction)
+    mismatch = abs(best["h"])
+    converged = crossing is not None and mismatch <= FRACTION_TOLERANCE
+    warning = None
+    if not converged:
+        if leak:
+            warning = (f"the lesion region {leak} before a consistent threshold was found; mark the lesion with a "
+                       "box or exclude the neighbouring organs")
+        else:
+            warning = "no threshold fraction is consistent with the calibrated model for this lesion"
+    return {"component": best["component"], "mask": best["mask"], "level": best["level"],
+            "fraction": best["fraction"], "volume_ml": best["volume_ml"], "history": history,
+            "converged": bool(converged), "mismatch": float(mismatch), "warning": warning}

@@ -55,6 +55,11 @@ class DoseOptions:
     partial_volume: str = "auto"
     #: Spatial resolution (FWHM, mm) to use instead of the calibration record's.
     resolution_fwhm_mm: float = None
+    #: Diagnostic tracer studies for the imaging-dose log: dicts with tracer, activity_MBq, optional
+    #: label and dose_coefficient_mSv_per_MBq.
+    tracer_studies: tuple = ()
+    #: Patient age (years) for the imaging-dose log, when the DICOM headers do not give it.
+    patient_age_years: float = None
 
     def __post_init__(self):
         if self.partial_volume not in PARTIAL_VOLUME_METHODS:
@@ -166,6 +171,8 @@ def calculate(study, record, options, log=print):
                   options)
 
     results = {
+        "imaging_dose": _imaging_dose(study, options, warnings),
+        "schedule_advice": _schedule_advice(tac_fits, warnings),
         "provenance": _provenance(options, record),
         "calibration": _calibration_summary(record),
         "timepoints": [_timepoint_entry(tp, reg, f) for tp, reg, f in zip(study.timepoints, registrations, factors)],
@@ -179,6 +186,74 @@ def calculate(study, record, options, log=print):
                            reference.with_array(tia_map, units="MBq h"), reference.with_array(dose_map, units="Gy"),
                            density, vois, tac_fits, reference.with_array(voxel_tia, units="MBq h"),
                            reference.with_array(voxel_dose_map, units="Gy"))
+
+
+def _patient_age_years(study, options):
+    """Age at administration from the CT headers (PatientAge, or birth date), unless given."""
+    import pydicom
+
+    from MIBGDosimetryLib.imaging_dose import parse_dicom_age
+
+    if options.patient_age_years is not None:
+        return float(options.patient_age_years)
+    for tp in study.timepoints:
+        files = (tp.ct.metadata.get("files") or []) if tp.ct is not None else []
+        if not files:
+            continue
+        path = files[0] if os.path.isabs(files[0]) else os.path.join(study.path, files[0])
+        ds = pydicom.dcmread(path, stop_before_pixels=True)
+        if ds.get("PatientAge"):
+            return parse_dicom_age(ds.PatientAge)
+        birth = str(ds.get("PatientBirthDate", "") or "")
+        if len(birth) == 8 and study.administration_datetime is not None:
+            born = datetime.datetime.strptime(birth, "%Y%m%d")
+            return (study.administration_datetime - born).days / 365.25
+    return None
+
+
+def _imaging_dose(study, options, warnings):
+    """Imaging-dose log: CT dose indices per time point and the effective-dose estimate."""
+    import pydicom
+
+    from MIBGDosimetryLib.imaging_dose import ct_exposure_from_images, imaging_dose_log
+
+    exposures = []
+    for tp in study.timepoints:
+        files = (tp.ct.metadata.get("files") or []) if tp.ct is not None else []
+        if not files:
+            continue
+        datasets = [pydicom.dcmread(f if os.path.isabs(f) else os.path.join(study.path, f), stop_before_pixels=True)
+                    for f in files]
+        try:
+            exposures.append(ct_exposure_from_images(tp.label, datasets))
+        except ValueError as error:
+            warnings.append(f"imaging-dose log: {error}")
+    age = _patient_age_years(study, options)
+    if age is None:
+        warnings.append("imaging-dose log: the patient's age is unknown (no PatientAge or birth date); give it "
+                        "to estimate the effective dose")
+        return {"entries": [{"label": e.label, "kind": "CT", "ctdivol_mGy": e.ctdivol_mGy, "dlp_mGy_cm": e.dlp_mGy_cm}
+                            for e in exposures]}
+    log = imaging_dose_log(exposures, age, tracer_studies=options.tracer_studies)
+    warnings.extend(f"imaging-dose log: {w}" for w in log["warnings"])
+    return log
+
+
+def _schedule_advice(tac_fits, warnings):
+    """Whether fewer SPECT/CT time points would still meet the coverage test and the TIA accuracy."""
+    import dataclasses as dc
+
+    from MIBGDosimetryLib.imaging_dose import advise_schedule
+
+    fits = {name: fit for name, fit in tac_fits.items() if len(fit.times_h) >= 3}
+    if not fits:
+        return None
+    try:
+        advice = advise_schedule(fits)
+    except ValueError as error:
+        warnings.append(f"schedule advisor: {error}")
+        return None
+    return dc.asdict(advice)
 
 
 def _density_on_grid(reference_tp, reference):
