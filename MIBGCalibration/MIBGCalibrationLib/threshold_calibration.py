@@ -68,7 +68,7 @@ def insert_threshold(spect, name, centre_ras_mm, volume_ml, background, contrast
     values = np.asarray(spect.array, dtype=float)
     smooth = adaptive_threshold.smoothed(values)
     peak = np.unravel_index(int(np.argmax(np.where(region, smooth, -np.inf))), values.shape)
-    maximum, _ = adaptive_threshold.fitted_maximum(values, peak)
+    maximum, _ = adaptive_threshold.fitted_maximum(smooth, peak)
     if maximum <= background:
         raise ValueError(f"Insert '{name}' is not brighter than the background; no threshold reproduces its volume.")
     # The search sphere is measured from the centre, the reach from the peak, which may lie a voxel or two away.

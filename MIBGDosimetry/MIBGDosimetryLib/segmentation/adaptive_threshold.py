@@ -268,7 +268,7 @@ def adaptive_threshold_mask(spect, seed_ras_mm=None, model=None, roi_ras_mm=None
         if not region[start]:
             raise ValueError("The seed point lies outside the lesion box or the allowed region; place it on the lesion.")
     peak = _climb_to_peak(smooth, tuple(int(v) for v in start), region)
-    maximum, apex_offset = fitted_maximum(values, peak)
+    maximum, apex_offset = fitted_maximum(smooth, peak)
     if maximum <= float(np.median(values)):
         raise ValueError("The marked spot is not brighter than the rest of the image; place the seed on a lesion.")
     lesion = ThresholdRegion(values, peak, np.asarray(spect.spacing_mm)[::-1], spect.voxel_volume_ml, region,
