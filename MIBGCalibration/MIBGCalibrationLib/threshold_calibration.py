@@ -68,14 +68,14 @@ def insert_threshold(spect, name, centre_ras_mm, volume_ml, background, contrast
     values = np.asarray(spect.array, dtype=float)
     smooth = adaptive_threshold.smoothed(values)
     peak = np.unravel_index(int(np.argmax(np.where(region, smooth, -np.inf))), values.shape)
-    maximum, _ = adaptive_threshold.fitted_maximum(smooth, peak)
-    if maximum <= background:
+    if smooth[peak] <= background:
         raise ValueError(f"Insert '{name}' is not brighter than the background; no threshold reproduces its volume.")
     # The search sphere is measured from the centre, the reach from the peak, which may lie a voxel or two away.
     insert = adaptive_threshold.ThresholdRegion(values, peak, np.asarray(spect.spacing_mm)[::-1],
                                                 spect.voxel_volume_ml, allowed=region,
                                                 reach_mm=search_mm + 2.0 * max(spect.spacing_mm))
     background = float(background)
+    maximum, _ = adaptive_threshold.fitted_maximum(values, peak, background)
     for _ in range(BACKGROUND_UPDATES):
         fraction = _fraction_for_volume(insert, maximum, background, volume_ml)
         level = background + fraction * (maximum - background)
@@ -84,6 +84,7 @@ def insert_threshold(spect, name, centre_ras_mm, volume_ml, background, contrast
         updated = insert.background(component, level)
         settled = abs(updated - background) <= adaptive_threshold.BACKGROUND_TOLERANCE * (maximum - background)
         background = updated
+        maximum, _ = adaptive_threshold.fitted_maximum(values, peak, background)
         if settled:
             break
     fraction = _fraction_for_volume(insert, maximum, background, volume_ml)

@@ -14,6 +14,7 @@ import vtk
 from SegmentEditorEffects import AbstractScriptedSegmentEditorEffect
 from slicer.i18n import tr as _
 
+from MIBGCalibrationLib.record import NODE_ATTRIBUTE, CalibrationRecord
 from MIBGCalibrationLib.threshold import ThresholdModel
 from MIBGDosimetryLib.segmentation.adaptive_threshold import adaptive_threshold_mask
 from MIBGDosimetryLib.segmentation.segments import set_segment_mask
@@ -50,6 +51,16 @@ class SegmentEditorAdaptiveThresholdEffect(AbstractScriptedSegmentEditorEffect):
                  "calibration record.</html>")
 
     def setupOptionsFrame(self):
+        self.calibrationSelector = slicer.qMRMLNodeComboBox()
+        self.calibrationSelector.nodeTypes = ["vtkMRMLTextNode"]
+        self.calibrationSelector.addAttribute("vtkMRMLTextNode", NODE_ATTRIBUTE, "1")
+        self.calibrationSelector.noneEnabled = True
+        self.calibrationSelector.addEnabled = False
+        self.calibrationSelector.removeEnabled = False
+        self.calibrationSelector.setMRMLScene(slicer.mrmlScene)
+        self.calibrationSelector.toolTip = _("Calibration record whose threshold model fills the coefficients below.")
+        self.calibrationSelector.connect("currentNodeChanged(vtkMRMLNode*)", self.onCalibrationChanged)
+        self.scriptedEffect.addLabeledOptionsWidget(_("Calibration record:"), self.calibrationSelector)
         self.coefficientBoxes = {}
         for name, default in (("a", 0.40), ("b", 0.5), ("c", 0.0)):
             box = ctk.ctkDoubleSpinBox()
@@ -75,6 +86,17 @@ class SegmentEditorAdaptiveThresholdEffect(AbstractScriptedSegmentEditorEffect):
         buttons.addWidget(self.previewButton)
         buttons.addWidget(self.applyButton)
         self.scriptedEffect.addOptionsWidget(buttons)
+
+    def onCalibrationChanged(self, node):
+        if node is None:
+            return
+        with slicer.util.tryWithErrorDisplay(_("This calibration record cannot be used."), waitCursor=True):
+            model = CalibrationRecord.from_node(node).threshold_model
+            if model is None:
+                raise ValueError(_("The calibration record has no adaptive-threshold model; calibrate it with "
+                                   "the sphere phantom."))
+            for name, box in self.coefficientBoxes.items():
+                box.value = getattr(model, name)
 
     def setMRMLDefaults(self):
         for name, default in (("a", 0.40), ("b", 0.5), ("c", 0.0)):

@@ -49,6 +49,8 @@ from scipy import ndimage
 CONNECTIVITY = np.ones((3, 3, 3), dtype=bool)
 #: Width (voxels) of the Gaussian that smooths the image for finding the peak and other hot spots.
 SMOOTHING_SIGMA_VOXELS = 1.0
+#: Half-width (voxels) of the neighbourhood of the peak to which the maximum is fitted.
+FIT_HALF_WIDTH = 2
 #: Sub-voxels per voxel along each axis on the region's edge.
 SUBVOXELS = 4
 #: Start of the background shell outside the lesion (mm).
@@ -63,7 +65,7 @@ FRACTION_TOLERANCE = 0.01
 #: Step of the scan over threshold fractions, and bisection steps refining a consistent fraction.
 SCAN_STEP = 0.01
 BISECTION_STEPS = 20
-#: Fraction of the maximum used for the first region, before any volume is known.
+#: Fraction of the smoothed peak value that delimits the first region, before any background is known.
 START_FRACTION = 0.5
 #: Re-estimations of the background from the latest region.
 MAX_BACKGROUND_UPDATES = 5
@@ -80,27 +82,34 @@ def smoothed(values):
     return ndimage.gaussian_filter(np.asarray(values, dtype=float), SMOOTHING_SIGMA_VOXELS)
 
 
-def fitted_maximum(values, peak):
-    """Apex value and position (voxel offset k, j, i from ``peak``) of a Gaussian fitted by least
-    squares to the 3 x 3 x 3 voxels around ``peak``: the logarithm of the values is fitted with a
-    quadratic in the offsets. Without a closed apex (flat top, or noise) the fitted value at the
-    peak voxel is used; an apex beyond one voxel is taken at the neighbourhood's edge."""
+def fitted_maximum(values, peak, background):
+    """Maximum at the lesion's apex and the apex position (voxel offset k, j, i from ``peak``): a
+    Gaussian on the ``background`` pedestal fitted to the 5 x 5 x 5 voxels around ``peak``, as a
+    quadratic in the offsets fitted to the logarithm of the values above the background, weighted by
+    the square of those values (so that the weighted fit approximates a least-squares fit of the
+    Gaussian itself and voxels near the background, whose logarithm is all noise, hardly count).
+    Fitting above the background makes the maximum independent of the lesion's contrast. Without a
+    closed apex (flat top) the fitted value at the peak voxel is used; an apex beyond one voxel is
+    taken one voxel away."""
     values = np.asarray(values)
-    if any(p < 1 or p > n - 2 for p, n in zip(peak, values.shape)):
+    half = FIT_HALF_WIDTH
+    if any(p < half or p > n - 1 - half for p, n in zip(peak, values.shape)):
         raise ValueError("The lesion's peak lies on the edge of the SPECT image; its maximum cannot be measured.")
-    block = np.asarray(values[tuple(slice(p - 1, p + 2) for p in peak)], dtype=float)
-    if np.any(block <= 0):
-        raise ValueError("The lesion's peak has non-positive values around it; place the seed on a hot spot.")
-    k, j, i = (axis.ravel() for axis in np.indices((3, 3, 3)) - 1)
+    excess = np.asarray(values[tuple(slice(p - half, p + half + 1) for p in peak)], dtype=float).ravel() - background
+    if excess[excess.size // 2] <= 0:
+        raise ValueError("The lesion's peak is not above the background; place the seed on a hot spot.")
+    weight = np.clip(excess, 0.0, None)
+    k, j, i = (axis.ravel() for axis in np.indices((2 * half + 1,) * 3) - half)
     design = np.stack([np.ones_like(k), k, j, i, k * k, j * j, i * i, k * j, k * i, j * i], axis=1).astype(float)
-    c = np.linalg.lstsq(design, np.log(block.ravel()), rcond=None)[0]
+    log_excess = np.log(np.maximum(excess, 1e-12 * excess.max()))
+    c = np.linalg.lstsq(design * weight[:, None], log_excess * weight, rcond=None)[0]
     gradient = c[1:4]
     hessian = np.array([[2 * c[4], c[7], c[8]], [c[7], 2 * c[5], c[9]], [c[8], c[9], 2 * c[6]]])
     offset = np.zeros(3)
     if np.all(np.linalg.eigvalsh(hessian) < 0):
         offset = np.clip(np.linalg.solve(hessian, -gradient), -1.0, 1.0)
     log_value = c[0] + gradient @ offset + 0.5 * offset @ hessian @ offset
-    return float(np.exp(log_value)), offset
+    return float(background + np.exp(log_value)), offset
 
 
 class ThresholdRegion:
@@ -268,15 +277,16 @@ def adaptive_threshold_mask(spect, seed_ras_mm=None, model=None, roi_ras_mm=None
         if not region[start]:
             raise ValueError("The seed point lies outside the lesion box or the allowed region; place it on the lesion.")
     peak = _climb_to_peak(smooth, tuple(int(v) for v in start), region)
-    maximum, apex_offset = fitted_maximum(smooth, peak)
-    if maximum <= float(np.median(values)):
+    top = float(smooth[peak])
+    if top <= float(np.median(values)):
         raise ValueError("The marked spot is not brighter than the rest of the image; place the seed on a lesion.")
     lesion = ThresholdRegion(values, peak, np.asarray(spect.spacing_mm)[::-1], spect.voxel_volume_ml, region,
                              background_allowed=allowed_mask)
-    start_level = START_FRACTION * maximum
+    start_level = START_FRACTION * top
     background = lesion.background(lesion.component(start_level), start_level)
-    if maximum <= background:
+    if top <= background:
         raise ValueError("The marked spot is not brighter than its surroundings; place the seed on a lesion.")
+    maximum, apex_offset = fitted_maximum(values, peak, background)
     other = _other_hot_spots(smooth[lesion.box], lesion, maximum, background)
     history = []
     for _ in range(MAX_BACKGROUND_UPDATES):
@@ -289,6 +299,7 @@ def adaptive_threshold_mask(spect, seed_ras_mm=None, model=None, roi_ras_mm=None
         if settled:
             break
         background = updated
+        maximum, apex_offset = fitted_maximum(values, peak, background)
     warning = solution["warning"]
     if warning is None and not settled:
         warning = "the background around the lesion did not settle"
