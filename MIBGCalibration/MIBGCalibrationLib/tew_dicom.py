@@ -11,8 +11,6 @@ is the observed count total that the dead-time correction needs.
 import copy
 import dataclasses
 import datetime
-import os
-import tempfile
 
 import numpy as np
 from pydicom.dataset import Dataset
@@ -20,6 +18,7 @@ from pydicom.sequence import Sequence
 from pydicom.uid import generate_uid
 
 from MIBGCalibrationLib import dicom_files, tew
+from MIBGDosimetryLib.dicomio import common
 
 #: NM frame-pointer vectors whose entries are selected together with the frames they describe.
 FRAME_VECTORS = ("EnergyWindowVector", "DetectorVector", "PhaseVector", "RotationVector", "RRIntervalVector",
@@ -156,18 +155,8 @@ def derived_dataset(source, result):
 
 
 def write_dataset(dataset, path):
-    """Write a dataset to a temporary file beside ``path`` and rename it into place when complete."""
-    folder = os.path.dirname(os.path.abspath(path))
-    os.makedirs(folder, exist_ok=True)
-    handle, partial = tempfile.mkstemp(prefix=".tew-", suffix=".dcm", dir=folder)
-    os.close(handle)
-    try:
-        dataset.save_as(partial, enforce_file_format=True)
-        os.replace(partial, path)
-    finally:
-        if os.path.exists(partial):
-            os.remove(partial)
-    return path
+    """Write a dataset completely or not at all (temporary file beside ``path``, then a rename)."""
+    return common.write_dataset(dataset, path)
 
 
 def correct_file(source_path, output_path):
