@@ -141,3 +141,25 @@ def test_fewer_than_three_time_points_is_refused(demo, tmp_path):
         os.symlink(study / name, short / name)
     with pytest.raises(ValueError, match="at least 3"):
         run_dose(str(short), str(demo["out"] / "calibration.json"), log=lambda *_: None)
+
+
+def test_deidentified_export_of_study_and_results_for_central_review(demo, tmp_path):
+    from MIBGDosimetryLib.export.deidentify import deidentify_study
+    from MIBGDosimetryLib.study import load_study
+
+    study_dir = demo["out"] / "patient-study"
+    out = tmp_path / "review"
+    mapping = tmp_path / "mapping.json"
+    deidentify_study(str(study_dir), str(out), str(mapping), results_dir=str(demo["out"] / "dose"),
+                     log=lambda *_: None)
+    original_ct = pydicom.dcmread(sorted((study_dir / "tp1" / "ct").iterdir())[0])
+    identifying = [str(original_ct.PatientName), str(original_ct.PatientID), str(original_ct.PatientBirthDate)]
+    for path in out.rglob("*"):
+        if path.is_file() and path.suffix in (".dcm", ".json", ".tsv", ".html"):
+            content = path.read_bytes().decode("latin-1")
+            for value in identifying:
+                assert value not in content, f"{path.name} still holds {value}"
+    assert not str(mapping).startswith(str(out))
+    np.testing.assert_allclose(load_study(str(out)).times_h, load_study(str(study_dir)).times_h, atol=1e-6)
+    for name in ("rtdose.dcm", "rtplan.dcm", "vois-seg.dcm"):
+        assert _dciodvfy_errors(out / "results" / name) == [], name

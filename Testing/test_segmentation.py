@@ -5,12 +5,12 @@ to time points and DICOM SEG / RTSTRUCT import."""
 import numpy as np
 import pytest
 import vtk
-from scipy import ndimage
+from scipy import ndimage, special
 
 from MIBGCalibrationLib.threshold import ThresholdModel
 from MIBGCalibrationLib.threshold_calibration import fit_threshold_model, insert_threshold
 from MIBGDosimetryLib.registration.transforms import rigid_matrix, transform_points
-from MIBGDosimetryLib.segmentation import organs, segments
+from MIBGDosimetryLib.segmentation import adaptive_threshold, organs, segments
 from MIBGDosimetryLib.segmentation.adaptive_threshold import adaptive_threshold_mask
 from MIBGDosimetryLib.volume import ImageVolume
 
@@ -19,12 +19,14 @@ FINE = 2  # simulation voxels per SPECT voxel along each axis
 CAMERA_FWHM_MM = 17.0
 BACKGROUND = 1.0  # activity concentration, arbitrary units per mL
 CONTRAST = 6.0  # lesion-to-background concentration ratio
+#: Counts per SPECT voxel of the background, as in the patient phantom's first scan (about 400).
+BACKGROUND_COUNTS = 400.0
 
 
-def _simulate(shape_kji, objects):
+def _simulate(shape_kji, objects, rng=None):
     """A reconstructed SPECT of ``objects`` [(centre RAS mm, semi-axes mm, concentration)] in a uniform
     background: activity on a fine grid, Gaussian blur with the camera FWHM, binned (summed) onto the
-    SPECT grid. Returns the ImageVolume (counts proportional to activity) and the true masks' volumes."""
+    SPECT grid, scaled to BACKGROUND_COUNTS per background voxel, with Poisson noise when ``rng`` is given."""
     fine_mm = SPECT_VOXEL_MM / FINE
     fine_shape = tuple(n * FINE for n in shape_kji)
     origin_fine = -(np.array(fine_shape[::-1]) - 1) / 2.0 * fine_mm
@@ -36,6 +38,9 @@ def _simulate(shape_kji, objects):
         activity[inside] = concentration
     blurred = ndimage.gaussian_filter(activity, CAMERA_FWHM_MM / (2 * np.sqrt(2 * np.log(2))) / fine_mm)
     counts = blurred.reshape(shape_kji[0], FINE, shape_kji[1], FINE, shape_kji[2], FINE).sum(axis=(1, 3, 5))
+    counts *= BACKGROUND_COUNTS / (BACKGROUND * FINE ** 3)
+    if rng is not None:
+        counts = rng.poisson(counts).astype(float)
     origin = -(np.array(shape_kji[::-1]) - 1) / 2.0 * SPECT_VOXEL_MM
     return ImageVolume(counts, (SPECT_VOXEL_MM,) * 3, tuple(origin), units="counts")
 
@@ -46,51 +51,94 @@ def _sphere_volume_ml(diameter_mm):
 
 @pytest.fixture(scope="module")
 def threshold_model():
-    """Calibrated on sphere inserts of 18-40 mm (3-34 mL, the range of the lesions delineated) at
-    6:1 contrast, one image per insert so that inserts do not cross-talk, each scanned at three
-    positions relative to the voxel grid (a single position leaves the fractions scattered by the
-    voxelisation), with the calibration module's own insert analysis and fit."""
+    """Calibrated with the calibration module's own insert analysis on noise-free spheres of 12-50 mm
+    (0.9-65 mL) at 6:1 contrast, each in its own image and at its own sub-voxel position."""
+    rng = np.random.default_rng(11)
     inserts = []
-    for diameter in (18.0, 22.0, 26.0, 30.0, 35.0, 40.0):
-        for offset_mm in ((0.0, 0.0, 0.0), (1.1, 2.2, 0.7), (2.2, 1.1, 1.6)):
-            spect = _simulate((24, 24, 24), [(offset_mm, (diameter / 2,) * 3, CONTRAST * BACKGROUND)])
-            inserts.append(insert_threshold(spect, f"{diameter:.0f} mm", offset_mm, _sphere_volume_ml(diameter),
-                                            BACKGROUND * FINE ** 3, CONTRAST))
+    for diameter in (12.0, 15.0, 20.0, 25.0, 30.0, 40.0, 50.0):
+        offset_mm = tuple(rng.uniform(-SPECT_VOXEL_MM / 2, SPECT_VOXEL_MM / 2, 3))
+        spect = _simulate((26, 26, 26), [(offset_mm, (diameter / 2,) * 3, CONTRAST * BACKGROUND)])
+        inserts.append(insert_threshold(spect, f"{diameter:.0f} mm", offset_mm, _sphere_volume_ml(diameter),
+                                        BACKGROUND_COUNTS, CONTRAST))
     return fit_threshold_model(inserts)
 
 
-LESIONS = [  # name, centre RAS mm (off the voxel grid), semi-axes mm, concentration
-    ("4 mL sphere", (-30.3, 21.7, 12.9), (9.85, 9.85, 9.85), CONTRAST),
-    ("8 mL ellipsoid", (31.1, -18.2, -20.6), (14.0, 11.0, 12.4), CONTRAST),
-    ("25 mL sphere", (7.9, 3.8, 5.3), (18.1, 18.1, 18.1), CONTRAST),
-    ("33 mL ellipsoid", (-5.6, -3.1, -5.4), (22.0, 18.0, 20.0), CONTRAST),
-]
+def _blurred_sphere(r_mm, radius_mm):
+    """Uniform sphere (value 1) convolved with the camera's Gaussian, at distance r from its centre (closed form)."""
+    sigma = CAMERA_FWHM_MM / (2 * np.sqrt(2 * np.log(2)))
+    r = np.maximum(np.asarray(r_mm, dtype=float), 1e-9)
+    tails = sigma / (r * np.sqrt(2 * np.pi)) * (np.exp(-(radius_mm - r) ** 2 / (2 * sigma ** 2))
+                                                - np.exp(-(radius_mm + r) ** 2 / (2 * sigma ** 2)))
+    return 0.5 * (special.erf((radius_mm + r) / (np.sqrt(2) * sigma))
+                  + special.erf((radius_mm - r) / (np.sqrt(2) * sigma))) - tails
 
 
-def volume_tolerance(true_ml):
-    """Attainable accuracy of a volume-only threshold model at 17 mm FWHM and 4.4 mm voxels.
+def test_sub_voxel_volume_and_fitted_maximum_do_not_depend_on_the_grid_position():
+    """An 8.2 mL blurred sphere (closed-form profile sampled at the voxel centres) shifted across a voxel:
+    the fitted maximum and the sub-voxel volume inside the true isocontour through the sphere's radius
+    change by less than 0.5 % and 2 %, while the hottest voxel and the count of whole voxels jump by
+    more than 3 % and 5 %. Both stay close to the truth (the Gaussian apex overshoots the flatter top
+    of a blurred sphere by about 1 %, trilinear interpolation narrows the isocontour by about 5 %);
+    the calibration, made with the same definitions, absorbs such offsets but not jumps."""
+    radius_mm = 12.5
+    true_ml = 4.0 / 3.0 * np.pi * radius_mm ** 3 / 1000.0
+    peak_value = BACKGROUND_COUNTS + (CONTRAST - 1) * BACKGROUND_COUNTS * _blurred_sphere(0.0, radius_mm)
+    level = BACKGROUND_COUNTS + (CONTRAST - 1) * BACKGROUND_COUNTS * _blurred_sphere(radius_mm, radius_mm)
+    grid = ImageVolume(np.zeros((20, 20, 20)), (SPECT_VOXEL_MM,) * 3, (-41.8, -41.8, -41.8))
+    k, j, i = np.indices(grid.array.shape)
+    points = grid.ras_of_ijk(np.stack([i, j, k], -1))
+    sub_voxel, whole_voxel, fitted, hottest = [], [], [], []
+    for shift in np.linspace(0.0, SPECT_VOXEL_MM / 2, 4):
+        centre = np.array([shift, 0.6 * shift, -0.3 * shift])
+        values = BACKGROUND_COUNTS + (CONTRAST - 1) * BACKGROUND_COUNTS * _blurred_sphere(
+            np.linalg.norm(points - centre, axis=-1), radius_mm)
+        peak = np.unravel_index(int(np.argmax(adaptive_threshold.smoothed(values))), values.shape)
+        maximum, offset = adaptive_threshold.fitted_maximum(values, peak, BACKGROUND_COUNTS)
+        region = adaptive_threshold.ThresholdRegion(values, peak, (SPECT_VOXEL_MM,) * 3, grid.voxel_volume_ml)
+        volume_ml, _, component = region.volume(level)
+        sub_voxel.append(volume_ml)
+        whole_voxel.append(component.sum() * grid.voxel_volume_ml)
+        fitted.append(maximum)
+        hottest.append(values.max())
+        np.testing.assert_allclose(grid.ras_of_ijk((np.asarray(peak) + offset)[::-1]), centre, atol=0.3)
+    print("true", round(true_ml, 3), "sub-voxel", np.round(sub_voxel, 3), "whole voxels", np.round(whole_voxel, 3))
+    print("true peak", round(peak_value, 1), "fitted", np.round(fitted, 1), "hottest voxel", np.round(hottest, 1))
+    np.testing.assert_allclose(fitted, peak_value, rtol=0.02)
+    np.testing.assert_allclose(sub_voxel, true_ml, rtol=0.07)
+    assert np.ptp(fitted) < 0.005 * peak_value
+    assert np.ptp(sub_voxel) < 0.02 * true_ml
+    assert np.ptp(whole_voxel) > 0.05 * true_ml
+    assert np.ptp(hottest) > 0.03 * peak_value
 
-    From 20 mL up the volume is within 10 %. Below, the calibrated fraction itself scatters by about
-    +-0.03 between spheres of one size placed differently on the voxel grid (the hottest voxel samples
-    the blurred peak differently) and non-spherical lesions need higher fractions than spheres of
-    their volume; at 4-10 mL a fraction error of 0.03 moves the volume by about 20 %.
-    """
-    return 0.10 if true_ml >= 20.0 else 0.25
+
+def _random_lesions(rng):
+    """Spheres and mildly elongated ellipsoids (axis ratio up to 1.2) of 4-34 mL at random sub-voxel positions."""
+    lesions = []
+    for true_ml in (4.2, 6.0, 8.2, 14.0, 33.5):
+        ratios = np.array([1.0, 1.0, 1.0]) if true_ml in (4.2, 33.5) else rng.uniform(0.9, 1.1, 3)
+        radius_mm = (3.0 * true_ml * 1000.0 / (4.0 * np.pi * np.prod(ratios))) ** (1.0 / 3.0)
+        centre = tuple(rng.uniform(-SPECT_VOXEL_MM, SPECT_VOXEL_MM, 3))
+        lesions.append((centre, tuple(radius_mm * ratios), true_ml))
+    return lesions
 
 
-@pytest.mark.parametrize("name,centre,axes,concentration", LESIONS)
-def test_adaptive_threshold_volume_against_true_volume(threshold_model, name, centre, axes, concentration):
-    spect = _simulate((30, 36, 36), [(centre, axes, concentration)])
-    true_ml = 4.0 / 3.0 * np.pi * np.prod(axes) / 1000.0
-    seed = np.asarray(centre) + np.array([4.0, -3.0, 2.0])  # the user clicks near, not at, the centre
-    mask, info = adaptive_threshold_mask(spect, seed, threshold_model)
-    error = info["volume_ml"] / true_ml - 1.0
-    print(f"{name}: true {true_ml:.2f} mL, found {info['volume_ml']:.2f} mL ({100 * error:+.1f} %), "
-          f"{info['iterations']} iterations, fraction {info['fraction']:.3f}, background {info['background']:.3f}")
-    assert info["converged"]
-    assert abs(error) < volume_tolerance(true_ml)
-    assert mask.sum() * spect.voxel_volume_ml == pytest.approx(info["volume_ml"])
-    np.testing.assert_allclose(info["peak_ras_mm"], centre, atol=1.5 * SPECT_VOXEL_MM)
+def test_adaptive_threshold_volume_against_true_volume(threshold_model):
+    """Noisy lesions (Poisson, patient count level) at random sub-voxel positions: volumes within 10 %."""
+    rng = np.random.default_rng(2024)
+    for centre, axes, true_ml in _random_lesions(rng):
+        spect = _simulate((26, 28, 28), [(centre, axes, CONTRAST * BACKGROUND)], rng)
+        seed = np.asarray(centre) + np.array([4.0, -3.0, 2.0])  # the user clicks near, not at, the centre
+        mask, info = adaptive_threshold_mask(spect, seed, threshold_model)
+        error = info["volume_ml"] / true_ml - 1.0
+        print(f"{true_ml:.1f} mL, semi-axes {np.round(axes, 1)} mm: found {info['volume_ml']:.2f} mL "
+              f"({100 * error:+.1f} %), mask {info['mask_volume_ml']:.2f} mL, fraction {info['fraction']:.3f}")
+        assert info["converged"] and info["warning"] is None
+        assert abs(error) < 0.10
+        # The mask holds the voxels at least half inside: its volume follows the sub-voxel volume.
+        assert info["mask_volume_ml"] == pytest.approx(info["volume_ml"], rel=0.15)
+        assert mask.sum() * spect.voxel_volume_ml == pytest.approx(info["mask_volume_ml"])
+        np.testing.assert_allclose(info["peak_ras_mm"], centre, atol=1.5)
+        assert info["maximum"] > info["threshold"] > info["background"]
 
 
 def test_seed_outside_the_image_and_missing_model_are_refused(threshold_model):
@@ -102,6 +150,12 @@ def test_seed_outside_the_image_and_missing_model_are_refused(threshold_model):
     flat = spect.with_array(np.full(spect.array.shape, 8.0))
     with pytest.raises(ValueError, match="not brighter"):
         adaptive_threshold_mask(flat, (0.0, 0.0, 0.0), threshold_model)
+    with pytest.raises(ValueError, match="allowed mask has shape"):
+        adaptive_threshold_mask(spect, (0.0, 0.0, 0.0), threshold_model, allowed_mask=np.ones((3, 3, 3), bool))
+    outside = np.ones(spect.array.shape, dtype=bool)
+    outside[6:10, 6:10, 6:10] = False
+    with pytest.raises(ValueError, match="allowed region"):
+        adaptive_threshold_mask(spect, (0.0, 0.0, 0.0), threshold_model, allowed_mask=outside)
 
 
 def test_box_keeps_a_lesion_apart_from_a_hotter_neighbour(threshold_model):
@@ -114,10 +168,63 @@ def test_box_keeps_a_lesion_apart_from_a_hotter_neighbour(threshold_model):
     assert spect.ras_of_ijk(np.stack([i, j, k], -1))[:, 0].max() <= 0.0 + SPECT_VOXEL_MM / 2
 
 
+SMALL_LESION = ((-14.0, 1.3, -0.8), (6.0,) * 3, 30.0 * BACKGROUND)  # 12 mm, 0.9 mL
+ORGAN_AXES = (25.0, 30.0, 35.0)
+ORGAN_CONCENTRATION = 9.0 * BACKGROUND  # its blurred plateau is hotter than the lesion's blurred peak
+
+
+def _organ_centre(gap_mm):
+    """Centre of the organ whose surface lies ``gap_mm`` from the lesion centre along R."""
+    return (SMALL_LESION[0][0] + gap_mm + ORGAN_AXES[0], 0.0, 0.0)
+
+
+def _organ_mask(spect, centre, margin_mm=0.0):
+    k, j, i = np.indices(spect.array.shape)
+    points = spect.ras_of_ijk(np.stack([i, j, k], -1))
+    return (((points - np.asarray(centre)) / (np.asarray(ORGAN_AXES) + margin_mm)) ** 2).sum(-1) <= 1.0
+
+
+def test_leak_guard_and_allowed_mask_next_to_a_hotter_organ(threshold_model):
+    """A 0.9 mL lesion 13 mm from the surface of an organ hotter than the lesion's blurred peak: the lesion
+    makes no peak of its own. Unconstrained, the climb from the seed runs into the organ and the guard
+    reports it instead of passing the organ off as the lesion; with the organ (dilated by a voxel)
+    excluded, the region stays out of it and the missing peak is reported."""
+    rng = np.random.default_rng(5)
+    centre = _organ_centre(13.0)
+    spect = _simulate((28, 32, 32), [SMALL_LESION, (centre, ORGAN_AXES, ORGAN_CONCENTRATION)], rng)
+    mask, info = adaptive_threshold_mask(spect, SMALL_LESION[0], threshold_model)
+    print(f"unconstrained: {info['volume_ml']:.1f} mL, converged {info['converged']}, {info['warning']}")
+    assert not info["converged"]
+    assert "flank of a hotter neighbouring structure" in info["warning"]
+    organ = _organ_mask(spect, centre, SPECT_VOXEL_MM)
+    mask, info = adaptive_threshold_mask(spect, SMALL_LESION[0], threshold_model, allowed_mask=~organ)
+    print(f"allowed mask: {info['volume_ml']:.2f} mL, converged {info['converged']}, {info['warning']}")
+    assert mask.any() and not (mask & organ).any()
+    assert not info["converged"] and "edge of the allowed region" in info["warning"]
+
+
+def test_small_lesion_with_its_own_peak_beside_a_hotter_organ(threshold_model):
+    """The same lesion 21 mm from the organ's surface has a peak of its own: with or without the organ
+    excluded it is delineated without the organ (below 4 mL the volume is not accurate to 10 %: a
+    fraction error of 0.01 moves a 0.9 mL volume by about 20 %; here within a factor of two)."""
+    rng = np.random.default_rng(6)
+    centre = _organ_centre(21.0)
+    spect = _simulate((28, 32, 32), [SMALL_LESION, (centre, ORGAN_AXES, ORGAN_CONCENTRATION)], rng)
+    true_ml = _sphere_volume_ml(12.0)
+    organ = _organ_mask(spect, centre, SPECT_VOXEL_MM)
+    for allowed in (None, ~organ):
+        mask, info = adaptive_threshold_mask(spect, SMALL_LESION[0], threshold_model, allowed_mask=allowed)
+        print(f"{info['volume_ml']:.2f} mL (true {true_ml:.2f}), converged {info['converged']}, {info['warning']}")
+        assert info["converged"] and info["warning"] is None
+        assert not (mask & organ).any()
+        assert 0.5 * true_ml < info["volume_ml"] < 2.0 * true_ml
+        np.testing.assert_allclose(info["peak_ras_mm"], SMALL_LESION[0], atol=SPECT_VOXEL_MM)
+
+
 def test_adaptive_threshold_result_as_mrml_segment(mrml_context, threshold_model):
     scene = mrml_context.scene
-    _, centre, axes, concentration = LESIONS[2]
-    spect = _simulate((30, 36, 36), [(centre, axes, concentration)])
+    centre, axes = (7.9, 3.8, 5.3), (18.1, 18.1, 18.1)
+    spect = _simulate((30, 36, 36), [(centre, axes, CONTRAST * BACKGROUND)])
     mask, info = adaptive_threshold_mask(spect, centre, threshold_model)
     segmentation = scene.AddNewNodeByClass("vtkMRMLSegmentationNode", "VOIs")
     segmentation.CreateDefaultDisplayNodes()
@@ -125,7 +232,7 @@ def test_adaptive_threshold_result_as_mrml_segment(mrml_context, threshold_model
     assert segmentation.GetSegmentation().GetSegment(segment_id).GetName() == "25 mL lesion"
     back = segments.mask_from_segment(scene, segmentation, segment_id, spect)
     np.testing.assert_array_equal(back, mask)
-    assert back.sum() * spect.voxel_volume_ml == pytest.approx(info["volume_ml"])
+    assert back.sum() * spect.voxel_volume_ml == pytest.approx(info["mask_volume_ml"])
     # Slicer's closed-surface representation of the segment encloses about the same volume.
     segmentation.CreateClosedSurfaceRepresentation()
     surface = vtk.vtkPolyData()
@@ -209,20 +316,43 @@ def test_segment_editor_effect_is_a_complete_scripted_effect(repo_root):
     assert "slicer.app.connect('startupCompleted()', registerAdaptiveThresholdEffect)" in ast.unparse(init)
 
 
-def test_adaptive_threshold_on_the_patient_phantom(threshold_model):
-    """The project's patient phantom (reference time point, with Poisson noise); lesions of 4 mL and more."""
+@pytest.fixture(scope="module")
+def phantom_calibrated_model():
+    """The threshold model calibrated by the calibration module on the project's calibration phantom
+    (sphere inserts of 15-60 mm in a warm background, simulated in memory): each insert's fraction by
+    :func:`insert_threshold` (the background start value measured as the median of the warm
+    background's voxels; it is then re-estimated around each insert), the model by
+    :func:`fit_threshold_model`."""
+    from MIBGDosimetryLib.phantoms.calibration import CalibrationConfig, simulate_calibration
+
+    config = CalibrationConfig()
+    inserts, images, _ = simulate_calibration(config)
+    spect = config.grid.spect_volume(images["spheres"])
+    warm = spect.array[spect.array > 0.05 * spect.array.max()]
+    background_start = float(np.median(warm))
+    contrast = config.sphere_MBq_per_ml / config.background_MBq_per_ml
+    found = [insert_threshold(spect, i.name, i.centre_ras_mm, i.volume_ml, background_start, contrast)
+             for i in inserts]
+    return fit_threshold_model(found)
+
+
+def test_adaptive_threshold_on_the_patient_phantom(phantom_calibrated_model):
+    """The project's patient phantom (first time point, Poisson noise, 17 mm FWHM, 4.4 mm voxels) with
+    the model calibrated on the calibration phantom: lesions of 4 mL and more within 10 % of their true
+    volume, the smaller ones delineated around their centre."""
     from MIBGDosimetryLib.phantoms.patient import PatientConfig, simulate_patient, structure_truth
 
     phantom = simulate_patient(PatientConfig(timepoints_h=(21.0,)))
     spect = phantom.config.grid.spect_volume(phantom.timepoints[0].counts)
-    lesions = [s for s in structure_truth(phantom) if s["kind"] == "lesion" and s["volume_ml"] >= 4.0]
-    assert len(lesions) == 3
+    lesions = [s for s in structure_truth(phantom) if s["kind"] == "lesion"]
+    assert sum(lesion["volume_ml"] >= 4.0 for lesion in lesions) == 3
     for lesion in lesions:
         seed = next(spec.centre_ras_mm for spec in phantom.config.lesions if spec.name == lesion["name"])
-        mask, info = adaptive_threshold_mask(spect, seed, threshold_model)
+        mask, info = adaptive_threshold_mask(spect, seed, phantom_calibrated_model)
         error = info["volume_ml"] / lesion["volume_ml"] - 1.0
         print(f"{lesion['name']}: true {lesion['volume_ml']:.2f} mL, found {info['volume_ml']:.2f} mL "
-              f"({100 * error:+.1f} %), fraction {info['fraction']:.3f}")
-        assert info["converged"]
-        assert abs(error) < volume_tolerance(lesion["volume_ml"])
+              f"({100 * error:+.1f} %), fraction {info['fraction']:.3f}, converged {info['converged']}")
         assert mask[tuple(np.round(spect.ijk_of_ras(lesion["centroid_ras_mm"])).astype(int)[::-1])]
+        if lesion["volume_ml"] >= 4.0:
+            assert info["converged"] and info["warning"] is None
+            assert abs(error) < 0.10

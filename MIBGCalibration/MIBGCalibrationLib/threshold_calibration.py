@@ -22,7 +22,7 @@ from MIBGDosimetryLib.segmentation import adaptive_threshold
 #: Bisection steps on the threshold fraction (resolution 2**-30).
 BISECTION_STEPS = 30
 #: Re-estimations of the background from the shell around the region.
-BACKGROUND_UPDATES = 5
+BACKGROUND_UPDATES = 10
 
 
 @dataclasses.dataclass
@@ -35,6 +35,7 @@ class InsertThreshold:
     fraction: float
     maximum: float
     background: float
+    reference_volume_ml: float = None
 
     def to_dict(self):
         return dataclasses.asdict(self)
@@ -53,7 +54,8 @@ def _fraction_for_volume(insert, maximum, background, volume_ml):
 
 
 def insert_threshold(spect, name, centre_ras_mm, volume_ml, background, contrast):
-    """Threshold fraction (of maximum - background, above background) giving the insert's true volume.
+    """Threshold fraction (of maximum - background, above background) giving the insert's true volume,
+    with the insert's reference volume (above REFERENCE_FRACTION of maximum - background).
 
     The region grows around the insert's peak (the hottest voxel of the smoothed image within the
     search sphere) and is kept within 1.5 insert radii plus two voxels of the centre so that
@@ -88,26 +90,45 @@ def insert_threshold(spect, name, centre_ras_mm, volume_ml, background, contrast
         if settled:
             break
     fraction = _fraction_for_volume(insert, maximum, background, volume_ml)
-    return InsertThreshold(name, float(volume_ml), float(contrast), fraction, maximum, background)
+    reference_level = background + adaptive_threshold.REFERENCE_FRACTION * (maximum - background)
+    reference_volume_ml = insert.volume(reference_level)[0]
+    return InsertThreshold(name, float(volume_ml), float(contrast), fraction, maximum, background, reference_volume_ml)
 
 
 def fit_threshold_model(inserts):
-    """Fit ``f = a + b / V (+ c / C)`` to the per-insert fractions; returns a :class:`ThresholdModel`."""
+    """The threshold model from the per-insert fractions; returns a :class:`ThresholdModel`.
+
+    With one contrast the model interpolates the fractions of the inserts linearly in the logarithm
+    of their reference volumes (see :mod:`MIBGCalibrationLib.threshold`), so that the delineation reads
+    the threshold off the lesion's reference volume; inserts of equal reference volume are averaged.
+    With several contrasts ``f = a + b / V + c / C`` is fitted by linear least squares (at least four
+    inserts), V being the insert volume.
+    """
     if len(inserts) < 3:
         raise ValueError(f"At least 3 inserts are needed to calibrate the adaptive threshold, got {len(inserts)}.")
     volume = np.array([t.volume_ml for t in inserts])
     contrast = np.array([t.contrast for t in inserts])
     fraction = np.array([t.fraction for t in inserts])
-    use_contrast = np.ptp(1.0 / contrast) > 1e-6 * np.max(1.0 / contrast) and len(inserts) >= 4
-    columns = [np.ones_like(volume), 1.0 / volume] + ([1.0 / contrast] if use_contrast else [])
-    design = np.stack(columns, axis=1)
+    if np.ptp(1.0 / contrast) <= 1e-6 * np.max(1.0 / contrast):
+        if any(t.reference_volume_ml is None or t.reference_volume_ml <= 0 for t in inserts):
+            raise ValueError("Every insert needs a positive reference volume; recalibrate the inserts.")
+        reference = np.array([t.reference_volume_ml for t in inserts])
+        knots = np.unique(np.round(reference, 9))
+        if knots.size < 3:
+            raise ValueError("The inserts must have at least 3 different volumes to calibrate the adaptive threshold.")
+        mean_fraction = [float(fraction[np.isclose(reference, v, rtol=1e-9)].mean()) for v in knots]
+        return ThresholdModel(a=0.0, form="interpolated", knot_volumes_ml=tuple(float(v) for v in knots),
+                              knot_fractions=tuple(mean_fraction),
+                              reference_fraction=adaptive_threshold.REFERENCE_FRACTION)
+    if len(inserts) < 4:
+        raise ValueError("At least 4 inserts are needed to calibrate the adaptive threshold with several contrasts.")
+    design = np.stack([np.ones_like(volume), 1.0 / volume, 1.0 / contrast], axis=1)
     coefficients, _, rank, _ = np.linalg.lstsq(design, fraction, rcond=None)
     if rank < design.shape[1]:
         raise ValueError("The insert volumes do not constrain the threshold model; use inserts of different volume.")
     dof = len(inserts) - design.shape[1]
     residual_variance = float(np.sum((fraction - design @ coefficients) ** 2) / dof) if dof > 0 else 0.0
     errors = np.sqrt(np.diag(residual_variance * np.linalg.inv(design.T @ design)))
-    a, b = coefficients[:2]
-    c = coefficients[2] if use_contrast else 0.0
-    return ThresholdModel(a=float(a), b=float(b), c=float(c), a_uncertainty=float(errors[0]),
-                          b_uncertainty=float(errors[1]), c_uncertainty=float(errors[2]) if use_contrast else 0.0)
+    a, b, c = (float(v) for v in coefficients)
+    return ThresholdModel(a=a, b=b, c=c, a_uncertainty=float(errors[0]), b_uncertainty=float(errors[1]),
+                          c_uncertainty=float(errors[2]), volume_range_ml=(float(volume.min()), float(volume.max())))
