@@ -5,12 +5,14 @@ recovery in a VOI of their own volume is the radial integral of the closed-form 
 """
 
 import dataclasses
+import json
 
 import numpy as np
 import pytest
 from scipy import integrate, special
 
 from MIBGCalibrationLib import calibration_factor, recovery, threshold_calibration, voi
+from MIBGCalibrationLib.threshold import ThresholdModel
 from MIBGDosimetryLib.volume import ImageVolume
 
 Q_TRUE = 85.0
@@ -158,12 +160,21 @@ def test_threshold_fraction_reproduces_analytic_isocontour_and_model_fit():
         assert model.fraction(found.volume_ml) == pytest.approx(found.fraction, abs=1e-9)
     # Between inserts the model interpolates in ln V; outside their range it keeps the end values.
     small, next_small = sorted(inserts, key=lambda t: t.volume_ml)[:2]
+    assert model.volume_range_ml == pytest.approx((small.volume_ml, max(t.volume_ml for t in inserts)))
     middle_ml = np.sqrt(small.volume_ml * next_small.volume_ml)
     assert model.fraction(middle_ml) == pytest.approx(0.5 * (small.fraction + next_small.fraction))
     assert model.fraction(0.1 * small.volume_ml) == pytest.approx(small.fraction)
     assert not model.covers(0.1 * small.volume_ml) and model.covers(middle_ml)
     with pytest.raises(ValueError, match="At least 3"):
         threshold_calibration.fit_threshold_model(inserts[:2])
+    # The record keeps the model as JSON.
+    back = ThresholdModel.from_dict(json.loads(json.dumps(model.to_dict())))
+    assert back == model and back.fraction(middle_ml) == model.fraction(middle_ml)
+    assert "interpolated" in model.describe()
+    with pytest.raises(ValueError, match="increasing positive insert volumes"):
+        ThresholdModel(a=0.0, form="interpolated", knot_volumes_ml=(4.0, 2.0), knot_fractions=(0.5, 0.6))
+    with pytest.raises(ValueError, match="Unknown threshold-model form"):
+        ThresholdModel(a=0.4, form="cubic")
     # Several contrasts: the least-squares model a + b / V + c / C.
     mixed = [dataclasses.replace(t, contrast=c, fraction=0.3 + 0.2 / t.volume_ml + 0.5 / c)
              for t, c in zip(inserts, (4.0, 8.0, 4.0, 8.0, 6.0))]

@@ -7,7 +7,6 @@ import pytest
 import vtk
 from scipy import ndimage, special
 
-from MIBGCalibrationLib.threshold import ThresholdModel
 from MIBGCalibrationLib.threshold_calibration import fit_threshold_model, insert_threshold
 from MIBGDosimetryLib.registration.transforms import rigid_matrix, transform_points
 from MIBGDosimetryLib.segmentation import adaptive_threshold, organs, segments

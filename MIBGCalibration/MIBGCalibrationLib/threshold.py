@@ -17,13 +17,6 @@ where ``fraction`` depends on the lesion volume ``V`` (mL). Two forms are known:
   self-consistency multiplies a fraction error by about 12 in the volume at 4-8 mL); the
   interpolation passes through every measurement without overshoot.
 
-Which volume ``V`` is: without ``reference_fraction``, the lesion volume itself, so that the
-delineation has to find the volume that reproduces its own threshold (a fixed point, which
-multiplies an error of the fraction by about 3 near 4 mL at 17 mm FWHM). With
-``reference_fraction`` (the calibration sets 0.5), ``V`` is the reference volume: the volume of
-the region above ``background + reference_fraction * (maximum - background)``, measured before the
-threshold is chosen, so the threshold follows from the image directly.
-
 The coefficients or knots are calibrated on sphere inserts of known volume (see the MIBGCalibration
 module). With ``volume_range_ml`` (for the interpolated form: the smallest and largest insert) the
 volume is held inside that range before the model is evaluated, so that it is never extrapolated.
@@ -55,11 +48,8 @@ class ThresholdModel:
     knot_volumes_ml: tuple = None
     knot_fractions: tuple = None
     volume_range_ml: tuple = None
-    reference_fraction: float = None
 
     def __post_init__(self):
-        if self.reference_fraction is not None and not 0 < self.reference_fraction < 1:
-            raise ValueError(f"The reference fraction must lie between 0 and 1, got {self.reference_fraction}.")
         if self.form not in FORMS:
             raise ValueError(f"Unknown threshold-model form '{self.form}'; expected one of {list(FORMS)}.")
         if self.form == "interpolated":
@@ -86,8 +76,7 @@ class ThresholdModel:
         return self.volume_range_ml[0] <= volume_ml <= self.volume_range_ml[1]
 
     def fraction(self, volume_ml, contrast=None):
-        """Threshold as a fraction of (maximum - background) above background, for the lesion volume or,
-        with ``reference_fraction``, the reference volume (mL)."""
+        """Threshold as a fraction of (maximum - background) above background."""
         if volume_ml <= 0:
             raise ValueError(f"The lesion volume must be positive to choose a threshold, got {volume_ml} mL.")
         if self.volume_range_ml is not None:
@@ -108,9 +97,6 @@ class ThresholdModel:
             text = f"fraction = {self.a:.3f} + {self.b:.3f} / V[mL]"
             return text + (f" + {self.c:.3f} / contrast" if self.c else "")
         knots = ", ".join(f"{v:.3g} mL: {f:.3f}" for v, f in zip(self.knot_volumes_ml, self.knot_fractions))
-        if self.reference_fraction is not None:
-            return (f"fraction interpolated between inserts by the volume above {self.reference_fraction:.2f} of "
-                    f"maximum - background ({knots})")
         return f"fraction interpolated between inserts ({knots})"
 
     def to_dict(self):

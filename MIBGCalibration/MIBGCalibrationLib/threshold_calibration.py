@@ -35,7 +35,6 @@ class InsertThreshold:
     fraction: float
     maximum: float
     background: float
-    reference_volume_ml: float = None
 
     def to_dict(self):
         return dataclasses.asdict(self)
@@ -54,8 +53,7 @@ def _fraction_for_volume(insert, maximum, background, volume_ml):
 
 
 def insert_threshold(spect, name, centre_ras_mm, volume_ml, background, contrast):
-    """Threshold fraction (of maximum - background, above background) giving the insert's true volume,
-    with the insert's reference volume (above REFERENCE_FRACTION of maximum - background).
+    """Threshold fraction (of maximum - background, above background) giving the insert's true volume.
 
     The region grows around the insert's peak (the hottest voxel of the smoothed image within the
     search sphere) and is kept within 1.5 insert radii plus two voxels of the centre so that
@@ -90,19 +88,15 @@ def insert_threshold(spect, name, centre_ras_mm, volume_ml, background, contrast
         if settled:
             break
     fraction = _fraction_for_volume(insert, maximum, background, volume_ml)
-    reference_level = background + adaptive_threshold.REFERENCE_FRACTION * (maximum - background)
-    reference_volume_ml = insert.volume(reference_level)[0]
-    return InsertThreshold(name, float(volume_ml), float(contrast), fraction, maximum, background, reference_volume_ml)
+    return InsertThreshold(name, float(volume_ml), float(contrast), fraction, maximum, background)
 
 
 def fit_threshold_model(inserts):
     """The threshold model from the per-insert fractions; returns a :class:`ThresholdModel`.
 
-    With one contrast the model interpolates the fractions of the inserts linearly in the logarithm
-    of their reference volumes (see :mod:`MIBGCalibrationLib.threshold`), so that the delineation reads
-    the threshold off the lesion's reference volume; inserts of equal reference volume are averaged.
-    With several contrasts ``f = a + b / V + c / C`` is fitted by linear least squares (at least four
-    inserts), V being the insert volume.
+    With one contrast the model interpolates the fractions of the inserts linearly in ln V (see
+    :mod:`MIBGCalibrationLib.threshold`); inserts of equal volume are averaged. With several
+    contrasts ``f = a + b / V + c / C`` is fitted by linear least squares (at least four inserts).
     """
     if len(inserts) < 3:
         raise ValueError(f"At least 3 inserts are needed to calibrate the adaptive threshold, got {len(inserts)}.")
@@ -110,16 +104,12 @@ def fit_threshold_model(inserts):
     contrast = np.array([t.contrast for t in inserts])
     fraction = np.array([t.fraction for t in inserts])
     if np.ptp(1.0 / contrast) <= 1e-6 * np.max(1.0 / contrast):
-        if any(t.reference_volume_ml is None or t.reference_volume_ml <= 0 for t in inserts):
-            raise ValueError("Every insert needs a positive reference volume; recalibrate the inserts.")
-        reference = np.array([t.reference_volume_ml for t in inserts])
-        knots = np.unique(np.round(reference, 9))
+        knots = np.unique(np.round(volume, 9))
         if knots.size < 3:
             raise ValueError("The inserts must have at least 3 different volumes to calibrate the adaptive threshold.")
-        mean_fraction = [float(fraction[np.isclose(reference, v, rtol=1e-9)].mean()) for v in knots]
+        mean_fraction = [float(fraction[np.isclose(volume, v, rtol=1e-9)].mean()) for v in knots]
         return ThresholdModel(a=0.0, form="interpolated", knot_volumes_ml=tuple(float(v) for v in knots),
-                              knot_fractions=tuple(mean_fraction),
-                              reference_fraction=adaptive_threshold.REFERENCE_FRACTION)
+                              knot_fractions=tuple(mean_fraction))
     if len(inserts) < 4:
         raise ValueError("At least 4 inserts are needed to calibrate the adaptive threshold with several contrasts.")
     design = np.stack([np.ones_like(volume), 1.0 / volume, 1.0 / contrast], axis=1)
