@@ -76,8 +76,9 @@ def test_report_pages_render_and_html_holds_every_voi_and_warning(tmp_path):
     results = results_dict()
     paths = render_report(results, tmp_path / "out", volumes=synthetic_volumes())
     pages = rasterise(paths["pdf"], tmp_path)
-    # Summary, time points, dose table, 2 TAC pages (4 per page), coverage, DVH, 2 lesion slice pages, warnings.
-    assert len(pages) == 1 + 1 + 1 + 2 + 1 + 1 + 2 + 1
+    # Summary, time points, dose table, 2 TAC pages (4 per page), coverage, DVH, imaging dose, scan schedule,
+    # 2 lesion slice pages, warnings.
+    assert len(pages) == 1 + 1 + 1 + 2 + 1 + 1 + 1 + 1 + 2 + 1
     for page in pages:
         height, width = page.shape
         assert width / height == pytest.approx(297 / 210, rel=0.02)
@@ -111,7 +112,8 @@ def test_slice_page_passes_through_the_dose_maximum_inside_each_lesion(tmp_path)
 def test_report_without_volumes_and_bad_results(tmp_path):
     results = results_dict(2)
     render_report(results, tmp_path, basename="r")
-    assert len(rasterise(tmp_path / "r.pdf", tmp_path)) == 1 + 1 + 1 + 1 + 1 + 1 + 1
+    # Summary, time points, dose table, TAC, coverage, DVH, imaging dose, scan schedule, warnings.
+    assert len(rasterise(tmp_path / "r.pdf", tmp_path)) == 1 + 1 + 1 + 1 + 1 + 1 + 1 + 1 + 1
     with pytest.raises(ValueError, match="vois"):
         render_report({"provenance": {}}, tmp_path / "bad")
     assert not (tmp_path / "bad").exists()

@@ -32,8 +32,8 @@ def add_arguments(parser):
     patient = parser.add_argument_group("patient")
     patient.add_argument("--administered-activity-MBq", type=float, default=7400.0,
                          help="administered 131I-mIBG activity in MBq (default 7400)")
-    patient.add_argument("--timepoints-h", type=_floats, default=(21.0, 45.0, 93.0, 141.0),
-                         help="imaging times after administration in hours, comma-separated (default 21,45,93,141)")
+    patient.add_argument("--timepoints-h", type=_floats, default=(21.0, 45.0, 69.0, 93.0, 141.0),
+                         help="imaging times after administration in hours, comma-separated (default 21,45,69,93,141)")
     patient.add_argument("--lesion-diameters-mm", type=_floats, default=None,
                          help="diameters of the first N default lesions, comma-separated (default 40,20,15,25,12)")
     patient.add_argument("--lesion-uptake-percent-per-ml", type=_floats, default=None,

@@ -149,13 +149,16 @@ def child_anatomy(administered_activity_MBq=7400.0, lesions=DEFAULT_LESIONS):
         Structure("liver", "organ", shapes.Ellipsoid((40.0, 5.0, -25.0), (50.0, 45.0, 40.0)),
                   kinetics.uptake_clearance(0.070 * a, 45.0, 1.0), HU_LIVER),
         Structure("heart", "organ", shapes.Ellipsoid((-12.0, 18.0, 35.0), (33.0, 28.0, 33.0)),
-                  kinetics.biexponential((0.020 * a, 0.010 * a), (8.0, 40.0)), HU_HEART),
+                  # Myocardial uptake (sympathetic innervation takes up mIBG within about an hour) with the
+                  # blood pool's clearance.
+                  kinetics.uptake_clearance(0.012 * a, 40.0, 1.0), HU_HEART),
         Structure("kidney_right", "organ", shapes.Ellipsoid((45.0, -35.0, -80.0), (18.0, 15.0, 36.0)),
                   kinetics.uptake_clearance(0.006 * a, 25.0, 0.5), HU_KIDNEY),
         Structure("kidney_left", "organ", shapes.Ellipsoid((-45.0, -35.0, -78.0), (18.0, 15.0, 36.0)),
                   kinetics.uptake_clearance(0.006 * a, 25.0, 0.5), HU_KIDNEY),
         Structure("bladder", "organ", shapes.Ellipsoid((0.0, 25.0, -135.0), (28.0, 24.0, 20.0)),
-                  kinetics.uptake_clearance(0.020 * a, 12.0, 3.0), HU_BLADDER),
+                  # Urine collects within the first hour; the bladder empties with the body's clearance.
+                  kinetics.uptake_clearance(0.020 * a, 12.0, 0.5), HU_BLADDER),
         Structure("salivary_glands", "organ", shapes.Union((
             shapes.Ellipsoid((40.0, 8.0, 140.0), (10.0, 14.0, 14.0)),
             shapes.Ellipsoid((-40.0, 8.0, 140.0), (10.0, 14.0, 14.0)),

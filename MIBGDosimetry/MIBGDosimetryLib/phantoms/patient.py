@@ -48,7 +48,8 @@ class PatientConfig:
 
     seed: int = 1
     administered_activity_MBq: float = 7400.0
-    timepoints_h: tuple = (21.0, 45.0, 93.0, 141.0)
+    #: Five daily-ish scans: enough points for an uptake-and-clearance fit (3 parameters) with AICc.
+    timepoints_h: tuple = (21.0, 45.0, 69.0, 93.0, 141.0)
     lesions: tuple = anatomy_module.DEFAULT_LESIONS
     grid: PhantomGrid = PhantomGrid()
     camera: camera_module.Camera = camera_module.Camera()

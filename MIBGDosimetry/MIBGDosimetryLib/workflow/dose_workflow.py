@@ -267,7 +267,8 @@ def _density_on_grid(reference_tp, reference):
 
 
 def _define_vois(study, record, reference, options, log):
-    organs = vois_module.organ_vois(study.segmentation_files, reference)
+    reference_ct = study.timepoints[options.reference_index].ct
+    organs = vois_module.organ_vois(study.segmentation_files, reference, reference_ct)
     seeds = options.seed_points_ras_mm if options.seed_points_ras_mm is not None else study.seed_points
     log(f"Delineating {len(seeds)} lesion(s) by the adaptive threshold, {len(organs)} organ(s) from segmentations")
     lesions = vois_module.lesion_vois(reference, seeds, record.threshold_model, organs)
@@ -439,6 +440,17 @@ def _voi_dose(voi, entry, fit, tia_map, dose_map, voxel_dose_map, density, refer
     voxel_ml = reference.voxel_volume_ml
     stats = statistics.voi_dose_statistics(dose_map, voi.mask, voxel_ml, density)
     uncorrected = statistics.voi_dose_statistics(voxel_dose_map, voi.mask, voxel_ml, density)
+    # A VOI's volume is known more finely than its SPECT-grid mask: the adaptive threshold measures a
+    # lesion to a fraction of a voxel, an organ outline is measured on its CT. The energy the VOI
+    # absorbs is that of the mask (mostly electrons, absorbed where they are emitted), so the mean
+    # dose is that energy over the finer volume's mass.
+    fine_volume_ml = (voi.details or {}).get("volume_ml")
+    mass_scale = fine_volume_ml / stats["volume_ml"] if fine_volume_ml else 1.0
+    for key in ("volume_ml", "mass_g"):
+        stats[key] *= mass_scale
+    for key in ("mean_dose_Gy",):
+        stats[key] /= mass_scale
+        uncorrected[key] /= mass_scale
     mass_g = stats["mass_g"]
     mean_density = mass_g / stats["volume_ml"]
     sphere = sphere_s_value(mass_g, mean_density)

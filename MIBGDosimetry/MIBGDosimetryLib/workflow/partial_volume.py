@@ -21,6 +21,9 @@ import scipy.ndimage
 import scipy.optimize
 
 FWHM_TO_SIGMA = 1.0 / (2.0 * np.sqrt(2.0 * np.log(2.0)))
+#: Relative standard uncertainty of the GTM model itself, as a fraction of the mean image value a VOI
+#: shows before correction (region shapes and PSF are approximations of the real ones).
+MODEL_UNCERTAINTY = 0.02
 
 
 def exclusive_regions(masks, body):
@@ -74,10 +77,18 @@ def gtm_activities(vois, counts_images, mbq_per_count, body, fwhm_mm, fwhm_uncer
 
     counts_images: counts arrays on the common (reference) grid, one per time point;
     mbq_per_count: activity per count of each time point (calibration factor, duration, dead time).
-    Returns ``(activity[voi, time], counting_relative[voi, time], resolution_relative[voi], info)``:
-    the Poisson uncertainty of each VOI's counts, and the relative effect of the FWHM's uncertainty
-    (common to all time points; the largest over the time points). ``info["background_activity_MBq"]``
-    holds the activity of the rest of the body at each time point.
+    Returns ``(activity[voi, time], relative[voi, time], resolution_relative[voi], info)``:
+
+    - ``relative``: the standard uncertainty of each corrected activity at each time point, relative
+      to it: the Poisson noise of the regions' mean counts carried through the inverse of the GTM
+      (first order), combined with a model floor of :data:`MODEL_UNCERTAINTY` of the activity the
+      VOI shows before correction (spill-in that the GTM removes is known only as well as the region
+      shapes and the PSF describe it; a VOI that holds little activity next to hot neighbours thus
+      gets a large uncertainty and little weight in its time-activity fit);
+    - ``resolution_relative``: the relative effect of the FWHM's uncertainty, common to all time
+      points (the largest over the time points).
+
+    ``info["background_activity_MBq"]`` holds the activity of the rest of the body at each time point.
     """
     regions = exclusive_regions([v.mask for v in vois], body)
     sizes = np.array([np.count_nonzero(r) for r in regions], dtype=float)
@@ -94,8 +105,16 @@ def gtm_activities(vois, counts_images, mbq_per_count, body, fwhm_mm, fwhm_uncer
         means = corrected_means(counts, regions, g)
         activity[:, t] = means * sizes * factor
         means = means[:n]
-        observed_counts = np.array([counts[r].sum() for r in regions[:n]])
-        relative[:, t] = 1.0 / np.sqrt(np.maximum(observed_counts, 1.0))
+        observed = np.array([counts[r].mean() if r.any() else 0.0 for r in regions])
+        used = sizes > 0
+        inverse = np.zeros((len(regions), len(regions)))
+        inverse[np.ix_(used, used)] = np.linalg.pinv(g[np.ix_(used, used)])
+        # Poisson: the variance of a region's mean count is its mean over its voxel number.
+        variance_means = np.divide(observed, sizes, out=np.zeros_like(observed), where=used)
+        counting_sd = np.sqrt(inverse ** 2 @ variance_means)[:n]
+        model_sd = MODEL_UNCERTAINTY * observed[:n]
+        with np.errstate(divide="ignore", invalid="ignore"):
+            relative[:, t] = np.where(means > 0, np.hypot(counting_sd, model_sd) / means, 1.0)
         if spread:
             low, high = (corrected_means(counts, regions, gs)[:n] for gs in spread)
             with np.errstate(divide="ignore", invalid="ignore"):

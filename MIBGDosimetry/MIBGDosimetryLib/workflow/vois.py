@@ -21,8 +21,13 @@ class Voi:
         return float(np.count_nonzero(self.mask)) * voxel_volume_ml
 
 
-def organ_vois(segmentation_files, reference):
-    """Organ VOIs from DICOM SEG and RTSTRUCT files, resampled onto ``reference`` (ImageVolume)."""
+def organ_vois(segmentation_files, reference, outline_reference=None):
+    """Organ VOIs from DICOM SEG and RTSTRUCT files, resampled onto ``reference`` (ImageVolume).
+
+    With ``outline_reference`` (the CT the outlines were drawn on) each organ's volume is also
+    measured on that finer grid and kept in ``details["volume_ml"]``: the SPECT-grid mask loses or
+    gains partial voxels at the surface, which matters for small organs.
+    """
     import pydicom
 
     from MIBGDosimetryLib.segmentation import dicom_vois
@@ -31,13 +36,18 @@ def organ_vois(segmentation_files, reference):
     for path in segmentation_files:
         modality = pydicom.dcmread(path, stop_before_pixels=True, specific_tags=["Modality"]).Modality
         if modality == "SEG":
-            masks = dicom_vois.read_dicom_seg(path, reference)
+            read = dicom_vois.read_dicom_seg
         elif modality == "RTSTRUCT":
-            masks = dicom_vois.read_rtstruct(path, reference)
+            read = dicom_vois.read_rtstruct
         else:
             continue
+        masks = read(path, reference)
+        fine = read(path, outline_reference) if outline_reference is not None else {}
         for name, mask in masks.items():
-            voi = Voi(name, "organ", np.asarray(mask, dtype=bool), f"{modality} {path}")
+            details = {}
+            if name in fine:
+                details["volume_ml"] = float(np.count_nonzero(fine[name])) * outline_reference.voxel_volume_ml
+            voi = Voi(name, "organ", np.asarray(mask, dtype=bool), f"{modality} {path}", details)
             if not voi.mask.any():
                 voi.warnings.append(f"organ '{name}' from {path} covers no voxel of the SPECT grid")
             vois.append(voi)
@@ -64,8 +74,8 @@ def lesion_vois(reference, seed_points_ras_mm, threshold_model, organs=()):
             if not (inside and organ.mask[seed_kji]):
                 allowed &= ~organ.mask
         mask, info = adaptive_threshold_mask(reference, seed_ras_mm=seed, model=threshold_model, allowed_mask=allowed)
-        details = {k: info[k] for k in ("threshold", "fraction", "volume_ml", "converged", "background",
-                                        "contrast", "peak_ras_mm", "iterations")}
+        details = {k: info.get(k) for k in ("threshold", "fraction", "volume_ml", "mask_volume_ml", "converged",
+                                            "background", "contrast", "peak_ras_mm", "iterations", "warning")}
         voi = Voi(name, "lesion", mask, "adaptive threshold from seed point", details)
         if not info["converged"]:
             reason = info.get("warning") or "no consistent threshold was found"
