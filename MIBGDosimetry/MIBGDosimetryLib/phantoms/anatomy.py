@@ -66,12 +66,14 @@ class LesionSpec:
 #: The lesions of the default patient: an adrenal primary above the left kidney, soft-tissue
 #: metastases in a para-aortic and a mediastinal node, bone metastases in a thoracic vertebra and
 #: the right iliac bone.
+#: Uptake half-lives of 1.5-2.5 h: the noradrenaline transporter of neuroblastoma cells takes up
+#: mIBG within hours of the infusion, long before the first post-therapy scan.
 DEFAULT_LESIONS = (
-    LesionSpec("adrenal_primary", (-38.0, -22.0, -22.0), 40.0, 0.040, 75.0, 6.0),
-    LesionSpec("soft_tissue_met_paraaortic", (10.0, -14.0, -95.0), 20.0, 0.060, 65.0, 4.0),
-    LesionSpec("bone_met_spine", (0.0, -45.0, 40.0), 15.0, 0.070, 90.0, 8.0),
-    LesionSpec("bone_met_pelvis", (58.0, -25.0, -135.0), 25.0, 0.050, 80.0, 5.0),
-    LesionSpec("soft_tissue_met_mediastinal", (4.0, 12.0, 88.0), 12.0, 0.080, 60.0, 3.0),
+    LesionSpec("adrenal_primary", (-38.0, -22.0, -22.0), 40.0, 0.040, 75.0, 2.0),
+    LesionSpec("soft_tissue_met_paraaortic", (10.0, -14.0, -95.0), 20.0, 0.060, 65.0, 1.5),
+    LesionSpec("bone_met_spine", (0.0, -45.0, 40.0), 15.0, 0.070, 90.0, 2.5),
+    LesionSpec("bone_met_pelvis", (58.0, -25.0, -135.0), 25.0, 0.050, 80.0, 2.0),
+    LesionSpec("soft_tissue_met_mediastinal", (4.0, 12.0, 88.0), 12.0, 0.080, 60.0, 1.5),
 )
 
 
