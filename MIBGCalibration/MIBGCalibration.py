@@ -146,9 +146,7 @@ class MIBGCalibrationWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
                     f=record.resolution_fwhm_mm, u=record.resolution_fwhm_mm_uncertainty))
             self.ui.recoveryResultLabel.text = "\n".join(lines)
         if record.threshold_model is not None:
-            model = record.threshold_model
-            self.ui.thresholdResultLabel.text = _("fraction = {a:.3f} + {b:.3f} / V[mL] + {c:.3f} / contrast").format(
-                a=model.a, b=model.b, c=model.c)
+            self.ui.thresholdResultLabel.text = record.threshold_model.describe()
         if result.osem_choice is not None:
             self.ui.osemResultLabel.text = _("Suggested OSEM updates: {n} ({rule})").format(
                 n=result.osem_choice.suggested_updates, rule=result.osem_choice.rule)
