@@ -173,3 +173,22 @@ def test_deidentified_export_of_study_and_results_for_central_review(demo, tmp_p
     np.testing.assert_allclose(load_study(str(out)).times_h, load_study(str(study_dir)).times_h, atol=1e-6)
     for name in ("rtdose.dcm", "rtplan.dcm", "vois-seg.dcm"):
         assert _dciodvfy_errors(out / "results" / name) == [], name
+
+
+@pytest.mark.parametrize("seed, diameters_mm", [(2, None), (3, (30.0, 25.0, 20.0, 35.0, 18.0))])
+def test_mean_doses_within_10_percent_for_other_seeds_and_lesion_sizes(demo, tmp_path, seed, diameters_mm):
+    from MIBGDosimetryLib.phantoms import anatomy, patient
+    from MIBGDosimetryLib.workflow.dose_workflow import run_dose
+
+    lesions = anatomy.DEFAULT_LESIONS if diameters_mm is None else anatomy.lesions_with_diameters(diameters_mm)
+    study = tmp_path / "study"
+    patient.write_patient_study(str(study), patient.PatientConfig(seed=seed, lesions=lesions))
+    calculation = run_dose(str(study), str(demo["out"] / "calibration.json"), log=lambda *_: None)
+    truth = {s["name"]: s for s in json.loads((study / "truth.json").read_text())["structures"]}
+    errors = {}
+    for voi in calculation.results["vois"]:
+        true = truth[voi["name"]]
+        if true["kind"] == "organ" or true["volume_ml"] >= 4.0:
+            errors[voi["name"]] = voi["mean_dose_Gy"] / true["mean_dose_Gy"] - 1
+    assert len(errors) >= 10
+    assert all(abs(e) <= 0.10 for e in errors.values()), errors

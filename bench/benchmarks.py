@@ -81,10 +81,11 @@ import scipy.signal
 
 
 def bench_convolution_ct_grid(dtype="float32"):
-    setup = KERNEL_SETUP + """
+    setup = KERNEL_SETUP + f"""
 rng = np.random.default_rng(0)
 tia = np.zeros((300, 512, 512), np.float32)
 tia[60:240, 96:416, 96:416] = rng.gamma(2.0, 50.0, (180, 320, 320))
+tia = tia.astype(np.{dtype})
 input_mb = tia.nbytes / 2**20
 from MIBGDosimetryLib.dose.convolution import convolve_kernel
 import scipy.signal
