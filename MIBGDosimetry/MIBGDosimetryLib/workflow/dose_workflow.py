@@ -271,7 +271,8 @@ def _define_vois(study, record, reference, options, log):
     organs = vois_module.organ_vois(study.segmentation_files, reference, reference_ct)
     seeds = options.seed_points_ras_mm if options.seed_points_ras_mm is not None else study.seed_points
     log(f"Delineating {len(seeds)} lesion(s) by the adaptive threshold, {len(organs)} organ(s) from segmentations")
-    lesions = vois_module.lesion_vois(reference, seeds, record.threshold_model, organs)
+    fwhm = options.resolution_fwhm_mm or getattr(record, "resolution_fwhm_mm", None)
+    lesions = vois_module.lesion_vois(reference, seeds, record.threshold_model, organs, fwhm)
     vois = lesions + organs
     vois_module.make_disjoint(vois)
     vois = [v for v in vois if v.mask.any()]
