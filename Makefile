@@ -21,7 +21,9 @@ system-tools:
 	@command -v dciodvfy >/dev/null 2>&1 && command -v pdftoppm >/dev/null 2>&1 || \
 	  { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq dicom3tools poppler-utils >/dev/null; }
 
+# The demo's output is generated data only; each run starts from an empty folder.
 demo: $(STAMP)
+	rm -rf $(DEMO_OUT)
 	$(VENV)/bin/mibgdose demo --out $(DEMO_OUT)
 
 test: $(STAMP) system-tools
