@@ -138,6 +138,8 @@ def test_report_pdf_and_html_name_every_voi_and_warning(demo):
     results = _results(demo)
     for voi in results["vois"]:
         assert voi["name"] in html
+    for heading in ("body Dice after", "dead-time factor", "effective dose (mSv)"):
+        assert heading in html
     assert os.path.getsize(outputs["report_pdf"]) > 20000
 
 

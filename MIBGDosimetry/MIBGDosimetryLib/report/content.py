@@ -71,14 +71,34 @@ def key_values(section):
     return pairs
 
 
+#: Columns of the time-point table: (heading, path into a time-point entry of results.json).
+TIMEPOINT_COLUMNS = (
+    ("time point", ("label",)),
+    ("hours after administration", ("hours_after_administration",)),
+    ("duration (s)", ("duration_s",)),
+    ("observed rate (cps)", ("observed_count_rate_cps",)),
+    ("dead-time factor", ("dead_time_factor",)),
+    ("registration", ("registration", "kind")),
+    ("rotation (deg)", ("registration", "quality", "rotation_deg")),
+    ("translation (mm)", ("registration", "quality", "translation_mm")),
+    ("body Dice before", ("registration", "quality", "body_dice_before")),
+    ("body Dice after", ("registration", "quality", "body_dice")),
+    ("bright-structure shift (mm)", ("registration", "quality", "max_bright_structure_shift_mm")),
+)
+
+
 def timepoint_table(results):
-    """``(headings, rows)`` of the time points: every scalar field that any time point has."""
-    timepoints = results.get("timepoints", [])
-    flat = [dict((k, v) for k, v in key_values(tp) if k != "warnings") for tp in timepoints]
-    headings = []
-    for entry in flat:
-        headings.extend(k for k in entry if k not in headings)
-    return headings, [[entry.get(h, "-") for h in headings] for entry in flat]
+    """``(headings, rows)`` of the time points: timing, dead time and the registration quality figures."""
+    rows = []
+    for tp in results.get("timepoints", []):
+        row = []
+        for _, path in TIMEPOINT_COLUMNS:
+            value = tp
+            for key in path:
+                value = value.get(key) if isinstance(value, dict) else None
+            row.append(number(value, 4))
+        rows.append(row)
+    return [heading for heading, _ in TIMEPOINT_COLUMNS], rows
 
 
 def imaging_dose_table(results):
