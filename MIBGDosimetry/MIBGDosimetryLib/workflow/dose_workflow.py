@@ -474,6 +474,9 @@ def _voi_dose(voi, entry, fit, tia_map, dose_map, voxel_dose_map, density, refer
     })
     tissue_name = _tissue_for(voi, tissues)
     entry["tissue"] = tissue_name
+    if tissue_name == "normal_tissue":
+        entry["warnings"].append(f"no tissue-specific radiobiological parameters for '{voi.name}': the BED uses the "
+                                 "generic normal-tissue values")
     entry["bed_Gy"] = entry["eud_Gy"] = None
     if tissue_name is None:
         entry["warnings"].append(f"no radiobiological parameters for '{voi.name}': BED and EUD not computed "
@@ -500,12 +503,14 @@ def _voi_dose(voi, entry, fit, tia_map, dose_map, voxel_dose_map, density, refer
 
 
 def _tissue_for(voi, tissues):
+    """The tissue-parameter entry of a VOI: tumour for lesions, the organ's own entry when its name
+    contains one, otherwise the generic normal tissue."""
     if voi.kind == "lesion":
         return "tumour" if "tumour" in tissues else None
     for name in tissues:
         if name in voi.name.lower():
             return name
-    return None
+    return "normal_tissue" if "normal_tissue" in tissues else None
 
 
 #: Standard uncertainty of a VOI's surface position (mm): an outline drawn on CT (half a CT voxel of
