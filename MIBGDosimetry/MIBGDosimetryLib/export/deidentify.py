@@ -24,12 +24,13 @@ import json
 import os
 import re
 import secrets
-import shutil
 import tempfile
 
 import pydicom
 from pydicom.dataset import Dataset
 from pydicom.uid import UID_dictionary, generate_uid
+
+from MIBGDosimetryLib.dicomio.common import atomic_folder
 
 #: PS3.15 E.1-1 action X (remove) for the attributes that identify patients, staff, places and devices.
 REMOVE_KEYWORDS = (
@@ -308,12 +309,10 @@ def deidentify_study(study_dir, out_dir, mapping_path, pseudonym=None, results_d
     for _, _, ds in dicoms:
         deidentifier.collect(ds)
 
-    parent = os.path.dirname(out_dir)
-    os.makedirs(parent, exist_ok=True)
-    work = tempfile.mkdtemp(prefix=".deid-partial-", dir=parent)
     summary = {"pseudonym": mapping.pseudonym, "date_offset_days": mapping.date_offset_days,
                "exported": [], "not_exported": []}
-    try:
+    # The export is assembled beside its destination and becomes it only once the check has passed.
+    with atomic_folder(out_dir) as work:
         results_json = None
         for prefix, relative, header in originals:
             source = os.path.join(dict(sources)[prefix], relative)
@@ -353,12 +352,6 @@ def deidentify_study(study_dir, out_dir, mapping_path, pseudonym=None, results_d
         if problems:
             raise ValueError("The de-identified export still holds identifying values, so it was not written:\n  "
                              + "\n  ".join(problems[:20]))
-        if os.path.isdir(out_dir):
-            os.rmdir(out_dir)
-        os.replace(work, out_dir)
-    except BaseException:
-        shutil.rmtree(work, ignore_errors=True)
-        raise
     _write_mapping(mapping_path, mapping)
     log(f"Exported {len(summary['exported'])} files for {mapping.pseudonym} to {out_dir}")
     summary["out_dir"] = out_dir
