@@ -2,6 +2,7 @@
 
 import dataclasses
 import datetime
+import os
 
 import numpy as np
 
@@ -49,6 +50,11 @@ class Study:
     unreadable_files: list = dataclasses.field(default_factory=list)
     ignored_files: list = dataclasses.field(default_factory=list)
     warnings: list = dataclasses.field(default_factory=list)
+
+    def ct_paths(self, timepoint):
+        """Absolute paths of a time point's CT files (empty without a CT)."""
+        files = (timepoint.ct.metadata.get("files") or []) if timepoint.ct is not None else []
+        return [f if os.path.isabs(f) else os.path.join(self.path, f) for f in files]
 
     @property
     def times_h(self):

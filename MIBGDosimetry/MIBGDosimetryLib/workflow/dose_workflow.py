@@ -188,20 +188,13 @@ def calculate(study, record, options, log=print):
                            reference.with_array(voxel_dose_map, units="Gy"))
 
 
-def _patient_age_years(study, options):
+def _patient_age_years(study, options, ct_headers):
     """Age at administration from the CT headers (PatientAge, or birth date), unless given."""
-    import pydicom
-
     from MIBGDosimetryLib.imaging_dose import parse_dicom_age
 
     if options.patient_age_years is not None:
         return float(options.patient_age_years)
-    for tp in study.timepoints:
-        files = (tp.ct.metadata.get("files") or []) if tp.ct is not None else []
-        if not files:
-            continue
-        path = files[0] if os.path.isabs(files[0]) else os.path.join(study.path, files[0])
-        ds = pydicom.dcmread(path, stop_before_pixels=True)
+    for ds in ct_headers:
         if ds.get("PatientAge"):
             return parse_dicom_age(ds.PatientAge)
         birth = str(ds.get("PatientBirthDate", "") or "")
@@ -217,18 +210,17 @@ def _imaging_dose(study, options, warnings):
 
     from MIBGDosimetryLib.imaging_dose import ct_exposure_from_images, imaging_dose_log
 
-    exposures = []
+    exposures, first_headers = [], []
     for tp in study.timepoints:
-        files = (tp.ct.metadata.get("files") or []) if tp.ct is not None else []
-        if not files:
+        datasets = [pydicom.dcmread(path, stop_before_pixels=True) for path in study.ct_paths(tp)]
+        if not datasets:
             continue
-        datasets = [pydicom.dcmread(f if os.path.isabs(f) else os.path.join(study.path, f), stop_before_pixels=True)
-                    for f in files]
+        first_headers.append(datasets[0])
         try:
             exposures.append(ct_exposure_from_images(tp.label, datasets))
         except ValueError as error:
             warnings.append(f"imaging-dose log: {error}")
-    age = _patient_age_years(study, options)
+    age = _patient_age_years(study, options, first_headers)
     if age is None:
         warnings.append("imaging-dose log: the patient's age is unknown (no PatientAge or birth date); give it "
                         "to estimate the effective dose")
@@ -449,9 +441,8 @@ def _voi_dose(voi, entry, fit, tia_map, dose_map, voxel_dose_map, density, refer
     mass_scale = fine_volume_ml / stats["volume_ml"] if fine_volume_ml else 1.0
     for key in ("volume_ml", "mass_g"):
         stats[key] *= mass_scale
-    for key in ("mean_dose_Gy",):
-        stats[key] /= mass_scale
-        uncorrected[key] /= mass_scale
+    stats["mean_dose_Gy"] /= mass_scale
+    uncorrected["mean_dose_Gy"] /= mass_scale
     mass_g = stats["mass_g"]
     mean_density = mass_g / stats["volume_ml"]
     sphere = sphere_s_value(mass_g, mean_density)

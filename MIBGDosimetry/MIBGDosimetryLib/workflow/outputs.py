@@ -179,12 +179,10 @@ def _write_dicom(calculation, folder):
     from MIBGDosimetryLib.registration.resample import resample_mask
 
     reference_index = calculation.results["provenance"]["options"]["reference_index"]
-    ct = calculation.study.timepoints[reference_index].ct
+    reference_tp = calculation.study.timepoints[reference_index]
+    ct = reference_tp.ct
     written = {}
-    ct_datasets = None
-    if ct is not None and ct.metadata.get("files"):
-        ct_datasets = [pydicom.dcmread(os.path.join(calculation.study.path, f) if not os.path.isabs(f) else f)
-                       for f in ct.metadata["files"]]
+    ct_datasets = [pydicom.dcmread(path) for path in calculation.study.ct_paths(reference_tp)]
     written.update(write_rt_dose_with_plan(calculation.dose_map, folder,
                                            reference_ct=ct_datasets[0] if ct_datasets else None,
                                            patient=calculation.study.patient or {},

@@ -54,17 +54,28 @@ def transfer_matrix(regions, fwhm_mm, spacing_mm):
     return g
 
 
-def corrected_means(image, regions, g):
-    """True mean value of every region from the observed means.
+def regional_means(image, regions):
+    """Mean image value in every region (0 for an empty region)."""
+    image = np.asarray(image)
+    return np.array([image[r].mean() if r.any() else 0.0 for r in regions])
+
+
+def solve_transfer(observed, g):
+    """True mean values of the regions from their observed means.
 
     The GTM system is solved by non-negative least squares: activity cannot be negative, and for
     small, poorly conditioned regions an unconstrained solution may dip below zero through noise.
+    Regions whose row of ``g`` is empty (no voxels) get 0.
     """
-    observed = np.array([np.asarray(image)[r].mean() if r.any() else 0.0 for r in regions])
-    used = np.array([r.any() for r in regions])
-    solution = np.zeros(len(regions))
-    solution[used] = scipy.optimize.nnls(g[np.ix_(used, used)], observed[used])[0]
+    used = np.abs(np.diag(g)) > 0
+    solution = np.zeros(len(observed))
+    solution[used] = scipy.optimize.nnls(g[np.ix_(used, used)], np.asarray(observed)[used])[0]
     return solution
+
+
+def corrected_means(image, regions, g):
+    """True mean value of every region of ``image`` (see :func:`solve_transfer`)."""
+    return solve_transfer(regional_means(image, regions), g)
 
 
 def condition_number(g):
@@ -100,15 +111,16 @@ def gtm_activities(vois, counts_images, mbq_per_count, body, fwhm_mm, fwhm_uncer
     activity = np.zeros((n + 1, len(counts_images)))
     relative = np.zeros((n, len(counts_images)))
     resolution_relative = np.zeros(n)
+    used = sizes > 0
+    # The transfer matrix is the same at every time point: invert it once for the error propagation.
+    inverse = np.zeros((len(regions), len(regions)))
+    inverse[np.ix_(used, used)] = np.linalg.pinv(g[np.ix_(used, used)])
     for t, (counts, factor) in enumerate(zip(counts_images, mbq_per_count)):
         counts = np.clip(np.asarray(counts, dtype=np.float64), 0.0, None)
-        means = corrected_means(counts, regions, g)
+        observed = regional_means(counts, regions)
+        means = solve_transfer(observed, g)
         activity[:, t] = means * sizes * factor
         means = means[:n]
-        observed = np.array([counts[r].mean() if r.any() else 0.0 for r in regions])
-        used = sizes > 0
-        inverse = np.zeros((len(regions), len(regions)))
-        inverse[np.ix_(used, used)] = np.linalg.pinv(g[np.ix_(used, used)])
         # Poisson: the variance of a region's mean count is its mean over its voxel number.
         variance_means = np.divide(observed, sizes, out=np.zeros_like(observed), where=used)
         counting_sd = np.sqrt(inverse ** 2 @ variance_means)[:n]
@@ -116,7 +128,7 @@ def gtm_activities(vois, counts_images, mbq_per_count, body, fwhm_mm, fwhm_uncer
         with np.errstate(divide="ignore", invalid="ignore"):
             relative[:, t] = np.where(means > 0, np.hypot(counting_sd, model_sd) / means, 1.0)
         if spread:
-            low, high = (corrected_means(counts, regions, gs)[:n] for gs in spread)
+            low, high = (solve_transfer(observed, gs)[:n] for gs in spread)
             with np.errstate(divide="ignore", invalid="ignore"):
                 effect = np.nan_to_num(np.abs(high - low) / 2.0 / np.abs(means), nan=1.0)
             resolution_relative = np.maximum(resolution_relative, effect)
