@@ -180,17 +180,22 @@ def tail_rate_per_h(times_h, activity_MBq, n_points=3):
 
 def trapezoid_weights(times_h, tail_rate, head="linear"):
     """Weights ``w`` (T, N) with ``TIA = sum_t w_t A_t`` for the trapezoidal rule between scans,
-    a head before the first scan (``"linear"`` from zero at t = 0, or ``"constant"``) and a
-    mono-exponential tail ``A_last exp(-rate (t - t_last))`` after the last scan."""
+    a head before the first scan (``"linear"`` from zero at t = 0, ``"constant"`` at the first
+    activity, or ``"midpoint"``, their mean) and a mono-exponential tail
+    ``A_last exp(-rate (t - t_last))`` after the last scan."""
     t = np.asarray(times_h, dtype=float)
     rate = np.atleast_1d(np.asarray(tail_rate, dtype=float))
     weights = np.zeros((t.size, rate.size))
     dt = np.diff(t)
     weights[:-1] += dt[:, None] / 2
     weights[1:] += dt[:, None] / 2
-    weights[0] += t[0] / 2 if head == "linear" else t[0]
+    weights[0] += t[0] * HEAD_WEIGHTS[head]
     weights[-1] += 1.0 / rate
     return weights
+
+
+#: Area before the first scan of the trapezoid, in units of (first activity x first scan time).
+HEAD_WEIGHTS = {"linear": 0.5, "constant": 1.0, "midpoint": 0.75}
 
 
 def relative_sigma(activity_MBq):
@@ -199,14 +204,29 @@ def relative_sigma(activity_MBq):
     return np.maximum(y, RELATIVE_SIGMA_FLOOR * y.max(axis=0))
 
 
+def aicc_parameters(n_parameters):
+    """Parameters AICc counts: the fitted ones plus the variance of the residuals (Burnham and Anderson,
+    Model Selection and Multimodel Inference, 2nd ed. 2002, section 2.2)."""
+    return n_parameters + 1
+
+
+def aicc_eligible(n_points, n_parameters):
+    """Whether AICc is defined for a model: ``n - K - 1 > 0`` with K counting the variance too."""
+    return n_points - aicc_parameters(n_parameters) - 1 > 0
+
+
 def aicc(wrss, n_points, n_parameters, mean_square_scale):
-    """Corrected Akaike information criterion ``n ln(WRSS/n) + 2k + 2k(k+1)/(n-k-1)`` (Glatting G et al.,
-    Med Phys 34 (2007) 4285-4292), for ``k < n - 1``.
+    """Corrected Akaike information criterion ``n ln(WRSS/n) + 2K + 2K(K+1)/(n-K-1)`` (Glatting G et al.,
+    Med Phys 34 (2007) 4285-4292) with ``K = n_parameters + 1`` (the residual variance is estimated
+    too), defined only for ``n - K - 1 > 0`` (:func:`aicc_eligible`; otherwise ValueError).
 
     WRSS below ``n x 1e-18 x mean_square_scale`` (the mean of (y/sigma)^2: a relative residual of
     1e-9) is rounding, not information, and is raised to that floor so that noise-free data compare
     models by their penalties.
     """
-    n, k = n_points, n_parameters
+    n, k = n_points, aicc_parameters(n_parameters)
+    if not aicc_eligible(n_points, n_parameters):
+        raise ValueError(f"AICc is not defined for {n_parameters} fitted parameters and {n_points} points "
+                         "(it needs more points than parameters + 2).")
     floor = n * 1e-18 * np.asarray(mean_square_scale, dtype=float) + 1e-300
     return n * np.log(np.maximum(wrss, floor) / n) + 2 * k + 2 * k * (k + 1) / (n - k - 1)

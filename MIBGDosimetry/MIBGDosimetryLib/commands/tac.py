@@ -3,7 +3,8 @@
 import json
 
 NAME = "tac"
-HELP = "fit a time-activity curve and print the time-integrated activity, coverage and half-life as JSON"
+HELP = ("fit a time-activity curve and print the time-integrated activity, coverage, half-life, the TIA under "
+        "each assumption before the first and after the last scan and the uncertainty terms as JSON")
 
 
 def _numbers(text):
@@ -23,8 +24,15 @@ def add_arguments(parser):
                         help="time-activity model (default auto: AICc choice among the exponential models)")
     parser.add_argument("--tail", default="fit", choices=("fit", "physical"),
                         help="trapezoid: tail after the last scan from the fitted clearance or physical decay")
-    parser.add_argument("--head", default="linear", choices=("linear", "constant"),
-                        help="trapezoid: activity before the first scan")
+    parser.add_argument("--head", default=None,
+                        choices=("midpoint", "linear", "extrapolate", "uptake", "fitted", "constant"),
+                        help="activity before the first scan: midpoint of linear uptake from zero and "
+                             "mono-exponential back-extrapolation (default for the mono-exponential), linear, "
+                             "extrapolate, uptake (with --uptake-half-life-h), fitted (bi/tri: the fitted uptake, "
+                             "their default); trapezoid: linear (default), constant or midpoint")
+    parser.add_argument("--uptake-half-life-h", type=float, default=None,
+                        help="uptake half-time in hours (tracer study or population value) for --head uptake; "
+                             "also listed among the alternatives")
     parser.add_argument("--effective-half-life-h", type=float, default=None,
                         help="single: assumed effective half-life in hours")
     parser.add_argument("--effective-half-life-uncertainty-h", type=float, default=0.0,
@@ -35,7 +43,8 @@ def run(args):
     from MIBGDosimetryLib.tac import fit_tac
 
     fit = fit_tac(args.times_h, args.activity_MBq, args.uncertainty_MBq, model=args.model, tail=args.tail,
-                  head=args.head, effective_half_life_h=args.effective_half_life_h,
+                  head=args.head, uptake_half_life_h=args.uptake_half_life_h,
+                  effective_half_life_h=args.effective_half_life_h,
                   effective_half_life_uncertainty_h=args.effective_half_life_uncertainty_h)
     print(json.dumps(fit.to_dict(), indent=2))
     return 0

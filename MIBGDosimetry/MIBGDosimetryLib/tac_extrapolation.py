@@ -1,0 +1,107 @@
+"""The parts of a time-activity curve that no scan measures: before the first scan and after the last.
+
+Before the first scan (the "head", from administration at t = 0 to the first scan t1) the curve is
+an assumption. With ``A1`` the activity of the curve at t1 and ``k1 = -A'(t1)/A(t1)`` its clearance
+rate there (floored at 0), the choices are:
+
+- ``"extrapolate"``: mono-exponential back-extrapolation, ``A1 (exp(k1 t1) - 1) / k1``: the clearance
+  seen at the first scan held back to t = 0, i.e. instantaneous uptake. For a mono-exponential fit
+  this is the fitted curve itself.
+- ``"linear"``: linear uptake from zero at administration, ``A1 t1 / 2``.
+- ``"midpoint"``: the mean of the two. An uptake curve ``a (exp(-k t) - exp(-k_u t))`` is concave
+  before its inflection point (twice its peak time), so there it lies above its chord from the
+  origin and below the clearance curve extrapolated back: ``"linear"`` and ``"extrapolate"`` bound
+  the head. Without information on the uptake, the truth is taken as uniformly distributed between
+  the bounds (GUM, JCGM 100:2008, 4.3.7): the midpoint is the best estimate and the default for the
+  mono-exponential fit.
+- ``"uptake"``: uptake with a given half-time ``T_u`` (from a tracer study or a population value):
+  ``A(t) = A1 h(t) / h(t1)`` with ``h(t) = exp(-k1 t) - exp(-ln2 t / T_u)``.
+- ``"fitted"``: the fitted curve's own uptake phase (bi- and tri-exponential models only).
+
+The standard uncertainty of the head ("extrapolation before the first scan") is the root-mean-square
+deviation of the chosen head area from a truth uniformly distributed between the bounds:
+``((U - e)^3 + (e - L)^3) / (3 (U - L))`` under the square root, for estimate ``e`` in ``[L, U]``;
+``(U - L) / (2 sqrt 3)`` for the midpoint.
+
+After the last scan the fitted curve continues (EANM guidance: extrapolate the later time points
+rather than assume physical decay). When the measured activity is still rising at the last scan, or
+the fitted clearance is no faster than physical decay of 131I, that extrapolation is not supported by
+the data; the alternative is then the model-free estimate (trapezoid through the measured activities,
+physical decay after the last one) and the "extrapolation after the last scan" term is the
+root-mean-square deviation for a truth uniformly distributed between the two:
+``|TIA_alternative - TIA| / sqrt 3``.
+"""
+
+import numpy as np
+
+from MIBGDosimetryLib.physics.i131 import DECAY_CONSTANT_PER_H
+
+HEADS = ("midpoint", "linear", "extrapolate", "uptake", "fitted")
+TRAPEZOID_HEADS = ("linear", "constant", "midpoint")
+
+
+def _decayed_area(rate_per_h, duration_h):
+    """Integral of exp(rate t) from 0 to duration (stable for rate -> 0)."""
+    rate = float(rate_per_h)
+    if abs(rate) * duration_h < 1e-8:
+        return duration_h * (1.0 + rate * duration_h / 2.0)
+    return float(np.expm1(rate * duration_h) / rate)
+
+
+def head_area_MBq_h(head, first_activity_MBq, first_time_h, clearance_rate_per_h, uptake_half_life_h=None):
+    """Area (MBq h) under the curve from administration to the first scan for an assumed head shape.
+
+    ``clearance_rate_per_h`` is the curve's rate of clearance at the first scan (negative values,
+    a curve still rising there, count as 0). ``"fitted"`` is not handled here: it is the fitted
+    model's own integral.
+    """
+    a1, t1 = float(first_activity_MBq), float(first_time_h)
+    k1 = max(float(clearance_rate_per_h), 0.0)
+    if head == "linear":
+        return a1 * t1 / 2.0
+    if head == "extrapolate":
+        return a1 * _decayed_area(k1, t1)
+    if head == "midpoint":
+        return 0.5 * (a1 * t1 / 2.0 + a1 * _decayed_area(k1, t1))
+    if head == "uptake":
+        if uptake_half_life_h is None or not np.isfinite(uptake_half_life_h) or uptake_half_life_h <= 0:
+            raise ValueError("The 'uptake' head needs a positive uptake half-time in hours.")
+        ku = np.log(2.0) / float(uptake_half_life_h)
+        if abs(ku - k1) < 1e-9 * ku:
+            # exp(-k t) - exp(-ku t) vanishes for ku = k; the limit t exp(-k t) gives the same ratio.
+            ku *= 1.0 + 1e-6
+        # h(t) = exp(-k1 t) - exp(-ku t) = exp(-k1 t) (1 - exp(-(ku - k1) t)); both signs of ku - k1 work.
+        integral = _decayed_area(-k1, t1) - _decayed_area(-ku, t1)
+        at_first = np.exp(-k1 * t1) - np.exp(-ku * t1)
+        return a1 * integral / at_first
+    raise ValueError(f"Unknown head '{head}' (activity before the first scan); choose one of {', '.join(HEADS)}.")
+
+
+def head_uncertainty_MBq_h(estimate, lower, upper):
+    """RMS deviation of ``estimate`` from a truth uniform on ``[lower, upper]`` (widened to include it)."""
+    lo, hi = min(lower, upper, estimate), max(lower, upper, estimate)
+    if hi - lo <= 0:
+        return 0.0
+    return float(np.sqrt(((hi - estimate) ** 3 + (estimate - lo) ** 3) / (3.0 * (hi - lo))))
+
+
+def model_free_tia_MBq_h(times_h, activity_MBq, head_area):
+    """Trapezoid through the measured activities plus ``head_area``, physical decay of 131I after the last scan."""
+    t, y = np.asarray(times_h, float), np.asarray(activity_MBq, float)
+    body = float(np.sum(np.diff(t) * (y[:-1] + y[1:]) / 2.0))
+    return head_area + body + float(y[-1]) / DECAY_CONSTANT_PER_H
+
+
+def tail_check(times_h, activity_MBq, terminal_rate_per_h, slope_at_last_scan):
+    """Why the extrapolation after the last scan is unsupported, or None.
+
+    ``slope_at_last_scan`` is dA/dt of the fitted curve at the last scan (MBq/h).
+    """
+    y = np.asarray(activity_MBq, float)
+    if len(y) >= 2 and y[-1] > y[-2]:
+        return "the measured activity is still rising at the last scan"
+    if slope_at_last_scan > 0:
+        return "the fitted curve is still rising at the last scan"
+    if terminal_rate_per_h <= DECAY_CONSTANT_PER_H * (1.0 + 1e-6):
+        return "the fitted clearance is no faster than physical decay of 131I (effective half-life at its upper bound)"
+    return None
