@@ -1,5 +1,20 @@
-"""Time-integrated activity maps: the time-activity models of :mod:`MIBGDosimetryLib.tac` fitted in
-every voxel at once.
+"""Time-integrated activity maps, two ways.
+
+:func:`regional_voxel_tia` (what the dose workflow uses by default): every voxel follows the fitted
+kinetics of the region (VOI) it belongs to and only its amplitude is its own. With the region's
+fitted curve ``A_R(t)`` (shape ``g = A_R / TIA_R``) and weights ``1/g(t_i)`` (variance proportional
+to the expected counts, as for Poisson counts) the least-squares amplitude has a closed form, and the
+voxel's TIA is
+
+    ``TIA_v = TIA_R x sum_i y_v(t_i) / sum_i A_R(t_i)``
+
+over the region's fitted time points. It is linear in the measured activities, so zero-mean noise
+(also zeros and negative values after scatter subtraction) averages out: no voxel falls back to
+another method and no clipping biases it. The price: kinetics that differ within a region are not
+resolved (the activity distribution at each time is). A voxel whose sum is negative gets TIA 0.
+
+:func:`fit_voxels`: the time-activity models of :mod:`MIBGDosimetryLib.tac` fitted in every voxel at
+once (chosen with an explicit voxel model).
 
 The exponential fits minimise the same relatively weighted residuals as :func:`MIBGDosimetryLib.tac.fit_tac`
 without activity uncertainties (sigma proportional to the activity, floored at 1 % of the voxel's
@@ -14,9 +29,13 @@ TIA. Instead of a per-voxel optimiser loop, all voxels of a chunk are fitted tog
    adapted per voxel).
 
 ``model="auto"`` picks per voxel the model with the smallest AICc among those allowed by the same
-rule as for VOIs (k < T - 1; with 3 time points the mono-exponential).
+rule as for VOIs (``T - K - 1 > 0`` with K = k + 1; with 3 or 4 time points the mono-exponential).
+Before the first scan the same default head as for VOIs: the midpoint of linear uptake from zero
+and mono-exponential back-extrapolation, or the fitted uptake of ``bi``/``tri`` when it is resolved
+(see :mod:`MIBGDosimetryLib.tac_extrapolation`).
 
-Fallback: a voxel whose fit is not valid gets the trapezoidal TIA (linear head from zero at t = 0)
+Fallback (biased for noisy voxels, which is why the workflow uses :func:`regional_voxel_tia`): a
+voxel whose fit is not valid gets the trapezoidal TIA (linear head from zero at t = 0)
 with a physical-decay tail. A fit is not valid when a voxel activity is not positive at some time
 point (zero or noise-dominated voxel: neither a log-linear start nor relative weights make sense),
 when the optimisation gives a non-finite result, or when the relative root-mean-square residual
@@ -31,17 +50,18 @@ import numpy as np
 
 from MIBGDosimetryLib.physics.i131 import DECAY_CONSTANT_PER_H
 from MIBGDosimetryLib.tac_models import (MAX_RATE_PER_H, MODELS, RELATIVE_SIGMA_FLOOR, TAIL_POINTS, aicc,
-                                         relative_sigma, tail_rate_per_h, trapezoid_weights)
+                                         aicc_eligible, relative_sigma, tail_rate_per_h, trapezoid_weights)
 
 #: Voxels fitted together; bounds the memory of the per-voxel work arrays (normal equations, Jacobians).
 CHUNK_VOXELS = 1 << 17
 VOXEL_METHODS = ("auto", "mono", "bi", "tri", "trapezoid")
+VOXEL_HEADS = (None, "midpoint", "linear", "extrapolate", "fitted")
 #: Most exponential terms of any model (tri).
 MAX_TERMS = 3
 
 
 def fit_voxels(times_h, activity_maps_MBq, model="auto", *, mask=None, iterations=60, tail="fit",
-               max_relative_residual=0.3, return_terms=False):
+               max_relative_residual=0.3, return_terms=False, head=None):
     """Time-integrated activity (MBq h) of every voxel.
 
     Parameters
@@ -61,6 +81,9 @@ def fit_voxels(times_h, activity_maps_MBq, model="auto", *, mask=None, iteration
         physical decay) or physical decay.
     max_relative_residual : float
         Largest relative RMS residual of a valid exponential fit.
+    head : {None, "midpoint", "linear", "extrapolate", "fitted"}
+        Exponential models: the activity before the first scan, as in :func:`MIBGDosimetryLib.tac.fit_tac`
+        (None: its default). The trapezoid always rises linearly from zero.
     return_terms : bool
         Also return each voxel's curve as a sum of exponentials (for the Lea-Catcheside factor of
         :mod:`MIBGDosimetryLib.dose.radiobiology`): ``info["coefficients_MBq"]`` and
@@ -73,7 +96,7 @@ def fit_voxels(times_h, activity_maps_MBq, model="auto", *, mask=None, iteration
     curve used in each voxel, NaN outside the mask and for empty voxels) and ``elapsed_s``.
     """
     started = time.perf_counter()
-    t, activity, mask = _checked_inputs(times_h, activity_maps_MBq, model, mask, tail)
+    t, activity, mask = _checked_inputs(times_h, activity_maps_MBq, model, mask, tail, head)
     shape = activity.shape[1:]
     flat = activity.reshape(len(t), -1)
     selected = np.flatnonzero(mask.ravel())
@@ -88,7 +111,7 @@ def fit_voxels(times_h, activity_maps_MBq, model="auto", *, mask=None, iteration
         index = selected[begin:begin + CHUNK_VOXELS]
         y = np.clip(flat[:, index], 0.0, None).astype(float)
         chunk_tia, chunk_rate, chosen, chunk_terms = _integrate_chunk(t, y, names, iterations, tail,
-                                                                      max_relative_residual)
+                                                                      max_relative_residual, head)
         tia[index] = chunk_tia
         terminal[index] = chunk_rate
         if return_terms:
@@ -104,11 +127,13 @@ def fit_voxels(times_h, activity_maps_MBq, model="auto", *, mask=None, iteration
     return tia.reshape(shape), info
 
 
-def _checked_inputs(times_h, activity_maps_MBq, model, mask, tail):
+def _checked_inputs(times_h, activity_maps_MBq, model, mask, tail, head):
     if model not in VOXEL_METHODS:
         raise ValueError(f"Unknown voxel time-activity model '{model}'; choose one of {', '.join(VOXEL_METHODS)}.")
     if tail not in ("fit", "physical"):
         raise ValueError(f"Unknown tail '{tail}'; choose 'fit' or 'physical'.")
+    if head not in VOXEL_HEADS:
+        raise ValueError(f"Unknown head '{head}'; choose one of midpoint, linear, extrapolate, fitted (or None).")
     t = np.asarray(times_h, dtype=float).ravel()
     activity = np.asarray(activity_maps_MBq)
     if activity.ndim < 2 or activity.shape[0] != t.size:
@@ -135,11 +160,11 @@ def _checked_inputs(times_h, activity_maps_MBq, model, mask, tail):
 def _candidates(model, n_times):
     if model != "auto":
         return [model]
-    names = [name for name, m in MODELS.items() if m.n_parameters < n_times - 1]
+    names = [name for name, m in MODELS.items() if aicc_eligible(n_times, m.n_parameters)]
     return names or ["mono"]
 
 
-def _integrate_chunk(t, y, names, iterations, tail, max_relative_residual):
+def _integrate_chunk(t, y, names, iterations, tail, max_relative_residual, head):
     """TIA, terminal rate, the index (into names + [fallback, empty]) of the method and the
     exponential terms (coefficients, rates) per voxel."""
     n = y.shape[1]
@@ -165,7 +190,7 @@ def _integrate_chunk(t, y, names, iterations, tail, max_relative_residual):
         m = MODELS[name]
         p = _initial_estimate(m, t, y, sigma, fitted_rate)
         p, wrss = _levenberg_marquardt(m, t, y, sigma, p, iterations)
-        tia = m.integral(p)
+        tia = _tia_with_head(m, p, t[0], head)
         relative_rms = np.sqrt(wrss / len(t))
         valid = fittable & np.isfinite(tia) & np.all(np.isfinite(p), axis=0) & (relative_rms <= max_relative_residual)
         # One candidate needs no comparison (and may have too many parameters for AICc).
@@ -190,7 +215,39 @@ def _integrate_chunk(t, y, names, iterations, tail, max_relative_residual):
     replace = fallback | empty
     best_c = np.where(replace, fallback_c, best_c)
     best_lam = np.where(replace, fallback_lam, best_lam)
+    # The head before the first scan differs from the exponentials' own start; keep their shape, match the TIA.
+    integral = np.sum(best_c / best_lam, axis=0)
+    best_c = best_c * np.where(integral > 0, best_tia / np.where(integral > 0, integral, 1.0), 1.0)
     return best_tia, np.where(empty, np.nan, best_rate), chosen, (best_c, best_lam)
+
+
+def _tia_with_head(model, p, first_time_h, head):
+    """TIA of fitted curves (N,) with a head before the first scan as in :func:`MIBGDosimetryLib.tac.fit_tac`.
+
+    ``head=None``: the fitted uptake for bi/tri unless the uptake rate sits at its bound, otherwise the
+    midpoint of linear uptake and mono-exponential back-extrapolation (see
+    :mod:`MIBGDosimetryLib.tac_extrapolation`); or one of "midpoint", "linear", "extrapolate", "fitted".
+    """
+    t1 = float(first_time_h)
+    c, lam = model.terms(p)
+    decay = np.exp(-lam * t1)
+    a1 = np.sum(c * decay, axis=0)
+    rate = np.where(a1 > 0, np.sum(c * lam * decay, axis=0) / np.where(a1 > 0, a1, 1.0), 0.0)
+    rate = np.maximum(rate, 0.0)
+    x = rate * t1
+    back = a1 * t1 * np.where(x > 1e-8, np.expm1(x) / np.where(x > 1e-8, x, 1.0), 1.0 + x / 2.0)
+    midpoint = 0.5 * (a1 * t1 / 2.0 + back)
+    after = model.integral(p, t1, np.inf)
+    chosen = {"midpoint": midpoint, "linear": a1 * t1 / 2.0, "extrapolate": back}
+    if head in chosen:
+        return after + chosen[head]
+    if model.name == "mono":
+        return after + midpoint
+    fitted = model.integral(p, 0.0, t1)
+    if head == "fitted":
+        return after + fitted
+    resolved = ~np.isclose(np.asarray(p)[-1], MAX_RATE_PER_H, rtol=1e-6)
+    return after + np.where(resolved, fitted, midpoint)
 
 
 def _mono_terms(tia, rate):
@@ -296,3 +353,72 @@ def _solve(normal, rhs):
         det = a * d - b * c
         return np.stack([(d * rhs[:, 0] - b * rhs[:, 1]) / det, (a * rhs[:, 1] - c * rhs[:, 0]) / det])
     return np.linalg.solve(normal, rhs[..., None])[..., 0].T
+
+
+def regional_voxel_tia(times_h, activity_maps_MBq, regions):
+    """Time-integrated activity (MBq h) of every voxel from the fitted kinetics of its region.
+
+    Parameters
+    ----------
+    times_h : sequence of float, length T
+        Scan times in hours after administration, increasing, as in the regions' fits.
+    activity_maps_MBq : array (T, ...)
+        Activity per voxel at each time point on one common grid.
+    regions : sequence of (mask, TacFit)
+        Each region's voxels (bool array of the map shape) and the fit of its time-activity curve
+        (:func:`MIBGDosimetryLib.tac.fit_tac`; only its shape matters, so a fit of partial-volume
+        corrected activities serves as well). A voxel in several masks belongs to the first; voxels
+        in none get 0.
+
+    Returns ``(tia_map_MBq_h, info)``; ``info["regions"]`` lists per region the voxels, the factor
+    ``TIA_R / sum_i A_R(t_i)`` (h) and the number of voxels whose negative sum was set to 0.
+    """
+    started = time.perf_counter()
+    t = np.asarray(times_h, dtype=float).ravel()
+    activity = np.asarray(activity_maps_MBq)
+    if activity.ndim < 2 or activity.shape[0] != t.size:
+        raise ValueError(f"The activity maps must be stacked along the first axis, one per time point "
+                         f"({t.size} times, maps of shape {activity.shape}).")
+    if not np.all(np.isfinite(activity)):
+        raise ValueError("The activity maps contain non-finite values (NaN or infinity).")
+    shape = activity.shape[1:]
+    flat = activity.reshape(t.size, -1)
+    tia = np.zeros(flat.shape[1])
+    claimed = np.zeros(flat.shape[1], dtype=bool)
+    summaries = []
+    for mask, fit in regions:
+        mask = np.asarray(mask, dtype=bool)
+        if mask.shape != shape:
+            raise ValueError(f"A region mask has shape {mask.shape}; the maps have {shape}.")
+        fit_times = np.asarray(fit.times_h, dtype=float)
+        if fit_times.shape != t.shape or not np.allclose(fit_times, t):
+            raise ValueError("A region's time-activity fit was made at other times than the activity maps.")
+        used = np.ones(t.size, dtype=bool) if fit.used is None else np.asarray(fit.used, dtype=bool)
+        curve_sum = float(np.sum(fit.evaluate(t[used])))
+        if not curve_sum > 0 or not np.isfinite(fit.tia_MBq_h):
+            raise ValueError("A region's fitted time-activity curve is not positive at its scan times.")
+        factor_h = fit.tia_MBq_h / curve_sum
+        index = np.flatnonzero(mask.ravel() & ~claimed)
+        summed = flat[used][:, index].sum(axis=0, dtype=np.float64)
+        tia[index] = np.maximum(summed, 0.0) * factor_h
+        claimed[index] = True
+        summaries.append({"voxels": int(index.size), "hours_per_summed_MBq": float(factor_h),
+                          "negative_voxels_set_to_zero": int(np.count_nonzero(summed < 0))})
+    info = {"model": "regional", "voxels": int(np.count_nonzero(claimed)), "regions": summaries,
+            "elapsed_s": time.perf_counter() - started}
+    return tia.reshape(shape), info
+
+
+def summed_region_fit(times_h, activity_maps_MBq, mask, model="auto"):
+    """Fit of the summed activity of the voxels in ``mask`` (e.g. everything outside the VOIs), for
+    :func:`regional_voxel_tia`. Returns ``(fit, note)``: when the chosen model cannot be fitted, the
+    trapezoid (linear head, physical-decay tail) is used and ``note`` says why; otherwise ``note`` is None."""
+    from MIBGDosimetryLib.tac import fit_tac
+
+    activity = np.asarray(activity_maps_MBq)
+    summed = activity.reshape(activity.shape[0], -1)[:, np.asarray(mask, dtype=bool).ravel()].sum(axis=1)
+    try:
+        return fit_tac(times_h, summed, model=model), None
+    except ValueError as error:
+        fit = fit_tac(times_h, summed, model="trapezoid", tail="physical")
+        return fit, f"the '{model}' fit of the summed activity failed ({error}); the trapezoid was used"
