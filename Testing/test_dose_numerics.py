@@ -194,3 +194,12 @@ def test_first_order_dose_uncertainty_agrees_with_monte_carlo():
     assert tia["relative"] == pytest.approx(np.sqrt(fit_rel ** 2 + q_rel ** 2 + r_rel ** 2))
     with pytest.raises(ValueError, match="Unknown uncertainty component"):
         uncertainty.combined_relative_uncertainty({"mass": 0.1}, uncertainty.DOSE_SENSITIVITIES)
+
+
+def test_tia_uncertainty_takes_the_time_activity_terms_as_separate_components():
+    terms = {"fit": 30.0, "before_first_scan": 40.0, "after_last_scan": 0.0}
+    tia = uncertainty.tia_uncertainty(1000.0, terms, 0.05, 0.0)
+    assert tia["components"]["before_first_scan"] == pytest.approx(0.04)
+    assert tia["relative"] == pytest.approx(np.sqrt(0.03 ** 2 + 0.04 ** 2 + 0.05 ** 2), rel=1e-12)
+    with pytest.raises(ValueError, match="Unknown time-activity uncertainty term"):
+        uncertainty.tia_uncertainty(1000.0, {"tail": 1.0}, 0.05, 0.0)

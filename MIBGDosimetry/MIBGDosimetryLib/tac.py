@@ -308,20 +308,27 @@ def _initial_estimates(model, t, y, sigma):
 
 def _exponential(model_name, t, y, sigma, head, uptake_half_life_h):
     absolute = sigma is not None
-    weights_sigma = sigma if absolute else relative_sigma(y)
     if model_name != "auto":
         candidate = MODELS[model_name]
         if candidate.n_parameters > len(t):
             raise ValueError(f"The '{model_name}' model has {candidate.n_parameters} parameters and needs at least "
                              f"{candidate.n_parameters} time points, got {len(t)}; choose a simpler model.")
-        fit = _fit_exponential(candidate, t, y, weights_sigma, absolute)
-        return _exponential_result(candidate, t, y, fit, {}, [], head, uptake_half_life_h)
-    candidates = [m for m in MODELS.values() if aicc_eligible(len(t), m.n_parameters)]
-    notes = []
-    if not candidates:
-        candidates = [MONO]
-        notes.append(f"With {len(t)} time points no model can be compared by AICc (it needs more points than "
-                     "fitted parameters + 2); the mono-exponential fit was used.")
+        candidates, notes = [candidate], []
+    else:
+        candidates = [m for m in MODELS.values() if aicc_eligible(len(t), m.n_parameters)]
+        notes = []
+        if not candidates:
+            candidates = [MONO]
+            notes.append(f"With {len(t)} time points no model can be compared by AICc (it needs more points than "
+                         "fitted parameters + 2); the mono-exponential fit was used.")
+    rise = None
+    if candidates == [MONO]:
+        rise, t, y, sigma = _split_rise(t, y, sigma)
+        if rise is not None:
+            notes.append(f"The activity rises until {t[0]:g} h, which a mono-exponential cannot describe: it is "
+                         f"fitted from {t[0]:g} h on, and before that the TIA follows the measured activities "
+                         "(trapezoids).")
+    weights_sigma = sigma if absolute else relative_sigma(y)
     fits = {m.name: _fit_exponential(m, t, y, weights_sigma, absolute) for m in candidates}
     finite = {name: fit for name, fit in fits.items() if np.isfinite(fit["tia"])}
     if not finite:
@@ -335,7 +342,16 @@ def _exponential(model_name, t, y, sigma, head, uptake_half_life_h):
         best = min(scores, key=scores.get)
     else:
         best = next(iter(finite))
-    return _exponential_result(MODELS[best], t, y, fits[best], scores, notes, head, uptake_half_life_h)
+    return _exponential_result(MODELS[best], t, y, fits[best], scores, notes, head, uptake_half_life_h, rise)
+
+
+def _split_rise(t, y, sigma):
+    """Points before the maximum (uptake still under way) and the rest, when at least 2 points remain."""
+    peak = int(np.argmax(y))
+    if peak == 0 or len(t) - peak < 2:
+        return None, t, y, sigma
+    rise = (t[:peak + 1], y[:peak + 1], None if sigma is None else sigma[:peak + 1])
+    return rise, t[peak:], y[peak:], None if sigma is None else sigma[peak:]
 
 
 def _fit_exponential(model, t, y, sigma, absolute):
@@ -393,13 +409,28 @@ def _check_head(model, head, uptake_half_life_h):
         raise ValueError("The 'uptake' head needs the uptake half-time (uptake_half_life_h, hours).")
 
 
-def _exponential_result(model, t, y, fit, scores, notes, head, uptake_half_life_h):
+def _exponential_result(model, t, y, fit, scores, notes, head, uptake_half_life_h, rise=None):
+    """The TacFit of a fitted exponential model. ``rise``: (times, activities, sigma) of the measured
+    rising part before the first fitted point (its last point is the first fitted one), integrated by
+    trapezoids; the head before the first scan then starts from the first measured activity."""
     p, covariance = fit["p"], fit["covariance"]
     head = _default_head(model, p) if head is None else head
     _check_head(model, head, uptake_half_life_h)
-    t1, tn = float(t[0]), float(t[-1])
+    t_start, tn = float(t[0]), float(t[-1])
+    if rise is None:
+        t1, rise_area, rise_weights = t_start, 0.0, np.zeros(0)
+    else:
+        rise_t, rise_y = rise[0], rise[1]
+        t1 = float(rise_t[0])
+        rise_weights = np.zeros(rise_t.size)
+        rise_weights[:-1] += np.diff(rise_t) / 2
+        rise_weights[1:] += np.diff(rise_t) / 2
+        rise_area = float(rise_weights @ rise_y)
 
     def head_area(q, choice):
+        if rise is not None:
+            # Still rising at the first scan: no clearance to extrapolate back.
+            return extrapolation.head_area_MBq_h(choice, rise[1][0], t1, 0.0, uptake_half_life_h)
         if choice == "fitted":
             return float(model.integral(q, 0.0, t1)[0])
         c, lam = model.terms(q)
@@ -409,13 +440,15 @@ def _exponential_result(model, t, y, fit, scores, notes, head, uptake_half_life_
         return extrapolation.head_area_MBq_h(choice, a1, t1, rate, uptake_half_life_h)
 
     def tia_of(q, choice=head):
-        return head_area(q, choice) + float(model.integral(q, t1, np.inf)[0])
+        return head_area(q, choice) + rise_area + float(model.integral(q, t_start, np.inf)[0])
 
     tia = tia_of(p)
-    body = float(model.integral(p, t1, tn)[0])
+    body = rise_area + float(model.integral(p, t_start, tn)[0])
     gradient = _numerical_gradient(tia_of, p)
-    fit_sd = float(np.sqrt(max(gradient @ covariance @ gradient, 0.0))) if np.all(np.isfinite(covariance)) \
-        else np.nan
+    fit_var = float(gradient @ covariance @ gradient) if np.all(np.isfinite(covariance)) else np.nan
+    if rise is not None:
+        fit_var += _rise_variance(rise, rise_weights, head, t1, fit)
+    fit_sd = float(np.sqrt(max(fit_var, 0.0))) if np.isfinite(fit_var) else np.nan
     chosen_head = head_area(p, head)
     names = ["midpoint", "linear", "extrapolate"] + (["uptake"] if uptake_half_life_h is not None else []) \
         + (["fitted"] if model.name != "mono" else [])
@@ -425,7 +458,9 @@ def _exponential_result(model, t, y, fit, scores, notes, head, uptake_half_life_
     terminal = float(model.terminal_rate(p)[0])
     c, lam = model.terms(p)
     slope_last = float(-np.sum(c * lam * np.exp(-lam * tn)))
-    model_free = extrapolation.model_free_tia_MBq_h(t, y, chosen_head)
+    all_t = t if rise is None else np.concatenate([rise[0][:-1], t])
+    all_y = y if rise is None else np.concatenate([rise[1][:-1], y])
+    model_free = extrapolation.model_free_tia_MBq_h(all_t, all_y, chosen_head)
     reason = extrapolation.tail_check(t, y, terminal, slope_last)
     tail_sd = abs(model_free - tia) / np.sqrt(3.0) if reason else 0.0
 
@@ -449,6 +484,21 @@ def _exponential_result(model, t, y, fit, scores, notes, head, uptake_half_life_
                                                               "trapezoid_physical_decay": model_free}},
                   degrees_of_freedom=int(fit["dof"]), covariance_scale=float(fit["scale"]),
                   uptake_half_life_h=uptake_half_life_h)
+
+
+def _rise_variance(rise, rise_weights, head, t1, fit):
+    """Variance of the trapezoids (and head) over the measured rising points, except the first fitted
+    point (its uncertainty is in the fit). Without activity uncertainties the relative scatter of the
+    fit stands in for them."""
+    rise_t, rise_y, rise_sigma = rise
+    weights = rise_weights[:-1].copy()
+    weights[0] += t1 * extrapolation.HEAD_FRACTION.get(head, 0.75)
+    if rise_sigma is None:
+        relative = np.sqrt(fit["wrss"] / fit["dof"]) if fit["dof"] > 0 else 0.0
+        sigma = relative * rise_y[:-1]
+    else:
+        sigma = rise_sigma[:-1] * np.sqrt(fit["scale"])
+    return float(np.sum((weights * sigma) ** 2))
 
 
 def _fit_warnings(fit, model):

@@ -38,6 +38,10 @@ from MIBGDosimetryLib.physics.i131 import DECAY_CONSTANT_PER_H
 
 HEADS = ("midpoint", "linear", "extrapolate", "uptake", "fitted")
 TRAPEZOID_HEADS = ("linear", "constant", "midpoint")
+#: Head area in units of (first activity x first scan time) for a curve still rising at the first scan
+#: (no clearance): linear 1/2, extrapolate (constant) 1, midpoint 3/4. "uptake" lies between; 3/4 is used
+#: for its sensitivity to the first activity.
+HEAD_FRACTION = {"linear": 0.5, "extrapolate": 1.0, "midpoint": 0.75}
 
 
 def _decayed_area(rate_per_h, duration_h):

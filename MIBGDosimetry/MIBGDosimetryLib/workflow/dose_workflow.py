@@ -139,10 +139,11 @@ def calculate(study, record, options, log=print):
                                                                  options)
     warnings.extend(pv_info.pop("warnings"))
     log("Fitting time-activity curves per VOI")
-    empty = [index for index in range(len(vois)) if not np.any(activities[index] > 0)]
+    empty = [index for index in range(len(vois)) if np.count_nonzero(activities[index] > 0) < 2]
     for index in empty:
-        warnings.append(f"VOI '{vois[index].name}' holds no activity at any time point after the partial-volume "
-                        "correction and is left out; check its outline and its neighbours'")
+        warnings.append(f"VOI '{vois[index].name}' holds activity at fewer than 2 time points after the "
+                        "partial-volume correction, so it gets no TIA and is left out; check its outline and its "
+                        "neighbours'")
     keep = [index for index in range(len(vois)) if index not in empty]
     vois, activities, relative, pv_relative = ([vois[i] for i in keep], activities[keep], relative[keep],
                                                pv_relative[keep])
@@ -154,7 +155,7 @@ def calculate(study, record, options, log=print):
         tac_fits[voi.name] = fit
 
     log("Fitting time-activity curves per voxel")
-    voxel_tia, kernel = _voxel_tia(times_h, activity_maps, reference, options, log)
+    voxel_tia, kernel = _voxel_tia(times_h, activity_maps, reference, options, log, vois, tac_fits)
     background_tia = _background_tia(pv_info, times_h, options)
     tia_map, scales = _corrected_tia_map(voxel_tia, vois, voi_results, body, background_tia)
     pv_info["region_scale_factors"] = scales
@@ -344,8 +345,10 @@ def _voi_activities(vois, registered, factors, record, reference, body, options)
 def _voi_tac(voi, activities, relative, pv_relative, pv_info, times_h, factors, options):
     from MIBGDosimetryLib.tac import fit_tac
 
-    sigma = activities * relative
+    # A zero or negative activity has no meaningful uncertainty; fit_tac leaves that time point out and says so.
+    sigma = np.where(activities > 0, activities * relative, 0.0)
     fit = fit_tac(times_h, activities, sigma, model=options.tac_model)
+    summary = fit.to_dict()
     entry = {
         "name": voi.name, "kind": voi.kind, "source": voi.source, "volume_ml": None,
         "partial_volume_method": pv_info["method"],
@@ -355,10 +358,13 @@ def _voi_tac(voi, activities, relative, pv_relative, pv_info, times_h, factors, 
         "tac": {"times_h": times_h.tolist(), "activity_MBq": activities.tolist(),
                 "activity_uncertainty_MBq": sigma.tolist(),
                 "parameters": {k: float(v) for k, v in fit.parameters.items()},
-                "aicc": {k: _finite_or_none(v) for k, v in fit.aicc.items()}},
+                "aicc": {k: _finite_or_none(v) for k, v in fit.aicc.items()},
+                **{key: summary[key] for key in ("head", "uncertainty_terms_MBq_h", "tia_alternatives_MBq_h",
+                                                 "relative_sensitivities", "excluded_times_h",
+                                                 "degrees_of_freedom", "covariance_scale")}},
         "adaptive_threshold": voi.details or None,
         "warnings": list(voi.warnings) + list(fit.warnings),
-        "_fit_uncertainty_MBq_h": float(fit.tia_uncertainty_MBq_h),
+        "_fit_uncertainty_MBq_h": {k: float(v) for k, v in fit.uncertainty_terms_MBq_h.items()},
         "_recovery_relative": float(pv_relative),
         "_calibration_relative": factors[0].calibration_relative_uncertainty,
         "_dead_time_relative": float(max(f.dead_time_factor_relative_uncertainty for f in factors)),
@@ -366,14 +372,34 @@ def _voi_tac(voi, activities, relative, pv_relative, pv_info, times_h, factors, 
     return entry, fit
 
 
-def _voxel_tia(times_h, activity_maps, reference, options, log):
-    """Per-voxel TIA map (MBq h) and the voxel S-value kernel for the grid."""
-    from MIBGDosimetryLib.physics.kernels import voxel_s_kernel
-    from MIBGDosimetryLib.voxel_tac import fit_voxels
+def _voxel_tia(times_h, activity_maps, reference, options, log, vois=(), tac_fits=None):
+    """Per-voxel TIA map (MBq h) and the voxel S-value kernel for the grid.
 
-    tia_map, info = fit_voxels(times_h, activity_maps, model=options.voxel_model)
-    log(f"  {info['voxels']} voxels integrated in {info['elapsed_s']:.1f} s: {info['counts']}")
-    return tia_map, voxel_s_kernel(reference.spacing_mm, options.kernel_half_width)
+    ``voxel_model="auto"``: every voxel follows the fitted kinetics of its VOI (outside the VOIs, those
+    of their summed activity) with its own amplitude, which no noisy voxel can bias
+    (:func:`~MIBGDosimetryLib.voxel_tac.regional_voxel_tia`); an explicit model fits every voxel on its
+    own (:func:`~MIBGDosimetryLib.voxel_tac.fit_voxels`).
+    """
+    from MIBGDosimetryLib.physics.kernels import voxel_s_kernel
+    from MIBGDosimetryLib.voxel_tac import fit_voxels, regional_voxel_tia, summed_region_fit
+
+    kernel = voxel_s_kernel(reference.spacing_mm, options.kernel_half_width)
+    if options.voxel_model != "auto" or not tac_fits:
+        tia_map, info = fit_voxels(times_h, activity_maps, model=options.voxel_model)
+        log(f"  {info['voxels']} voxels integrated in {info['elapsed_s']:.1f} s: {info['counts']}")
+        return tia_map, kernel
+    regions = [(voi.mask, tac_fits[voi.name]) for voi in vois]
+    rest = ~np.any([voi.mask for voi in vois], axis=0)
+    try:
+        rest_fit, note = summed_region_fit(times_h, activity_maps, rest, options.tac_model)
+        regions.append((rest, rest_fit))
+    except ValueError as error:
+        note = f"{error}; those voxels get no TIA"
+    if note:
+        log(f"  outside the VOIs: {note}")
+    tia_map, info = regional_voxel_tia(times_h, activity_maps, regions)
+    log(f"  {info['voxels']} voxels integrated with the kinetics of their region in {info['elapsed_s']:.1f} s")
+    return tia_map, kernel
 
 
 def _background_tia(pv_info, times_h, options):
