@@ -350,7 +350,6 @@ def test_scan_during_uptake_is_integrated_by_trapezoid_before_the_mono_exponenti
     assert fit.tia_MBq_h == pytest.approx(truth, rel=0.02)
     assert fit.effective_half_life_h == pytest.approx(75.0, rel=0.01)
     # Between first and last scan: trapezoid 4-24 h plus the fitted curve 24-240 h.
-    lam = LN2 / 75.0
-    a = fit.parameters["a_MBq"]
+    a, lam = fit.parameters["a_MBq"], fit.parameters["lambda_per_h"]
     body = (activity[0] + activity[1]) / 2 * 20 + a / lam * (np.exp(-lam * 24) - np.exp(-lam * 240))
     assert fit.coverage_fraction == pytest.approx(body / fit.tia_MBq_h, rel=1e-6)
