@@ -346,7 +346,7 @@ def _voi_tac(voi, activities, relative, pv_relative, pv_info, times_h, factors, 
     from MIBGDosimetryLib.tac import fit_tac
 
     # A zero or negative activity has no meaningful uncertainty; fit_tac leaves that time point out and says so.
-    sigma = np.where(activities > 0, activities * relative, 0.0)
+    sigma = np.multiply(activities, relative, out=np.zeros(len(activities)), where=activities > 0)
     fit = fit_tac(times_h, activities, sigma, model=options.tac_model)
     summary = fit.to_dict()
     entry = {
