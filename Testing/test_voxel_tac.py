@@ -160,3 +160,16 @@ def test_identical_voxels_of_a_region_share_its_tia_and_excluded_scans_are_left_
         regional_voxel_tia(times + 1, maps, [(region, fit)])
     with pytest.raises(ValueError, match="shape"):
         regional_voxel_tia(times, maps, [(region[0], fit)])
+
+
+def test_regional_voxel_tia_of_a_region_scanned_during_uptake_sums_to_the_region_tia():
+    from MIBGDosimetryLib.voxel_tac import regional_voxel_tia
+
+    times = np.array([4.0, 24.0, 48.0, 96.0, 240.0])
+    curve = 100 * uptake_clearance(times, clearance_h=75.0)
+    fit = fit_tac(times, curve)
+    assert fit.fitted_from_h == 24.0
+    np.testing.assert_allclose(fit.evaluate(times), curve, rtol=1e-3)  # the 4 h point exactly, the rest fitted
+    maps = np.broadcast_to((curve / 8)[:, None, None, None], (5, 2, 2, 2))
+    tia, _ = regional_voxel_tia(times, maps, [(np.ones((2, 2, 2), bool), fit)])
+    assert tia.sum() == pytest.approx(fit.tia_MBq_h, rel=1e-3)

@@ -100,6 +100,9 @@ class TacFit:
     degrees_of_freedom: int = None
     covariance_scale: float = None
     uptake_half_life_h: float = None
+    #: Mono-exponential fitted from its measured maximum on: the time of that maximum (h); before it
+    #: the curve is the measured activities joined by straight lines.
+    fitted_from_h: float = None
 
     @property
     def used_times_h(self):
@@ -112,15 +115,22 @@ class TacFit:
     def evaluate(self, times_h):
         """Activity (MBq) of the fitted curve at ``times_h`` (hours after administration).
 
-        For the exponential models this is the fitted sum of exponentials at every time; the TIA
-        replaces the part before the first scan by the ``head`` choice.
+        For the exponential models this is the fitted sum of exponentials (the TIA replaces the part
+        before the first scan by the ``head`` choice), except before ``fitted_from_h``, where it joins
+        the measured activities (from zero at t = 0).
         """
         t = np.asarray(times_h, dtype=float)
         if self.model == "trapezoid":
             return self._trapezoid_curve(t)
         model = MONO if self.model == "single" else MODELS[self.model]
         p = np.array(list(self.parameters.values()))
-        return model.value(t.ravel(), p)[:, 0].reshape(t.shape)
+        curve = model.value(t.ravel(), p)[:, 0].reshape(t.shape)
+        if self.fitted_from_h is None:
+            return curve
+        rising = self.used_times_h <= self.fitted_from_h
+        measured = np.interp(t, np.concatenate([[0.0], self.used_times_h[rising]]),
+                             np.concatenate([[0.0], self.used_activity_MBq[rising]]))
+        return np.where(t < self.fitted_from_h, measured, curve)
 
     def exponential_terms(self):
         """``(coefficients_MBq, rates_per_h)`` with ``A(t) = sum c_j exp(-rate_j t)``.
@@ -164,6 +174,7 @@ class TacFit:
             "covariance": [[_finite_or_none(v) for v in row] for row in np.asarray(self.covariance, dtype=float)],
             "covariance_scale": _finite_or_none(self.covariance_scale),
             "degrees_of_freedom": self.degrees_of_freedom,
+            "fitted_from_h": self.fitted_from_h,
             "aicc": dict(self.aicc),
             "times_h": [float(t) for t in self.times_h],
             "activity_MBq": [float(a) for a in self.activity_MBq],
@@ -177,9 +188,8 @@ class TacFit:
         times, activity = self.used_times_h, self.used_activity_MBq
         t0, y0 = times[0], activity[0]
         rate = self.parameters["tail_lambda_per_h"]
-        head = y0 * t / t0 * (2.0 * HEAD_WEIGHTS.get(self.head, 0.5))
-        if self.head == "constant":
-            head = np.full_like(t, y0)
+        linear, constant = y0 * t / t0, np.full_like(t, y0)
+        head = {"constant": constant, "midpoint": (linear + constant) / 2}.get(self.head, linear)
         tail = activity[-1] * np.exp(-rate * (t - times[-1]))
         body = np.interp(t, times, activity)
         return np.where(t < t0, head, np.where(t > times[-1], tail, body))
@@ -483,7 +493,7 @@ def _exponential_result(model, t, y, fit, scores, notes, head, uptake_half_life_
                                           "after_last_scan": {"fitted_curve": tia,
                                                               "trapezoid_physical_decay": model_free}},
                   degrees_of_freedom=int(fit["dof"]), covariance_scale=float(fit["scale"]),
-                  uptake_half_life_h=uptake_half_life_h)
+                  uptake_half_life_h=uptake_half_life_h, fitted_from_h=None if rise is None else t_start)
 
 
 def _rise_variance(rise, rise_weights, head, t1, fit):

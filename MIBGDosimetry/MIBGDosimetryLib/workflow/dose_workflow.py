@@ -44,6 +44,12 @@ class DoseOptions:
     reference_index: int = 0
     tac_model: str = "auto"
     voxel_model: str = "auto"
+    #: Activity before the first scan (see MIBGDosimetryLib.tac_extrapolation): None for the default
+    #: (midpoint of linear uptake and back-extrapolation; the fitted uptake of bi/tri), "linear",
+    #: "extrapolate", "midpoint", "uptake" (with uptake_half_life_h) or "fitted".
+    tac_head: str = None
+    #: Uptake half-time (h) from a tracer study or a population value, for tac_head="uptake".
+    uptake_half_life_h: float = None
     kernel_half_width: int = 10
     density_correction: bool = False
     deformable_registration: bool = False
@@ -347,7 +353,8 @@ def _voi_tac(voi, activities, relative, pv_relative, pv_info, times_h, factors, 
 
     # A zero or negative activity has no meaningful uncertainty; fit_tac leaves that time point out and says so.
     sigma = np.multiply(activities, relative, out=np.zeros(len(activities)), where=activities > 0)
-    fit = fit_tac(times_h, activities, sigma, model=options.tac_model)
+    fit = fit_tac(times_h, activities, sigma, model=options.tac_model, head=options.tac_head,
+                  uptake_half_life_h=options.uptake_half_life_h)
     summary = fit.to_dict()
     entry = {
         "name": voi.name, "kind": voi.kind, "source": voi.source, "volume_ml": None,
