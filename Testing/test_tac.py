@@ -237,11 +237,16 @@ def test_three_scans_on_the_command_line_give_a_tia_with_every_field():
     result = json.loads(out.getvalue())
     assert {"model", "tia_MBq_h", "coverage_fraction", "effective_half_life_h", "warnings"} <= set(result)
     assert {"uncertainty_terms_MBq_h", "tia_alternatives_MBq_h", "relative_sensitivities", "head"} <= set(result)
-    assert result["model"] == "mono" and result["head"] == "midpoint"
-    # The head alternatives bracket the chosen TIA: linear uptake below, back-extrapolation above.
+    assert result["model"] == "mono" and result["head"] == "extrapolate"
+    # Linear uptake from zero gives the smallest TIA, back-extrapolation (the default) the largest.
     heads = result["tia_alternatives_MBq_h"]["before_first_scan"]
-    assert heads["linear"] < result["tia_MBq_h"] < heads["extrapolate"]
-    assert result["tia_MBq_h"] == pytest.approx((heads["linear"] + heads["extrapolate"]) / 2, rel=1e-12)
+    assert heads["linear"] < heads["midpoint"] < result["tia_MBq_h"] == pytest.approx(heads["extrapolate"])
+    assert heads["midpoint"] == pytest.approx((heads["linear"] + heads["extrapolate"]) / 2, rel=1e-12)
+    # Before-first-scan term: truth uniform between the bounds, estimate at the upper one: (U - L) / sqrt 3.
+    assert result["uncertainty_terms_MBq_h"]["before_first_scan"] == pytest.approx(
+        (heads["extrapolate"] - heads["linear"]) / np.sqrt(3), rel=1e-9)
+    assert result["relative_sensitivities"]["before_first_scan"]["linear"] == pytest.approx(
+        heads["linear"] / result["tia_MBq_h"] - 1, rel=1e-9)
     # Between the scans a mono-exponential through 80, 40, 15 at 24, 72, 144 h: half-lives 48 and 50.6 h.
     assert 45.0 < result["effective_half_life_h"] < 55.0
     assert any("AICc" in w for w in result["warnings"])
@@ -280,7 +285,8 @@ def test_uptake_clearance_curves_with_few_scans(times, uptake_h):
 def test_known_uptake_half_time_recovers_the_analytic_tia_from_three_scans():
     times = np.array([24.0, 72.0, 144.0])
     truth = uptake_clearance_tia(uptake_h=6.0)
-    fit = fit_tac(times, uptake_clearance(times, uptake_h=6.0), head="uptake", uptake_half_life_h=6.0)
+    fit = fit_tac(times, uptake_clearance(times, uptake_h=6.0), uptake_half_life_h=6.0)
+    assert fit.head == "uptake"
     assert fit.tia_MBq_h == pytest.approx(truth, rel=0.02)
     back = fit_tac(times, uptake_clearance(times, uptake_h=6.0), head="extrapolate")
     assert back.tia_MBq_h > 1.08 * truth  # what instantaneous uptake would overstate

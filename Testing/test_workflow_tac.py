@@ -31,15 +31,12 @@ def test_a_voi_with_an_empty_scan_gets_a_tia_and_a_warning_naming_the_scan():
     entry, fit = _voi_tac(voi, activities, relative, 0.0, pv_info, TIMES_H, factors(), DoseOptions())
     assert any("48 h" in w and "zero" in w for w in entry["warnings"])
     assert entry["tac"]["excluded_times_h"] == [48.0]
-    # Mono-exponential through exact points with the midpoint head before the first scan.
-    lam = LN2 / 30.0
-    a1 = 50.0 * np.exp(-lam * 24.0)
-    head = 0.5 * (a1 * 24.0 / 2 + 50.0 * (1 - np.exp(-lam * 24.0)) / lam)
-    assert entry["tia_MBq_h"] == pytest.approx(head + a1 / lam, rel=1e-6)
+    # Mono-exponential through the exact remaining points, back-extrapolated to administration.
+    assert entry["tia_MBq_h"] == pytest.approx(50.0 * 30.0 / LN2, rel=1e-6)
     terms = entry["_fit_uncertainty_MBq_h"]
     assert set(terms) == {"fit", "before_first_scan", "after_last_scan"}
     assert terms["before_first_scan"] > 0
-    assert entry["tac"]["head"] == "midpoint"
+    assert entry["tac"]["head"] == "extrapolate"
 
 
 def test_voxel_tia_follows_each_region_and_the_corrected_map_sums_to_the_voi_tias():

@@ -22,12 +22,13 @@ from zero to infinity with one of these methods:
   user supplies, scaled to the measured point(s). Chosen only explicitly.
 
 Before the first scan: the exponential models integrate the part before the first scan as the
-``head`` choice says (see :mod:`MIBGDosimetryLib.tac_extrapolation`): by default the midpoint
-between linear uptake from zero and mono-exponential back-extrapolation for the mono-exponential,
-and the fitted uptake phase for ``bi``/``tri`` (midpoint too when their uptake rate reaches its
-bound, i.e. the scans do not resolve it). Every result lists the TIA under each head alternative
-and under the model-free tail alternative, and the TIA uncertainty is split into three terms:
-``fit`` (the parameter covariance), ``before_first_scan`` and ``after_last_scan``.
+``head`` choice says (see :mod:`MIBGDosimetryLib.tac_extrapolation`, which also justifies the
+default): with a given uptake half-time the uptake it implies; otherwise the fitted uptake phase
+for ``bi``/``tri`` and, for the mono-exponential (and ``bi``/``tri`` whose uptake rate reaches its
+bound, i.e. the scans do not resolve it), mono-exponential back-extrapolation. Every result lists
+the TIA under each head alternative and under the model-free tail alternative, and the TIA
+uncertainty is split into three terms: ``fit`` (the parameter covariance), ``before_first_scan``
+and ``after_last_scan``.
 
 Points: a zero or negative activity (an empty VOI at that scan, noise after scatter subtraction)
 cannot be fitted; that time point is left out with a warning naming it. Two usable points are the
@@ -214,12 +215,13 @@ def fit_tac(times_h, activity_MBq, activity_uncertainty_MBq=None, model="auto", 
         Trapezoid only: tail after the last scan from the fitted clearance or physical decay.
     head : str, optional
         Activity before the first scan. Exponential models: "midpoint", "linear", "extrapolate",
-        "uptake" (with ``uptake_half_life_h``) or "fitted" (bi, tri); default "fitted" for bi/tri
-        whose uptake the scans resolve, else "midpoint". Trapezoid: "linear" (default), "constant"
-        or "midpoint". Single time point: the mono-exponential from t = 0.
+        "uptake" (with ``uptake_half_life_h``) or "fitted" (bi, tri); default "uptake" when
+        ``uptake_half_life_h`` is given, else "fitted" for bi/tri whose uptake the scans resolve,
+        else "extrapolate". Trapezoid: "linear" (default), "constant" or "midpoint". Single time
+        point: the mono-exponential from t = 0.
     uptake_half_life_h : float, optional
-        Uptake half-time (h) for ``head="uptake"``; when given, the TIA with this uptake is also
-        listed among the alternatives.
+        Uptake half-time (h), e.g. from a tracer study; used by the default head of the exponential
+        models and by ``head="uptake"``, and listed among the alternatives.
     effective_half_life_h, effective_half_life_uncertainty_h : float
         ``model="single"`` only: the assumed effective half-life and its uncertainty.
 
@@ -401,11 +403,13 @@ def _covariance_scale(wrss, dof, absolute):
     return max(1.0, scatter) if absolute else scatter
 
 
-def _default_head(model, p):
+def _default_head(model, p, uptake_half_life_h):
+    if uptake_half_life_h is not None:
+        return "uptake"
     if model.name == "mono":
-        return "midpoint"
+        return "extrapolate"
     uptake_at_bound = np.isclose(p[-1], MAX_RATE_PER_H, rtol=1e-6)
-    return "midpoint" if uptake_at_bound else "fitted"
+    return "extrapolate" if uptake_at_bound else "fitted"
 
 
 def _check_head(model, head, uptake_half_life_h):
@@ -424,7 +428,7 @@ def _exponential_result(model, t, y, fit, scores, notes, head, uptake_half_life_
     rising part before the first fitted point (its last point is the first fitted one), integrated by
     trapezoids; the head before the first scan then starts from the first measured activity."""
     p, covariance = fit["p"], fit["covariance"]
-    head = _default_head(model, p) if head is None else head
+    head = _default_head(model, p, uptake_half_life_h) if head is None else head
     _check_head(model, head, uptake_half_life_h)
     t_start, tn = float(t[0]), float(t[-1])
     if rise is None:

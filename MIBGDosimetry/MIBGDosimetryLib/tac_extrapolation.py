@@ -11,17 +11,26 @@ rate there (floored at 0), the choices are:
 - ``"midpoint"``: the mean of the two. An uptake curve ``a (exp(-k t) - exp(-k_u t))`` is concave
   before its inflection point (twice its peak time), so there it lies above its chord from the
   origin and below the clearance curve extrapolated back: ``"linear"`` and ``"extrapolate"`` bound
-  the head. Without information on the uptake, the truth is taken as uniformly distributed between
-  the bounds (GUM, JCGM 100:2008, 4.3.7): the midpoint is the best estimate and the default for the
-  mono-exponential fit.
+  the head, and the midpoint is the best estimate when nothing is known about the uptake.
 - ``"uptake"``: uptake with a given half-time ``T_u`` (from a tracer study or a population value):
   ``A(t) = A1 h(t) / h(t1)`` with ``h(t) = exp(-k1 t) - exp(-ln2 t / T_u)``.
 - ``"fitted"``: the fitted curve's own uptake phase (bi- and tri-exponential models only).
 
-The standard uncertainty of the head ("extrapolation before the first scan") is the root-mean-square
-deviation of the chosen head area from a truth uniformly distributed between the bounds:
-``((U - e)^3 + (e - L)^3) / (3 (U - L))`` under the square root, for estimate ``e`` in ``[L, U]``;
-``(U - L) / (2 sqrt 3)`` for the midpoint.
+Default (for the mono-exponential without a given uptake half-time): ``"extrapolate"``. 131I-mIBG
+is taken up by the noradrenaline transporter within hours of the infusion, while the first
+post-therapy scan comes about a day later; an uptake with half-time ``T_u`` removes about
+``T_u / T_eff`` of the TIA relative to instantaneous uptake (``T_eff`` the effective half-life), a
+few per cent for ``T_u`` of 1-2 h. Linear uptake over the whole first day, the other bound, would
+remove far more: 12-50 % of the organ TIAs of the demonstration phantom (uptake half-times
+0.5-2.5 h, first scan at 21 h; Testing/test_dose_workflow.py checks its mean doses to 10 %). Where
+the uptake is slower (several hours), a tracer study's uptake half-time with ``"uptake"`` removes
+the overestimate; every result lists the TIA under each choice and its relative sensitivity.
+
+The standard uncertainty of the head ("extrapolation before the first scan") treats the truth as
+uniformly distributed between the bounds ``L`` (linear) and ``U`` (back-extrapolation) (GUM,
+JCGM 100:2008, 4.3.7): the root-mean-square deviation of the chosen head area ``e`` from it is
+``sqrt(((U - e)^3 + (e - L)^3) / (3 (U - L)))`` (``(U - L) / sqrt 3`` at a bound,
+``(U - L) / (2 sqrt 3)`` at the midpoint), with the range widened to include ``e``.
 
 After the last scan the fitted curve continues (EANM guidance: extrapolate the later time points
 rather than assume physical decay). When the measured activity is still rising at the last scan, or

@@ -30,8 +30,8 @@ TIA. Instead of a per-voxel optimiser loop, all voxels of a chunk are fitted tog
 
 ``model="auto"`` picks per voxel the model with the smallest AICc among those allowed by the same
 rule as for VOIs (``T - K - 1 > 0`` with K = k + 1; with 3 or 4 time points the mono-exponential).
-Before the first scan the same default head as for VOIs: the midpoint of linear uptake from zero
-and mono-exponential back-extrapolation, or the fitted uptake of ``bi``/``tri`` when it is resolved
+Before the first scan the same default head as for VOIs without an uptake half-time:
+mono-exponential back-extrapolation, or the fitted uptake of ``bi``/``tri`` when it is resolved
 (see :mod:`MIBGDosimetryLib.tac_extrapolation`).
 
 Fallback (biased for noisy voxels, which is why the workflow uses :func:`regional_voxel_tia`): a
@@ -224,9 +224,9 @@ def _integrate_chunk(t, y, names, iterations, tail, max_relative_residual, head)
 def _tia_with_head(model, p, first_time_h, head):
     """TIA of fitted curves (N,) with a head before the first scan as in :func:`MIBGDosimetryLib.tac.fit_tac`.
 
-    ``head=None``: the fitted uptake for bi/tri unless the uptake rate sits at its bound, otherwise the
-    midpoint of linear uptake and mono-exponential back-extrapolation (see
-    :mod:`MIBGDosimetryLib.tac_extrapolation`); or one of "midpoint", "linear", "extrapolate", "fitted".
+    ``head=None``: the fitted uptake for bi/tri unless the uptake rate sits at its bound, otherwise
+    mono-exponential back-extrapolation (see :mod:`MIBGDosimetryLib.tac_extrapolation`); or one of
+    "midpoint", "linear", "extrapolate", "fitted".
     """
     t1 = float(first_time_h)
     c, lam = model.terms(p)
@@ -242,12 +242,12 @@ def _tia_with_head(model, p, first_time_h, head):
     if head in chosen:
         return after + chosen[head]
     if model.name == "mono":
-        return after + midpoint
+        return after + back
     fitted = model.integral(p, 0.0, t1)
     if head == "fitted":
         return after + fitted
     resolved = ~np.isclose(np.asarray(p)[-1], MAX_RATE_PER_H, rtol=1e-6)
-    return after + np.where(resolved, fitted, midpoint)
+    return after + np.where(resolved, fitted, back)
 
 
 def _mono_terms(tia, rate):

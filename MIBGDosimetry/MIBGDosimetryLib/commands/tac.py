@@ -26,10 +26,10 @@ def add_arguments(parser):
                         help="trapezoid: tail after the last scan from the fitted clearance or physical decay")
     parser.add_argument("--head", default=None,
                         choices=("midpoint", "linear", "extrapolate", "uptake", "fitted", "constant"),
-                        help="activity before the first scan: midpoint of linear uptake from zero and "
-                             "mono-exponential back-extrapolation (default for the mono-exponential), linear, "
-                             "extrapolate, uptake (with --uptake-half-life-h), fitted (bi/tri: the fitted uptake, "
-                             "their default); trapezoid: linear (default), constant or midpoint")
+                        help="activity before the first scan: extrapolate (mono-exponential back-extrapolation, "
+                             "the default), linear (uptake from zero at administration), midpoint (their mean), "
+                             "uptake (with --uptake-half-life-h, then the default), fitted (bi/tri: the fitted "
+                             "uptake, their default); trapezoid: linear (default), constant or midpoint")
     parser.add_argument("--uptake-half-life-h", type=float, default=None,
                         help="uptake half-time in hours (tracer study or population value) for --head uptake; "
                              "also listed among the alternatives")

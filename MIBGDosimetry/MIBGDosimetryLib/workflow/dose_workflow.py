@@ -45,8 +45,8 @@ class DoseOptions:
     tac_model: str = "auto"
     voxel_model: str = "auto"
     #: Activity before the first scan (see MIBGDosimetryLib.tac_extrapolation): None for the default
-    #: (midpoint of linear uptake and back-extrapolation; the fitted uptake of bi/tri), "linear",
-    #: "extrapolate", "midpoint", "uptake" (with uptake_half_life_h) or "fitted".
+    #: (the uptake with uptake_half_life_h when given; else back-extrapolation, or the fitted uptake
+    #: of bi/tri), "linear", "extrapolate", "midpoint", "uptake" or "fitted".
     tac_head: str = None
     #: Uptake half-time (h) from a tracer study or a population value, for tac_head="uptake".
     uptake_half_life_h: float = None
