@@ -596,8 +596,10 @@ def _provenance(options, record):
             "activity": "EANM eq. 9: A = C / (Q R(V)) x DTF; DTF by EANM eq. 7 from the observed count rate",
             "registration": "rigid CT-to-CT (SimpleITK, Mattes mutual information), SPECT follows its CT, "
                             "counts conserved on the reference SPECT grid",
-            "tac": "per VOI: mono/bi/tri-exponential or trapezoid with fitted tail, AICc selection, weighted "
-                   "least squares; per voxel: the same models vectorised",
+            "tac": "per VOI: mono/bi/tri-exponential or trapezoid with fitted tail, AICc selection (K = parameters "
+                   "+ 1), weighted least squares with scatter-scaled covariance, stated activity before the first "
+                   "scan; per voxel: the kinetics of the voxel's VOI with the voxel's own amplitude "
+                   "(voxel_model auto) or the exponential models fitted per voxel",
             "dose": "TIA map convolved (FFT) with the 131I voxel S-value kernel computed for the SPECT voxel size; "
                     "VOI means scaled by the recovery-corrected VOI TIA over the voxel TIA",
             "bed": "linear-quadratic model with Lea-Catcheside factor of the fitted dose-rate curve",
