@@ -312,6 +312,11 @@ def test_zero_and_negative_points_are_left_out_with_a_warning_that_names_them():
     two = fit_tac([24.0, 96.0], [mono(24.0), mono(96.0)], [1.0, 0.5], head="extrapolate")
     assert two.tia_MBq_h == pytest.approx(mono_tia(), rel=1e-6)
     assert any("at least 3" in w for w in two.warnings)
+    # Two points without uncertainties: the curve passes through both, no fit uncertainty can be stated.
+    bare = fit_tac([24.0, 96.0], [mono(24.0), mono(96.0)])
+    assert bare.tia_MBq_h == pytest.approx(two.tia_MBq_h, rel=1e-9)
+    assert bare.to_dict()["uncertainty_terms_MBq_h"]["fit"] is None
+    assert any("cannot be estimated" in w for w in bare.warnings)
 
 
 def test_rising_curve_at_the_last_scan_warns_with_the_physical_decay_alternative():
