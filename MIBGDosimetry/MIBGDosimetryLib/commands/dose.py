@@ -15,7 +15,14 @@ def add_arguments(parser):
     parser.add_argument("--tac-model", default="auto", choices=["auto", "mono", "bi", "tri", "trapezoid"],
                         help="time-activity model of the VOIs (default auto: AICc)")
     parser.add_argument("--voxel-model", default="auto", choices=["auto", "mono", "bi", "tri", "trapezoid"],
-                        help="time-activity model of the voxels (default auto)")
+                        help="time-activity model of the voxels (default auto: the kinetics of the voxel's VOI "
+                             "with the voxel's own amplitude)")
+    parser.add_argument("--tac-head", default=None, choices=["extrapolate", "linear", "midpoint", "uptake", "fitted"],
+                        help="activity before the first scan (default: back-extrapolation, the fitted uptake of "
+                             "bi/tri, or the uptake of --uptake-half-life-h when given)")
+    parser.add_argument("--uptake-half-life-h", type=float, default=None,
+                        help="uptake half-time in hours (tracer study or population value) for the activity "
+                             "before the first scan")
     parser.add_argument("--kernel-half-width", type=int, default=10,
                         help="voxel S-value kernel half-width in voxels (default 10)")
     parser.add_argument("--density-correction", action="store_true",
@@ -37,6 +44,7 @@ def run(args):
 
         seeds, _ = read_seed_points([args.seeds])
     options = DoseOptions(reference_index=args.reference, tac_model=args.tac_model, voxel_model=args.voxel_model,
+                          tac_head=args.tac_head, uptake_half_life_h=args.uptake_half_life_h,
                           kernel_half_width=args.kernel_half_width, density_correction=args.density_correction,
                           deformable_registration=args.deformable, seed_points_ras_mm=seeds,
                           tissue_parameters_path=args.tissue_parameters)
