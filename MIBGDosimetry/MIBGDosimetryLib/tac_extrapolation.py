@@ -21,8 +21,9 @@ is taken up by the noradrenaline transporter within hours of the infusion, while
 post-therapy scan comes about a day later; an uptake with half-time ``T_u`` removes about
 ``T_u / T_eff`` of the TIA relative to instantaneous uptake (``T_eff`` the effective half-life), a
 few per cent for ``T_u`` of 1-2 h. Linear uptake over the whole first day, the other bound, would
-remove far more: 12-50 % of the organ TIAs of the demonstration phantom (uptake half-times
-0.5-2.5 h, first scan at 21 h; Testing/test_dose_workflow.py checks its mean doses to 10 %). Where
+remove far more: about 15-50 % of the organ TIAs of the demonstration phantom (uptake half-times
+0.5-2.5 h, first scan at 21 h; see ``tia_alternatives_MBq_h`` in its results), whose mean doses
+Testing/test_dose_workflow.py checks to 10 % with the default. Where
 the uptake is slower (several hours), a tracer study's uptake half-time with ``"uptake"`` removes
 the overestimate; every result lists the TIA under each choice and its relative sensitivity.
 
