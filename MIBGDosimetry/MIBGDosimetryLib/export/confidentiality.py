@@ -15,8 +15,9 @@ option in use:
   numbers, telephone numbers), removed. Without the option they are removed (action X).
 
 Combined actions, which PS3.15 resolves by the attribute's Type in the IOD, are resolved to the
-choice valid for every Type: X/Z -> Z, X/D, Z/D and X/Z/D -> D, X/Z/U* -> U. Sequences with action D
-keep their items, each de-identified by the same rules; sequences with Z are emptied.
+choice valid for every Type: X/Z -> Z (sequences: X, but for the Type 2 Acquisition Context Sequence), X/D, Z/D and X/Z/D -> D, X/Z/U* -> U. Sequences with action D
+keep their items, each de-identified by the same rules, with free text (LT, ST, UT, UC, PN) that the
+table does not list replaced by a dummy (Text Value in a Content Sequence); sequences with Z are emptied.
 
 Attributes outside the table are kept, except: private attributes (odd groups) removed, since no
 private attribute is on a safe list; overlay groups (6000-601E) removed whole; any UID that is not
@@ -38,6 +39,8 @@ from MIBGDosimetryLib.export.annex_e import MASKED_ROWS, REVISION, ROWS
 
 #: Kept under the Retain Patient Characteristics Option: age, sex, size, weight.
 KEPT_CHARACTERISTICS = frozenset((0x00101010, 0x00100040, 0x00101020, 0x00101030))
+#: Sequences with action X/Z that are Type 2 (Acquisition Context Module, PS3.3 C.7.6.14): emptied, not removed.
+TYPE_2_SEQUENCES = frozenset((0x00400555,))
 #: PS3.16 CID 7050 (De-identification Method) codes.
 BASIC_PROFILE_CODE = ("113100", "Basic Application Confidentiality Profile")
 OPTION_CODES = {"modified_dates": ("113107", "Retain Longitudinal Temporal Information Modified Dates Option"),
@@ -49,6 +52,7 @@ DUMMY_BY_VR = {"DA": "19000101", "TM": "000000", "DT": "19000101000000", "AS": "
                "US": 0, "SS": 0, "UL": 0, "SL": 0, "FL": 0.0, "FD": 0.0, "UV": 0, "SV": 0}
 TEXT_VRS = ("AE", "CS", "LO", "LT", "PN", "SH", "ST", "UC", "UR", "UT")
 MAX_LENGTH = {"AE": 16, "CS": 16, "SH": 16, "LO": 64, "PN": 64}
+FREE_TEXT_VRS = ("LT", "ST", "UT", "UC", "PN")
 BINARY_VRS = ("OB", "OD", "OF", "OL", "OV", "OW", "UN")
 #: The patient's ID and name become the pseudonym (PS3.15 allows a replacement in place of Z).
 PSEUDONYM_TAGS = (0x00100010, 0x00100020)
@@ -89,8 +93,10 @@ def action_for(tag, vr, options):
         return "C-date"
     if options.clean_descriptors and by_option.get("clean_descriptors") == "C" and vr in TEXT_VRS:
         return "C-desc"
-    if basic in ("X/Z",):
-        return "Z"
+    if basic == "X/Z":
+        # An empty sequence is an error where a sequence is Type 3 (1-n items); only the Acquisition
+        # Context Sequence is Type 2 in the IODs exported here.
+        return "X" if vr == "SQ" and int(tag) not in TYPE_2_SEQUENCES else "Z"
     if basic in ("X/D", "Z/D", "X/Z/D"):
         return "D"
     if basic == "X/Z/U*":
@@ -152,7 +158,10 @@ class Deidentifier:
         meta.ImplementationVersionName = "MIBGDOSE"
         return meta
 
-    def _clean(self, dataset):
+    def _clean(self, dataset, free_text_dummy=False):
+        """Apply the profile to ``dataset`` in place; ``free_text_dummy`` inside a sequence of the table
+        (Content Sequence, Referenced Image Sequence...): free text outside the table (Text Value...) gets
+        a dummy too, since the standard lists the sequence as a whole."""
         for element in list(dataset):
             tag = element.tag
             if tag.is_private or (0x6000 <= tag.group <= 0x601E and tag.group % 2 == 0):
@@ -161,8 +170,10 @@ class Deidentifier:
             if int(tag) in PSEUDONYM_TAGS:
                 continue
             action = action_for(tag, element.VR, self.options)
-            if action is None:
-                self._outside_table(element)
+            if action is None and free_text_dummy and element.VR in FREE_TEXT_VRS:
+                element.value = _dummy(element.VR)
+            elif action is None:
+                self._outside_table(element, free_text_dummy)
             elif action == "X":
                 del dataset[tag]
             elif action == "K":
@@ -172,22 +183,22 @@ class Deidentifier:
                     element.value = []
                 else:
                     for item in element.value:
-                        self._clean(item)
+                        self._clean(item, free_text_dummy=True)
             elif action == "Z":
                 element.value = b"" if element.VR in BINARY_VRS else ""
-            elif action == "D":
-                element.value = _dummy(element.VR)
-            elif action == "U":
+            elif action == "U" or (action == "D" and element.VR == "UI"):
                 element.value = _map_values(element.value, self.new_uid)
             elif action == "C-date":
                 self._shift(element)
             elif action == "C-desc":
                 element.value = _map_values(element.value, self.clean_descriptor)
+            elif action == "D":
+                element.value = _dummy(element.VR)
 
-    def _outside_table(self, element):
+    def _outside_table(self, element, free_text_dummy):
         if element.VR == "SQ":
             for item in element.value:
-                self._clean(item)
+                self._clean(item, free_text_dummy)
         elif element.VR == "UI":
             element.value = _map_values(element.value, self.new_uid)
         elif element.VR in ("DA", "DT"):

@@ -37,7 +37,9 @@ IDENTIFIER_VRS = ("AE", "LO", "LT", "PN", "SH", "ST", "UC", "UR", "UT")
 UID_PATTERN = re.compile(r"[0-9]+(?:\.[0-9]+)+")
 #: A base64 data URI of an embedded image: a figure drawn from the checked results.
 EMBEDDED_IMAGE = re.compile(r"data:image/[A-Za-z0-9.+-]+;base64,[A-Za-z0-9+/=\s]+")
-PDF_STREAM = re.compile(rb"<<(.*?)>>\s*stream\r?\n", re.DOTALL)
+PDF_STREAM = re.compile(rb"\bobj\s*(<<(?:(?!endobj).)*?>>)\s*stream\r?\n", re.DOTALL)
+PDF_TEXT_OPERATOR = re.compile(r"\[((?:[^\]\\]|\\.)*)\]\s*TJ|(\((?:[^()\\]|\\.)*\))\s*Tj", re.DOTALL)
+PDF_STRING = re.compile(r"\(((?:[^()\\]|\\.)*)\)", re.DOTALL)
 #: The counters in the names the export makes (TP01, CT02, 0001.dcm) are not data: a device serial
 #: number 0001 does not make the file name 0001.dcm identifying. Other parts of every name are checked.
 GENERATED_COUNTER = re.compile(r"^(?:TP|[A-Z]+)?([0-9]{2,4})(?:\.dcm)?$")
@@ -185,7 +187,7 @@ def scan_file(path, relative, identifiers):
         data = stream.read()
     texts = [data.decode("utf-8", errors="replace")]
     if data.startswith(b"%PDF"):
-        texts = [data.decode("latin-1")] + [part.decode("latin-1") for part in _pdf_streams(data)]
+        texts = [data.decode("latin-1")] + [_pdf_text(part) for part in _pdf_streams(data)]
     found = []
     for text in texts:
         hit = identifiers.find(EMBEDDED_IMAGE.sub("data:", text))
@@ -199,7 +201,7 @@ def _pdf_streams(data):
     """The decompressed FlateDecode streams of a PDF, image streams excepted."""
     for match in PDF_STREAM.finditer(data):
         header = match.group(1)
-        if b"/FlateDecode" not in header or b"/Image" in header:
+        if b"/FlateDecode" not in header or re.search(rb"/Subtype\s*/Image", header):
             continue
         start = match.end()
         end = data.find(b"endstream", start)
@@ -207,6 +209,23 @@ def _pdf_streams(data):
             yield zlib.decompressobj().decompress(data[start:end])
         except zlib.error:
             continue
+
+
+def _pdf_text(stream):
+    """The stream's bytes, then the strings of its text operators (Tj, TJ) joined as shown on the page.
+
+    A TJ array splits a word into kerned pieces, "[(T) 170 (estperson)] TJ"; joined, the word is whole.
+    Strings in hex form (glyph numbers of embedded fonts) are not decoded.
+    """
+    text = stream.decode("latin-1")
+    shown = []
+    for array, single in PDF_TEXT_OPERATOR.findall(text):
+        shown.append("".join(_pdf_string(s) for s in PDF_STRING.findall(array or single)))
+    return text + "\n" + "\n".join(shown)
+
+
+def _pdf_string(literal):
+    return re.sub(r"\\([()\\])", r"\1", literal)
 
 
 def _values(element):
