@@ -378,7 +378,7 @@ def test_exports_of_one_trial_share_pseudonyms_and_merge_the_mapping(study, tmp_
     for thread in threads:
         thread.join()
     assert errors == []
-    ids = {pydicom.dcmread(out / "TP01" / "CT" / "0001.dcm").PatientID for out in outs}
+    ids = {pydicom.dcmread(next(out.rglob("*.dcm"))).PatientID for out in outs}
     assert len(ids) == 1
     entries = mapping_entries(mapping)
     assert list(entries) == [PATIENT["id"]] and entries[PATIENT["id"]]["pseudonym"] == ids.pop()
