@@ -12,12 +12,14 @@ option in use:
   nothing in the dosimetry uses them;
 - Clean Descriptors (113105), when chosen: descriptions and comments are kept with every word that
   is one of the patient's identifying values, or that holds four digits or more (dates, record
-  numbers, telephone numbers), removed. Without the option they are removed (action X).
+  numbers, telephone numbers), removed. Without the option they get the Basic Profile action
+  (mostly X, removed).
 
 Combined actions, which PS3.15 resolves by the attribute's Type in the IOD, are resolved to the
-choice valid for every Type: X/Z -> Z (sequences: X, but for the Type 2 Acquisition Context Sequence), X/D, Z/D and X/Z/D -> D, X/Z/U* -> U. Sequences with action D
-keep their items, each de-identified by the same rules, with free text (LT, ST, UT, UC, PN) that the
-table does not list replaced by a dummy (Text Value in a Content Sequence); sequences with Z are emptied.
+choice valid for every Type: X/Z -> Z (for sequences X, but the Type 2 Acquisition Context Sequence
+is emptied), X/D, Z/D and X/Z/D -> D, X/Z/U* -> U. Sequences with action D or U keep their items,
+each de-identified by the same rules, with free text (LT, ST, UT, UC, PN) that the table does not
+list replaced by a dummy (Text Value in a Content Sequence); sequences with Z are emptied.
 
 Attributes outside the table are kept, except: private attributes (odd groups) removed, since no
 private attribute is on a safe list; overlay groups (6000-601E) removed whole; any UID that is not

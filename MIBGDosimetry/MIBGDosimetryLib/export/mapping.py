@@ -1,8 +1,9 @@
 """The local re-identification mapping of a trial: one JSON file, one entry per patient, never overwritten.
 
-Every change is made under an exclusive lock of the hidden file ``.<mapping name>.lock`` beside it by reading the file, merging the
-change into it and replacing it with a fully written and fsynced copy; so two exports of one patient
-get one pseudonym, another patient adds an entry, and no entry is ever lost. The export writes the
+Every change is made under an exclusive lock of the hidden file ``.<mapping name>.lock`` beside it,
+by reading the file, merging the change into it and replacing it with a fully written and fsynced
+copy; so two exports of one patient get one pseudonym, another patient adds an entry, and no entry
+is ever lost. The export writes the
 mapping before it is published: an export that exists can always be re-identified. The patient's
 entry (pseudonym, date offset) is reserved when an export starts, so an export that fails leaves
 that entry, with no export recorded in it, and a second attempt uses the same pseudonym.
