@@ -3,8 +3,9 @@
 import json
 
 NAME = "deidentify"
-HELP = ("write a de-identified copy of a study (DICOM Basic Confidentiality Profile, dates shifted, patient "
-        "characteristics kept) for central review; the re-identification mapping stays local")
+HELP = ("write a de-identified copy of a study (DICOM PS3.15 Basic Confidentiality Profile, dates shifted, "
+        "patient characteristics kept; generated file names; DICOM and our results only) for central review; "
+        "the re-identification mapping stays local. Text burned into image pixels is not detected")
 
 
 def add_arguments(parser):
