@@ -177,6 +177,7 @@ def test_export_keeps_nothing_identifying_but_timing_geometry_and_characteristic
             assert value.upper() not in text.upper()
     assert not list(out.rglob("*.mrb"))
     results = json.loads((out / "results" / "results.json").read_text())
+    assert results["provenance"]["study"] == "(path removed)"
     assert results["provenance"]["computed"] == (datetime.date(2025, 3, 20) + offset).isoformat() + "T10:00:00"
     summary = json.loads(capsys.readouterr().out)
     assert {"file": "results/scene.mrb",
