@@ -44,7 +44,18 @@ def every_text(ds):
 
 
 def dicom_files(folder):
-    return sorted(str(p) for p in folder.rglob("*.dcm"))
+    return sorted(str(p) for p in pathlib.Path(folder).rglob("*.dcm"))
+
+
+def exported_by_original(folder, out, mapping, patient_key):
+    """{original path relative to ``folder``: exported dataset}, matched through the mapping's UID map."""
+    uid_map = json.loads(pathlib.Path(mapping).read_text())["patients"][patient_key]["uid_map"]
+    exported = {str(pydicom.dcmread(p, stop_before_pixels=True).SOPInstanceUID): p for p in dicom_files(out)}
+    matched = {}
+    for path in dicom_files(folder):
+        original = pydicom.dcmread(path, stop_before_pixels=True)
+        matched[os.path.relpath(path, folder)] = pydicom.dcmread(exported[uid_map[str(original.SOPInstanceUID)]])
+    return matched
 
 
 def parse_dt(text):
@@ -96,9 +107,13 @@ def test_export_keeps_nothing_identifying_but_timing_geometry_and_characteristic
     assert run_cli(folder, "--out", out, "--mapping", mapping, "--pseudonym", "TRIAL-042",
                    "--results", results_dir) == 0
     originals = {os.path.relpath(p, folder): pydicom.dcmread(p) for p in dicom_files(folder)}
-    exported = {os.path.relpath(p, out): pydicom.dcmread(p) for p in dicom_files(out)}
-    assert set(exported) == set(originals) | {os.path.join("results", name) for name in ("dose.dcm", "plan.dcm",
-                                                                                        "seg.dcm")}
+    # File and folder names are made by the export: time points in order, series by modality.
+    expected = {f"TP{n:02d}/{kind}" for n in (1, 2, 3) for kind in [f"CT/{k:04d}.dcm" for k in range(1, 7)]
+                + ["NM/0001.dcm"]} | {f"results/{m}/0001.dcm" for m in ("RTDOSE", "RTPLAN", "SEG")}
+    assert {os.path.relpath(p, out).replace(os.sep, "/") for p in dicom_files(out)} == expected
+    exported = exported_by_original(folder, out, mapping, PATIENT["id"])
+    exported.update(exported_by_original(results_dir, out, mapping, PATIENT["id"]))
+    exported = {k if k in originals else f"results/{k}": v for k, v in exported.items()}
 
     # Instance UIDs (studies, series, images, frames); registered UIDs and the writer's class UID stay.
     original_uids = {text for ds in originals.values() for label, text in every_text(ds)
@@ -160,18 +175,20 @@ def test_export_keeps_nothing_identifying_but_timing_geometry_and_characteristic
     for text in texts:
         for value in FORBIDDEN + [originals["tp1/ct/ct_000.dcm"].StudyInstanceUID]:
             assert value.upper() not in text.upper()
-    assert not (out / "results" / "scene.mrb").exists()
+    assert not list(out.rglob("*.mrb"))
     results = json.loads((out / "results" / "results.json").read_text())
+    assert results["provenance"]["study"] == "(path removed)"
     assert results["provenance"]["computed"] == (datetime.date(2025, 3, 20) + offset).isoformat() + "T10:00:00"
     summary = json.loads(capsys.readouterr().out)
-    assert {"file": "results/scene.mrb", "reason": "not DICOM or text: its content cannot be checked"} in \
+    assert {"file": "results/scene.mrb",
+            "reason": "not DICOM and not our results.json: its content cannot be de-identified"} in \
         summary["not_exported"]
 
     # dciodvfy finds no error in the export that the original did not have.
-    for name in ("tp1/ct/ct_000.dcm", "tp2/spect.dcm"):
-        assert set(dciodvfy_errors(out / name)) <= set(dciodvfy_errors(folder / name)), name
-    for name in ("seg.dcm", "dose.dcm", "plan.dcm"):
-        assert dciodvfy_errors(out / "results" / name) == [], name
+    for name, exported_name in (("tp1/ct/ct_000.dcm", "TP01/CT/0001.dcm"), ("tp2/spect.dcm", "TP02/NM/0001.dcm")):
+        assert set(dciodvfy_errors(out / exported_name)) <= set(dciodvfy_errors(folder / name)), name
+    for name in ("SEG", "RTDOSE", "RTPLAN"):
+        assert dciodvfy_errors(out / "results" / name / "0001.dcm") == [], name
 
     # The local mapping re-identifies, and a second export reuses pseudonym, offset and UIDs.
     kept = json.loads(mapping.read_text())["patients"][PATIENT["id"]]
@@ -179,7 +196,7 @@ def test_export_keeps_nothing_identifying_but_timing_geometry_and_characteristic
     assert kept["uid_map"][originals["tp1/ct/ct_000.dcm"].FrameOfReferenceUID] == frame
     assert oct(mapping.stat().st_mode & 0o777) == "0o600"
     assert run_cli(folder, "--out", tmp_path / "again", "--mapping", mapping) == 0
-    again = pydicom.dcmread(tmp_path / "again" / "tp1" / "ct" / "ct_000.dcm")
+    again = pydicom.dcmread(tmp_path / "again" / "TP01" / "CT" / "0001.dcm")
     assert (again.PatientID, again.FrameOfReferenceUID, again.StudyDate) == \
         ("TRIAL-042", frame, exported["tp1/ct/ct_000.dcm"].StudyDate)
 
@@ -205,8 +222,11 @@ def test_an_identifying_value_the_profile_does_not_know_stops_the_export(study, 
     assert run_cli(folder, "--out", out, "--mapping", tmp_path / "map.json") == 2
     message = capsys.readouterr().err
     assert "still holds identifying values" in message
-    assert "tp2/spect.dcm: RadiopharmaceuticalInformationSequence[0].Radiopharmaceutical" in message
-    assert sorted(p.name for p in tmp_path.iterdir()) == before
+    assert f"{os.path.join('TP02', 'NM', '0001.dcm')}: RadiopharmaceuticalInformationSequence[0].Radiopharmaceutical" \
+        in message
+    # No export; the mapping keeps the patient's reserved pseudonym, with no export recorded.
+    assert sorted(p.name for p in tmp_path.iterdir() if p.name != ".map.json.lock") == sorted(before + ["map.json"])
+    assert [e["exports"] for e in json.loads((tmp_path / "map.json").read_text())["patients"].values()] == [[]]
 
 
 def test_existing_export_folder_is_not_overwritten(study, tmp_path):
@@ -222,35 +242,35 @@ def test_phantom_study_export_keeps_timing_and_links_but_no_identity(tmp_path):
     from export_fixtures import phantom_study
 
     folder = phantom_study([4.0, 24.0, 48.0, 96.0, 240.0])
-    out = tmp_path / "export"
-    assert run_cli(folder, "--out", out, "--mapping", tmp_path / "map.json", "--pseudonym", "TRIAL-101") == 0
+    out, mapping = tmp_path / "export", tmp_path / "map.json"
+    assert run_cli(folder, "--out", out, "--mapping", mapping, "--pseudonym", "TRIAL-101") == 0
     spect = pydicom.dcmread(os.path.join(folder, "tp1", "spect.dcm"), stop_before_pixels=True)
     forbidden = [str(spect.PatientName), spect.PatientID, spect.PatientBirthDate]
     for path in dicom_files(out):
         for label, text in every_text(pydicom.dcmread(path)):
             for value in forbidden:
                 assert value not in text, f"{path} {label} keeps '{value}'"
-    for path in out.rglob("*.json"):
-        for value in forbidden:
-            assert value not in path.read_text()
-    truth, exported_truth = (json.loads((pathlib.Path(p) / "truth.json").read_text()) for p in (folder, out))
-    administered = datetime.datetime.fromisoformat(exported_truth["administration_datetime"])
-    for original_tp, tp in zip(truth["timepoints"], exported_truth["timepoints"]):
-        assert tp["hours_after_administration"] == original_tp["hours_after_administration"]
-        hours = (datetime.datetime.fromisoformat(tp["acquisition_datetime"]) - administered).total_seconds() / 3600
-        assert hours == pytest.approx(original_tp["hours_after_administration"])
-        original = pydicom.dcmread(os.path.join(folder, tp["label"], "spect.dcm"), stop_before_pixels=True)
-        exported = pydicom.dcmread(out / tp["label"] / "spect.dcm", stop_before_pixels=True)
-        assert acquisition_hours(exported) == pytest.approx(acquisition_hours(original))
-        detector, original_detector = exported.DetectorInformationSequence[0], original.DetectorInformationSequence[0]
+    # truth.json is not DICOM and not our results: left out, like any other file of unknown content.
+    assert not list(out.rglob("*.json"))
+    exported = exported_by_original(folder, out, mapping, spect.PatientID)
+    truth = json.loads((pathlib.Path(folder) / "truth.json").read_text())
+    for n, tp in enumerate(truth["timepoints"], start=1):
+        name = f"{tp['label']}/spect.dcm"
+        original = pydicom.dcmread(os.path.join(folder, name), stop_before_pixels=True)
+        ds = exported[name]
+        assert acquisition_hours(ds) == pytest.approx(tp["hours_after_administration"], abs=1e-6)
+        assert acquisition_hours(ds) == pytest.approx(acquisition_hours(original), abs=1e-9)
+        assert os.path.samefile(ds.filename, out / f"TP{n:02d}" / "NM" / "0001.dcm")
+        detector, original_detector = ds.DetectorInformationSequence[0], original.DetectorInformationSequence[0]
         assert detector.ImagePositionPatient == original_detector.ImagePositionPatient
         assert detector.ImageOrientationPatient == original_detector.ImageOrientationPatient
-        assert exported.PixelSpacing == original.PixelSpacing
+        assert ds.PixelSpacing == original.PixelSpacing
     # The organ SEG still points at the exported CT images of the reference time point.
-    organ_seg = pydicom.dcmread(out / "segmentation.dcm", stop_before_pixels=True)
+    organ_seg = exported["segmentation.dcm"]
     referenced = {i.ReferencedSOPInstanceUID for s in organ_seg.ReferencedSeriesSequence
                   for i in s.ReferencedInstanceSequence}
-    ct_uids = {pydicom.dcmread(p, stop_before_pixels=True).SOPInstanceUID for p in dicom_files(out / "tp1" / "ct")}
+    ct_uids = {pydicom.dcmread(p, stop_before_pixels=True).SOPInstanceUID for p in dicom_files(out / "TP01" / "CT")}
     assert referenced and referenced <= ct_uids
+    assert os.path.samefile(organ_seg.filename, out / "SEG" / "0001.dcm")
     for name in ("segmentation.dcm", "tp1/spect.dcm", "tp2/ct/ct_0001.dcm"):
-        assert set(dciodvfy_errors(out / name)) <= set(dciodvfy_errors(os.path.join(folder, name))), name
+        assert set(dciodvfy_errors(exported[name].filename)) <= set(dciodvfy_errors(os.path.join(folder, name))), name

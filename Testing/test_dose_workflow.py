@@ -173,8 +173,8 @@ def test_deidentified_export_of_study_and_results_for_central_review(demo, tmp_p
                 assert value not in content, f"{path.name} still holds {value}"
     assert not str(mapping).startswith(str(out))
     np.testing.assert_allclose(load_study(str(out)).times_h, load_study(str(study_dir)).times_h, atol=1e-6)
-    for name in ("rtdose.dcm", "rtplan.dcm", "vois-seg.dcm"):
-        assert _dciodvfy_errors(out / "results" / name) == [], name
+    for name in ("RTDOSE", "RTPLAN", "SEG"):
+        assert _dciodvfy_errors(out / "results" / name / "0001.dcm") == [], name
 
 
 @pytest.mark.parametrize("seed, diameters_mm", [(2, None), (3, (30.0, 25.0, 20.0, 35.0, 18.0))])

@@ -3,8 +3,9 @@
 import json
 
 NAME = "deidentify"
-HELP = ("write a de-identified copy of a study (DICOM Basic Confidentiality Profile, dates shifted, patient "
-        "characteristics kept) for central review; the re-identification mapping stays local")
+HELP = ("write a de-identified copy of a study (DICOM PS3.15 Basic Confidentiality Profile, dates shifted, "
+        "patient characteristics kept; generated file names; DICOM and our results only) for central review; "
+        "the re-identification mapping stays local. Text burned into image pixels is not detected")
 
 
 def add_arguments(parser):
@@ -16,6 +17,12 @@ def add_arguments(parser):
     parser.add_argument("--pseudonym", default=None, help="trial subject code to use as patient name and ID")
     parser.add_argument("--results", default=None,
                         help="results folder of 'mibgdose dose' to export with the study (report re-rendered)")
+    parser.add_argument("--accept-value", action="append", default=[], metavar="TEXT",
+                        help="a value the leak check flagged that you have reviewed and accept in the export "
+                             "(repeatable; recorded in the mapping file)")
+    parser.add_argument("--clean-descriptors", action="store_true",
+                        help="keep descriptions and comments with identifying words removed (PS3.15 Clean "
+                             "Descriptors Option) instead of removing them")
 
 
 def run(args):
@@ -25,8 +32,10 @@ def run(args):
 
     mapping = args.mapping or os.path.abspath(args.out).rstrip(os.sep) + ".mapping.json"
     summary = deidentify_study(args.study, args.out, mapping, pseudonym=args.pseudonym,
-                               results_dir=args.results)
+                               results_dir=args.results, accept_values=args.accept_value,
+                               clean_descriptors=args.clean_descriptors)
     print(json.dumps({"pseudonym": summary["pseudonym"], "out": summary["out_dir"],
                       "mapping": summary["mapping"], "exported_files": len(summary["exported"]),
-                      "not_exported": summary["not_exported"]}, indent=2))
+                      "not_exported": summary["not_exported"],
+                      "accepted_values": summary["accepted_values"]}, indent=2))
     return 0

@@ -1,286 +1,56 @@
 """De-identified export of a patient study and its results for central review.
 
-Implements the DICOM Basic Application Level Confidentiality Profile (PS3.15 Annex E, table E.1-1)
-for the attributes that identify a patient in nuclear-medicine and CT studies, with two options:
+The DICOM files are de-identified after the Basic Application Level Confidentiality Profile of
+DICOM PS3.15 Annex E with the Retain Longitudinal Temporal Information with Modified Dates and
+Retain Patient Characteristics options, and Clean Descriptors when chosen
+(:mod:`MIBGDosimetryLib.export.confidentiality`, table in :mod:`MIBGDosimetryLib.export.annex_e`).
 
-- Retain Longitudinal Temporal Information with Modified Dates: every date is moved by the same
-  whole number of days per patient, times of day are kept, so the hours between administration
-  and each acquisition are unchanged (they drive the time-activity curves);
-- Retain Patient Characteristics: age, sex, weight and size are kept (the dosimetry and the
-  imaging-dose estimate need them).
+File and folder names are made here, never copied (``TP01/CT/0001.dcm``: time points in the order of
+their studies, series by modality, images by instance number), since a site's names often hold the
+patient's name, ID or study date. Only DICOM files and our own results are exported: ``results.json``
+of ``mibgdose dose`` in de-identified form and its report re-rendered from it; notes, text, CSV,
+JSON of other origin, scenes (.mrb) and anything else are left out and listed, since free text cannot
+be de-identified reliably.
 
-UIDs are replaced by new ones, the same new UID for the same original UID everywhere in the
-export (references in sequences included). Private attributes are removed. The pseudonym, the UID
-map and the date offset are kept in a mapping file that the user chooses and that may never lie
-inside the export or the input folder. Before the export is put in place every element of every
-exported object is searched for the original identifying values; if any remains the export is
-removed and the function fails.
+The export is staged beside its destination, checked by :mod:`MIBGDosimetryLib.export.leakcheck`,
+the re-identification mapping is merged into the local mapping file and fsynced, and only then is the
+export published by one rename. An export that exists can therefore always be re-identified.
 """
 
-import copy
-import dataclasses
 import datetime
 import json
 import os
 import re
-import secrets
-import tempfile
 
 import pydicom
-from pydicom.dataset import Dataset
-from pydicom.uid import UID_dictionary, generate_uid
 
 from MIBGDosimetryLib.dicomio.common import atomic_folder
+from MIBGDosimetryLib.export import mapping as mapping_file
+from MIBGDosimetryLib.export.confidentiality import Deidentifier, ProfileOptions
+from MIBGDosimetryLib.export.leakcheck import Identifiers, scan_folder
+from MIBGDosimetryLib.study.loader import identity_key, patient_identity
 
-#: PS3.15 E.1-1 action X (remove) for the attributes that identify patients, staff, places and devices.
-REMOVE_KEYWORDS = (
-    "PatientBirthTime", "OtherPatientIDs", "OtherPatientIDsSequence", "OtherPatientNames", "PatientBirthName",
-    "PatientMotherBirthName", "PatientAddress", "PatientTelephoneNumbers", "MilitaryRank", "BranchOfService",
-    "EthnicGroup", "PatientReligiousPreference", "Occupation", "MedicalRecordLocator", "PatientComments",
-    "AdditionalPatientHistory", "PatientInsurancePlanCodeSequence", "ResponsiblePerson", "ResponsibleOrganization",
-    "CountryOfResidence", "RegionOfResidence", "IssuerOfPatientID", "PatientState", "MedicalAlerts", "Allergies",
-    "ReferringPhysicianAddress", "ReferringPhysicianTelephoneNumbers", "ReferringPhysicianIdentificationSequence",
-    "PhysiciansOfRecord", "PhysiciansOfRecordIdentificationSequence", "PerformingPhysicianName",
-    "PerformingPhysicianIdentificationSequence", "NameOfPhysiciansReadingStudy",
-    "PhysiciansReadingStudyIdentificationSequence", "RequestingPhysician", "RequestingService",
-    "OperatorIdentificationSequence", "ScheduledPerformingPhysicianName",
-    "InstitutionName", "InstitutionAddress", "InstitutionalDepartmentName", "InstitutionCodeSequence",
-    "StationName", "DetectorID", "PlateID", "CassetteID", "GantryID", "DeviceUID",
-    "StudyDescription", "SeriesDescription", "ProtocolName", "RequestedProcedureDescription",
-    "PerformedProcedureStepDescription", "PerformedProcedureStepID", "ScheduledProcedureStepDescription",
-    "ReasonForStudy", "AdmittingDiagnosesDescription", "AdmittingDiagnosesCodeSequence", "DerivationDescription",
-    "ImageComments", "AcquisitionComments", "FrameComments", "StudyComments", "InterpretationText",
-    "RequestAttributesSequence", "ReferencedPatientSequence", "ReferencedStudySequence",
-    "ReferencedPerformedProcedureStepSequence", "PerformedLocation", "ScheduledStudyLocation",
-    "CurrentPatientLocation", "PatientInstitutionResidence", "PerformingPhysicianIdentificationSequence",
-    "ContentCreatorIdentificationCodeSequence", "VerifyingObserverName",
-    "PersonName", "PersonAddress", "PersonTelephoneNumbers", "TextComments", "TextString",
-    "DoseComment", "AuthorObserverSequence", "ParticipantSequence", "ConsultingPhysicianName",
-    "IssuerOfAdmissionIDSequence", "AdmissionID", "ServiceEpisodeID", "ServiceEpisodeDescription",
-    "FillerOrderNumberImagingServiceRequest", "PlacerOrderNumberImagingServiceRequest",
-    "RTPlanName", "RTPlanDescription",
-)
-#: Action Z (replace by an empty value): Type 2 attributes that must stay present.
-EMPTY_KEYWORDS = ("PatientBirthDate", "ReferringPhysicianName", "AccessionNumber", "StudyID",
-                  "PatientSexNeutered", "ContentCreatorName", "OperatorsName")
-#: Action D (replace by a dummy value): Type 1 in some IODs (Enhanced General Equipment of SEG, RT Plan).
-DUMMY_VALUES = {"DeviceSerialNumber": "DEIDENTIFIED", "RTPlanLabel": "DEIDENTIFIED"}
-#: Kept under the Retain Patient Characteristics Option.
-PATIENT_CHARACTERISTICS = ("PatientAge", "PatientSex", "PatientWeight", "PatientSize")
-#: Values searched for in the export: everything that names or locates the patient and the staff.
-IDENTIFYING_KEYWORDS = ("PatientName", "PatientID", "OtherPatientIDs", "OtherPatientNames", "PatientBirthName",
-                        "PatientMotherBirthName", "PatientAddress", "PatientTelephoneNumbers", "PatientBirthDate",
-                        "InstitutionName", "InstitutionAddress", "InstitutionalDepartmentName",
-                        "ReferringPhysicianName", "PerformingPhysicianName", "PhysiciansOfRecord",
-                        "NameOfPhysiciansReadingStudy", "RequestingPhysician", "OperatorsName", "StationName",
-                        "DeviceSerialNumber", "AccessionNumber", "MedicalRecordLocator", "ResponsiblePerson",
-                        "IssuerOfPatientID", "DetectorID", "ConsultingPhysicianName", "PersonName")
-#: PS3.16 CID 7050 codes of the profile and the options applied.
-METHOD_CODES = (("113100", "Basic Application Confidentiality Profile"),
-                ("113107", "Retain Longitudinal Temporal Information Modified Dates Option"),
-                ("113108", "Retain Patient Characteristics Option"))
-#: Values shorter than this are searched as whole values only: a 2-character ID would otherwise be
-#: "found" inside every other number.
-MIN_SUBSTRING_LENGTH = 4
-#: A base64 data URI of an image embedded in an HTML report.
-EMBEDDED_IMAGE = re.compile(r"data:image/[A-Za-z0-9.+-]+;base64,[A-Za-z0-9+/=\s]+")
-#: Words of the trade that a phantom's name or station may be made of ("MIBG^Phantom", "PHANTOM"):
-#: searched for as whole values of identifying attributes only, or every tracer description and
-#: manufacturer name would be flagged.
-TRADE_WORDS = {"MIBG", "PHANTOM", "TEST", "IODINE", "IOBENGUANE", "SPECT", "CT", "NM", "DOSIMETRY", "PATIENT"}
-#: Files re-rendered from de-identified results rather than copied.
+#: Our own results, exported in de-identified form (the report is re-rendered from results.json).
+RESULTS_JSON = "results.json"
 REPORT_SUFFIXES = (".pdf", ".html", ".htm")
-TEXT_SUFFIXES = (".json", ".csv", ".tsv", ".txt")
+_ISO_DATE = re.compile(r"\b(\d{4})-(\d{2})-(\d{2})(?=[T ]\d{2}:\d{2}|\b)")
+_UID = re.compile(r"[0-9]+(?:\.[0-9]+)+")
 
 
-@dataclasses.dataclass
-class PatientMapping:
-    """What links a pseudonymised patient to the real one (kept only in the local mapping file)."""
-
-    original_id: str
-    original_name: str
-    pseudonym: str
-    date_offset_days: int
-    uid_map: dict = dataclasses.field(default_factory=dict)
-
-
-class Deidentifier:
-    """Applies the profile to datasets of one patient with one consistent UID map and date offset."""
-
-    def __init__(self, mapping):
-        self.mapping = mapping
-        #: Identifying values searched for in any text, each with the pattern that finds it.
-        self.identifying_values = {}
-        #: Short identifying values (e.g. a 3-digit ID), searched as whole values of identifying attributes.
-        self.short_values = set()
-        self.original_uids = set()
-
-    # Collecting what must not survive
-    def collect(self, ds):
-        """Remember the identifying values and instance UIDs of an original dataset."""
-        def visit(dataset, element):
-            if element.keyword in IDENTIFYING_KEYWORDS:
-                for value in _text_values(element):
-                    self._remember(value, element.VR)
-                    if element.VR == "PN":
-                        for part in re.split(r"[\^= ]", value):
-                            self._remember(part, "PN")
-            if element.VR == "UI":
-                self.original_uids.update(u for u in _text_values(element) if _is_instance_uid(u))
-
-        ds.walk(visit)
-        meta = getattr(ds, "file_meta", Dataset())
-        if "MediaStorageSOPInstanceUID" in meta:
-            visit(meta, meta["MediaStorageSOPInstanceUID"])
-
-    def _remember(self, value, vr):
-        if len(value) < MIN_SUBSTRING_LENGTH or value.upper() in TRADE_WORDS:
-            if value:
-                self.short_values.add(value)
-            return
-        escaped = re.escape(value)
-        if vr == "DA":
-            # A date also hides at the start of a date-time, and in ISO form in text files.
-            self.identifying_values[value] = re.compile(rf"(?<![0-9.]){escaped}")
-            iso = f"{value[:4]}-{value[4:6]}-{value[6:8]}"
-            self.identifying_values[iso] = re.compile(rf"(?<![0-9.]){re.escape(iso)}")
-        elif re.search(r"[A-Za-z]", value):
-            self.identifying_values[value] = re.compile(escaped, re.IGNORECASE)
-        else:
-            # Numbers (IDs, serial numbers) count only as whole numbers, not as digits inside others.
-            self.identifying_values[value] = re.compile(rf"(?<![0-9.]){escaped}(?![0-9.])")
-
-    # Applying the profile
-    def apply(self, ds):
-        """Return a de-identified copy of a pydicom dataset (the input is left unchanged)."""
-        if str(ds.get("BurnedInAnnotation", "NO")).upper() == "YES":
-            raise ValueError(f"The image {ds.get('SOPInstanceUID', '')} has identifying text burned into its "
-                             "pixels (BurnedInAnnotation YES); remove it from the study before exporting.")
-        out = copy.deepcopy(ds)
-        self._fill_age(out)
-        out.remove_private_tags()
-        _remove_overlays(out)
-        out.walk(self._clean_element)
-        out.PatientName = self.mapping.pseudonym
-        out.PatientID = self.mapping.pseudonym
-        out.PatientIdentityRemoved = "YES"
-        out.LongitudinalTemporalInformationModified = "MODIFIED"
-        out.DeidentificationMethod = ["PS3.15 E.1 Basic Profile", "Retain Longitudinal Modified Dates",
-                                      "Retain Patient Characteristics"]
-        codes = []
-        for value, meaning in METHOD_CODES:
-            code = Dataset()
-            code.CodeValue = value
-            code.CodingSchemeDesignator = "DCM"
-            code.CodeMeaning = meaning
-            codes.append(code)
-        out.DeidentificationMethodCodeSequence = codes
-        if hasattr(ds, "file_meta"):
-            out.file_meta = copy.deepcopy(ds.file_meta)
-            if "MediaStorageSOPInstanceUID" in out.file_meta:
-                out.file_meta.MediaStorageSOPInstanceUID = self.new_uid(out.file_meta.MediaStorageSOPInstanceUID)
-            out.file_meta.ImplementationVersionName = "MIBGDOSE"
-        return out
-
-    def new_uid(self, uid):
-        uid = str(uid)
-        if not _is_instance_uid(uid):
-            return uid
-        if uid not in self.mapping.uid_map:
-            self.mapping.uid_map[uid] = generate_uid()
-        return self.mapping.uid_map[uid]
-
-    def shift_date(self, text):
-        """Move a DA value (YYYYMMDD) by the patient's offset."""
-        if not text:
-            return text
-        day = datetime.datetime.strptime(text[:8], "%Y%m%d") + datetime.timedelta(days=self.mapping.date_offset_days)
-        return day.strftime("%Y%m%d")
-
-    def shift_datetime(self, text):
-        """Move a DT value (YYYYMMDD[HHMMSS[.F]][&ZZXX]) by the offset; the time of day is kept."""
-        if not text or len(text) < 8:
-            return text
-        return self.shift_date(text[:8]) + text[8:]
-
-    def _clean_element(self, dataset, element):
-        keyword = element.keyword
-        if keyword in PATIENT_CHARACTERISTICS:
-            return
-        if keyword in REMOVE_KEYWORDS:
-            del dataset[element.tag]
-        elif keyword in DUMMY_VALUES:
-            element.value = DUMMY_VALUES[keyword]
-        elif keyword in EMPTY_KEYWORDS:
-            element.value = ""
-        elif element.VR == "UI":
-            element.value = _map_values(element.value, self.new_uid)
-        elif element.VR == "DA":
-            element.value = _map_values(element.value, self.shift_date)
-        elif element.VR == "DT":
-            element.value = _map_values(element.value, self.shift_datetime)
-
-    @staticmethod
-    def _fill_age(ds):
-        """Keep the age that the birth date gave (Retain Patient Characteristics) before removing it."""
-        if ds.get("PatientAge") or not ds.get("PatientBirthDate") or not ds.get("StudyDate"):
-            return
-        birth = datetime.datetime.strptime(str(ds.PatientBirthDate)[:8], "%Y%m%d")
-        study = datetime.datetime.strptime(str(ds.StudyDate)[:8], "%Y%m%d")
-        years = study.year - birth.year - ((study.month, study.day) < (birth.month, birth.day))
-        if years >= 2:
-            ds.PatientAge = f"{years:03d}Y"
-        else:
-            ds.PatientAge = f"{max((study - birth).days // 30, 0):03d}M"
-
-    # Checking the result
-    def find_remaining(self, ds, where):
-        """List 'file: tag path = value' for every element still holding an original identifying value or UID."""
-        found = []
-
-        def scan(dataset, path):
-            for element in dataset:
-                label = f"{path}{element.keyword or element.tag}"
-                if element.VR == "SQ":
-                    for n, item in enumerate(element.value):
-                        scan(item, f"{label}[{n}].")
-                    continue
-                if element.tag == 0x7FE00010:
-                    continue
-                for value in _searchable_values(element):
-                    hit = self.matches(value)
-                    if hit is None and element.keyword in IDENTIFYING_KEYWORDS and value in self.short_values:
-                        hit = value
-                    if hit is not None:
-                        found.append(f"{where}: {label} holds '{hit}'")
-
-        scan(ds, "")
-        if hasattr(ds, "file_meta"):
-            scan(ds.file_meta, "file meta ")
-        return found
-
-    def matches(self, text):
-        """The original identifying value or UID contained in ``text``, or None."""
-        for value, pattern in self.identifying_values.items():
-            if pattern.search(text):
-                return value
-        for token in re.findall(r"[0-9]+(?:\.[0-9]+)+", text):
-            if token in self.original_uids:
-                return token
-        return None
-
-
-def deidentify_study(study_dir, out_dir, mapping_path, pseudonym=None, results_dir=None, log=None):
+def deidentify_study(study_dir, out_dir, mapping_path, pseudonym=None, results_dir=None, log=None,
+                     accept_values=(), clean_descriptors=False):
     """Write a de-identified copy of a study folder (and optionally a results folder) for central review.
 
-    study_dir: the patient study (any layout of DICOM files; JSON/CSV/TSV/TXT files are scrubbed).
+    study_dir: the patient study (DICOM files in any layout; other files are listed, not exported).
     out_dir: export folder; created; must not exist or be empty. Written completely or not at all.
-    mapping_path: local JSON file with the pseudonym, the date offset and the UID map; read if it
-        exists (so a patient keeps the same pseudonym, offset and UIDs in later exports), written
-        otherwise. It must not lie inside ``out_dir``, ``study_dir`` or ``results_dir``.
+    mapping_path: local JSON mapping file of the trial (pseudonyms, date offsets, UID maps); checked
+        for writing before any work, merged, never overwritten. Must lie outside every folder given.
     pseudonym: the trial's subject code; a random one is made when None and the mapping has none.
-    results_dir: folder written by ``mibgdose dose`` (results.json, RT Dose, RT Plan, SEG, report); exported
-        to ``out_dir/results`` with its report re-rendered from the de-identified results.
+    results_dir: folder written by ``mibgdose dose``; its DICOM objects and results.json are exported
+        de-identified to ``out_dir/results`` with the report re-rendered.
+    accept_values: texts the user reviewed and accepts in the export although they equal an
+        identifying value (e.g. a site name that is also a device name); recorded in the mapping.
+    clean_descriptors: apply the Clean Descriptors Option instead of removing descriptions.
 
     Returns a summary dict: pseudonym, date_offset_days, files exported, files left out and why.
     """
@@ -290,108 +60,196 @@ def deidentify_study(study_dir, out_dir, mapping_path, pseudonym=None, results_d
     mapping_path = os.path.realpath(mapping_path)
     sources = [("", study_dir)] + ([("results", os.path.realpath(results_dir))] if results_dir else [])
     _check_locations(sources, out_dir, mapping_path)
+    mapping_file.check_writable(mapping_path)
 
-    originals = _read_inputs(sources)
-    dicoms = [item for item in originals if item[2] is not None]
+    inputs = _read_inputs(sources)
+    dicoms = [item for item in inputs if item["header"] is not None]
     if not dicoms:
         raise ValueError(f"No DICOM files were found in '{study_dir}'; nothing to export.")
-    patient_ids = {str(ds.get("PatientID", "")) for _, _, ds in dicoms}
-    if len(patient_ids) > 1:
-        raise ValueError(f"The folders hold more than one patient ({len(patient_ids)} patient IDs); export "
-                         "each patient's study on its own.")
-    original_id = patient_ids.pop()
-    original_name = str(dicoms[0][2].get("PatientName", ""))
-    mapping = _load_or_create_mapping(mapping_path, original_id, original_name, pseudonym)
-    if _contains_original(mapping.pseudonym, original_id, original_name):
-        raise ValueError("The pseudonym contains the patient's ID or name; choose a trial subject code instead.")
+    identity = _one_patient(dicoms)
+    identifiers = Identifiers(accepted=accept_values)
+    for item in dicoms:
+        identifiers.collect(item["header"])
+    if pseudonym and identifiers.find(pseudonym) is not None:
+        raise ValueError("The pseudonym contains the patient's ID, name or a date of the study; choose a trial "
+                         "subject code instead.")
+    entry = mapping_file.reserve(mapping_path, identity, pseudonym)
+    entry.accepted_values = sorted(set(entry.accepted_values) | set(accept_values))
+    deidentifier = Deidentifier(entry, identifiers, ProfileOptions(clean_descriptors=clean_descriptors))
 
-    deidentifier = Deidentifier(mapping)
-    for _, _, ds in dicoms:
-        deidentifier.collect(ds)
-
-    summary = {"pseudonym": mapping.pseudonym, "date_offset_days": mapping.date_offset_days,
-               "exported": [], "not_exported": []}
-    # The export is assembled beside its destination and becomes it only once the check has passed.
+    summary = {"pseudonym": entry.pseudonym, "date_offset_days": entry.date_offset_days, "exported": [],
+               "not_exported": [], "accepted_values": list(accept_values)}
+    names = _export_names(dicoms)
     with atomic_folder(out_dir) as work:
-        results_json = None
-        for prefix, relative, header in originals:
-            source = os.path.join(dict(sources)[prefix], relative)
-            target = os.path.join(work, prefix, relative)
+        for item in dicoms:
+            target = os.path.join(work, names[id(item)])
             os.makedirs(os.path.dirname(target), exist_ok=True)
-            suffix = os.path.splitext(relative)[1].lower()
-            if header is not None:
-                # One file at a time with its pixels: a study of several CTs does not fit in memory at once.
-                clean = deidentifier.apply(pydicom.dcmread(source))
-                clean.save_as(target, enforce_file_format=True)
-            elif suffix == ".json" or suffix in TEXT_SUFFIXES:
-                with open(source, encoding="utf-8") as stream:
-                    text = stream.read()
-                cleaned = _scrub_text(text, deidentifier, suffix == ".json")
-                with open(target, "w", encoding="utf-8") as stream:
-                    stream.write(cleaned)
-                if os.path.basename(relative) == "results.json":
-                    results_json = target
-            elif suffix in REPORT_SUFFIXES:
-                summary["not_exported"].append({"file": os.path.join(prefix, relative),
-                                                 "reason": "report re-rendered from the de-identified results"
-                                                 if results_dir else "a report cannot be checked for names"})
+            # One file at a time with its pixels: a study of several CTs does not fit in memory at once.
+            write_dicom(deidentifier.apply(pydicom.dcmread(item["path"])), target)
+            summary["exported"].append(names[id(item)])
+        for item in inputs:
+            if item["header"] is not None:
                 continue
+            if item["prefix"] == "results" and item["relative"] == RESULTS_JSON:
+                summary["exported"].extend(_export_results(item["path"], work, deidentifier))
             else:
-                summary["not_exported"].append({"file": os.path.join(prefix, relative),
-                                                 "reason": "not DICOM or text: its content cannot be checked"})
-                continue
-            summary["exported"].append(os.path.join(prefix, relative))
-        if results_json is not None:
-            from MIBGDosimetryLib.report import render_report
-
-            with open(results_json, encoding="utf-8") as stream:
-                results = json.load(stream)
-            rendered = render_report(results, os.path.dirname(results_json), basename="report")
-            summary["exported"].extend(os.path.relpath(p, work) for p in rendered.values())
-        problems = verify_export(work, deidentifier)
+                summary["not_exported"].append({"file": os.path.join(item["prefix"], item["relative"]),
+                                                "reason": _reason(item)})
+        problems = scan_folder(work, identifiers)
         if problems:
             raise ValueError("The de-identified export still holds identifying values, so it was not written:\n  "
-                             + "\n  ".join(problems[:20]))
-    _write_mapping(mapping_path, mapping)
-    log(f"Exported {len(summary['exported'])} files for {mapping.pseudonym} to {out_dir}")
+                             + "\n  ".join(problems[:20]) + "\nRemove the value from the study, or, if you have "
+                             "checked that it does not identify the patient, give it with --accept-value.")
+        mapping_file.record(mapping_path, entry, out_dir)
+    log(f"Exported {len(summary['exported'])} files for {entry.pseudonym} to {out_dir}")
     summary["out_dir"] = out_dir
     summary["mapping"] = mapping_path
     return summary
 
 
-def verify_export(folder, deidentifier):
-    """Scan every element of every DICOM file and every text in ``folder`` for original identifying values.
+def write_dicom(ds, path):
+    """Write ``ds`` as a DICOM file with its file meta, on pydicom 2.4 and 3.x."""
+    if int(pydicom.__version__.split(".")[0]) >= 3:
+        ds.save_as(path, enforce_file_format=True)
+    else:
+        syntax = ds.file_meta.TransferSyntaxUID
+        ds.is_little_endian = syntax != pydicom.uid.ExplicitVRBigEndian
+        ds.is_implicit_VR = syntax == pydicom.uid.ImplicitVRLittleEndian
+        ds.save_as(path, write_like_original=False)
 
-    DICOM: every element at every sequence depth and the file meta (pixel data excepted), whatever
-    its VR; text files (JSON, CSV, TSV, TXT, HTML) whole; PDF files on their raw bytes, which
-    holds their metadata but not their compressed page text, so a report in an export is always
-    rendered from results that passed this check. Returns a list of findings ('file: where holds
-    value'); empty when the export is clean.
+
+def _export_names(dicoms):
+    """Generated relative paths: TP<nn>/<MODALITY>/<nnnn>.dcm for the study, results/<MODALITY>/<nnnn>.dcm.
+
+    Time points are the NM series in the order of their acquisition; every other acquired series of
+    the study joins the time point acquired nearest to it (as the study loader pairs CT with SPECT).
+    Without NM series every acquired series is its own time point. Objects that were not acquired
+    (no acquisition date: SEG, RT Dose, RT Plan...) go to <MODALITY>/ at the top.
     """
-    problems = []
-    for root, _, files in os.walk(folder):
-        for name in sorted(files):
-            path = os.path.join(root, name)
-            relative = os.path.relpath(path, folder)
-            ds = _try_read_dicom(path)
-            if ds is not None:
-                problems.extend(deidentifier.find_remaining(ds, relative))
+    series = {}
+    for item in dicoms:
+        series.setdefault((item["prefix"], str(item["header"].get("SeriesInstanceUID", ""))), []).append(item)
+    for items in series.values():
+        items.sort(key=lambda i: (_number(i["header"].get("InstanceNumber")), i["relative"]))
+    keys = sorted(series, key=lambda k: (_when(series[k][0]["header"]) or datetime.datetime.max,
+                                         _number(series[k][0]["header"].get("SeriesNumber")), series[k][0]["relative"]))
+    study_keys = [k for k in keys if k[0] != "results" and _acquired(series[k][0]["header"])]
+    anchors = [k for k in study_keys if str(series[k][0]["header"].get("Modality", "")).upper() == "NM"] or study_keys
+    folders = {k: f"TP{n:02d}" for n, k in enumerate(anchors, start=1)}
+    for key in study_keys:
+        if key not in folders:
+            when = _when(series[key][0]["header"])
+            nearest = min(anchors, key=lambda a: _gap_s(when, _when(series[a][0]["header"])))
+            folders[key] = folders[nearest]
+    names, used = {}, set()
+    for key in keys:
+        parent = folders.get(key, "results" if key[0] == "results" else "")
+        modality = re.sub(r"[^A-Z0-9]", "", str(series[key][0]["header"].get("Modality", "")).upper()) or "OT"
+        folder, n = os.path.join(parent, modality), 1
+        while folder in used:
+            n += 1
+            folder = os.path.join(parent, f"{modality}{n:02d}")
+        used.add(folder)
+        for index, item in enumerate(series[key], start=1):
+            names[id(item)] = os.path.join(folder, f"{index:04d}.dcm")
+    return names
+
+
+def _when(header):
+    """The acquisition (else series, content, study) date and time of a file, or None."""
+    pairs = (("AcquisitionDate", "AcquisitionTime"), ("SeriesDate", "SeriesTime"), ("ContentDate", "ContentTime"),
+             ("StudyDate", "StudyTime"))
+    texts = [str(header.get("AcquisitionDateTime", "") or "")] + [
+        str(header.get(d, "") or "") + str(header.get(t, "") or "") for d, t in pairs if header.get(d)]
+    for text in texts:
+        digits = re.sub(r"[^0-9]", "", text.split(".")[0])[:14]
+        if len(digits) >= 8:
+            try:
+                return datetime.datetime.strptime(digits.ljust(14, "0"), "%Y%m%d%H%M%S")
+            except ValueError:
                 continue
-            suffix = os.path.splitext(name)[1].lower()
-            if suffix in TEXT_SUFFIXES + (".html", ".htm"):
-                with open(path, encoding="utf-8", errors="replace") as stream:
-                    # Embedded images (base64) are figures drawn from the checked results; their
-                    # encoded bytes would only give chance matches of short numbers.
-                    text = EMBEDDED_IMAGE.sub("data:", stream.read())
-                hit = deidentifier.matches(text)
-                if hit is not None:
-                    problems.append(f"{relative} holds '{hit}'")
-            elif suffix == ".pdf":
-                with open(path, "rb") as stream:
-                    hit = deidentifier.matches(stream.read().decode("latin-1"))
-                if hit is not None:
-                    problems.append(f"{relative} holds '{hit}'")
-    return problems
+    return None
+
+
+def _acquired(header):
+    return bool(header.get("AcquisitionDate") or header.get("AcquisitionDateTime"))
+
+
+def _gap_s(a, b):
+    if a is None or b is None:
+        return float("inf")
+    return abs((a - b).total_seconds())
+
+
+def _number(value):
+    try:
+        return int(value)
+    except (TypeError, ValueError):
+        return 0
+
+
+def _reason(item):
+    suffix = os.path.splitext(item["relative"])[1].lower()
+    if item["prefix"] == "results" and suffix in REPORT_SUFFIXES:
+        return "report re-rendered from the de-identified results"
+    return "not DICOM and not our results.json: its content cannot be de-identified"
+
+
+def _export_results(path, work, deidentifier):
+    """results.json de-identified into work/results, and the report rendered from it."""
+    from MIBGDosimetryLib.report import render_report
+
+    with open(path, encoding="utf-8") as stream:
+        results = json.load(stream)
+    clean = _deidentify_json(results, deidentifier)
+    folder = os.path.join(work, "results")
+    os.makedirs(folder, exist_ok=True)
+    target = os.path.join(folder, RESULTS_JSON)
+    with open(target, "w", encoding="utf-8") as stream:
+        json.dump(clean, stream, indent=1)
+    rendered = render_report(clean, folder, basename="report")
+    return [os.path.relpath(target, work)] + [os.path.relpath(p, work) for p in rendered.values()]
+
+
+def _deidentify_json(value, deidentifier):
+    """Our results with dates moved, UIDs replaced, identifying values and file paths removed."""
+    if isinstance(value, dict):
+        return {_deidentify_text(str(k), deidentifier): _deidentify_json(v, deidentifier) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_deidentify_json(v, deidentifier) for v in value]
+    if isinstance(value, str):
+        return _deidentify_text(value, deidentifier)
+    return value
+
+
+def _deidentify_text(text, deidentifier):
+    if os.path.isabs(text) or re.match(r"^[A-Za-z]:[\\/]", text):
+        return "(path removed)"
+
+    def shift(match):
+        day = datetime.date(int(match.group(1)), int(match.group(2)), int(match.group(3)))
+        return (day + datetime.timedelta(days=deidentifier.mapping.date_offset_days)).isoformat()
+
+    text = _ISO_DATE.sub(shift, text)
+    text = _UID.sub(lambda m: deidentifier.new_uid(m.group(0)) if m.group(0) in deidentifier.identifiers.uids
+                    else m.group(0), text)
+    return deidentifier.identifiers.replace(text, deidentifier.mapping.pseudonym)
+
+
+def _one_patient(dicoms):
+    """The one patient identity of all files; mixtures of identities (blank ones included) are refused."""
+    identities = {}
+    for item in dicoms:
+        identity = patient_identity(item["header"])
+        identities.setdefault(identity_key(identity), (identity, item))
+    if len(identities) > 1:
+        listing = "; ".join(f"'{os.path.join(item['prefix'], item['relative'])}' (" +
+                            ", ".join(f"{k} '{v}'" for k, v in identity.items()) + ")"
+                            for identity, item in identities.values())
+        raise ValueError(f"The folders hold files of more than one patient identity ({listing}); files differing "
+                         "in Patient ID, Issuer, Name or Birth Date (a blank value counts as different) are not "
+                         "exported together. Export each patient's study on its own, or correct the files.")
+    return next(iter(identities.values()))[0]
 
 
 def _check_locations(sources, out_dir, mapping_path):
@@ -417,117 +275,20 @@ def _inside(path, folder):
 
 
 def _read_inputs(sources):
-    """Every file of the input folders as (prefix, relative path, DICOM header without pixels or None)."""
+    """Every file of the input folders: prefix, relative path, path, DICOM header without pixels or None."""
     items = []
     for prefix, folder in sources:
         for root, dirs, files in os.walk(folder):
             dirs.sort()
             for name in sorted(files):
                 path = os.path.join(root, name)
-                items.append((prefix, os.path.relpath(path, folder), _try_read_dicom(path, stop_before_pixels=True)))
+                items.append({"prefix": prefix, "relative": os.path.relpath(path, folder), "path": path,
+                              "header": _try_read_dicom(path)})
     return items
 
 
-def _try_read_dicom(path, stop_before_pixels=False):
+def _try_read_dicom(path):
     try:
-        return pydicom.dcmread(path, stop_before_pixels=stop_before_pixels)
+        return pydicom.dcmread(path, stop_before_pixels=True)
     except (pydicom.errors.InvalidDicomError, OSError, ValueError, KeyError):
         return None
-
-
-def _load_or_create_mapping(path, original_id, original_name, pseudonym):
-    patients = {}
-    if os.path.exists(path):
-        try:
-            with open(path, encoding="utf-8") as stream:
-                patients = json.load(stream)["patients"]
-        except (OSError, ValueError, KeyError) as error:
-            raise ValueError(f"The mapping file '{path}' cannot be read ({error}); give a new path or the file "
-                             "written by an earlier export.") from error
-    if original_id in patients:
-        entry = patients[original_id]
-        if pseudonym and pseudonym != entry["pseudonym"]:
-            raise ValueError(f"The mapping file already gives this patient the pseudonym '{entry['pseudonym']}', "
-                             f"not '{pseudonym}'; use that pseudonym or another mapping file.")
-        return PatientMapping(original_id, entry["original_name"], entry["pseudonym"],
-                              int(entry["date_offset_days"]), dict(entry["uid_map"]))
-    if pseudonym and any(e["pseudonym"] == pseudonym for e in patients.values()):
-        raise ValueError(f"The pseudonym '{pseudonym}' is already used for another patient in '{path}'.")
-    # Shift dates back by one to ten years: far enough that no shifted date equals a real one of the study.
-    offset = -(365 + secrets.randbelow(9 * 365))
-    return PatientMapping(original_id, original_name, pseudonym or f"MIBG-{secrets.token_hex(4).upper()}", offset)
-
-
-def _write_mapping(path, mapping):
-    patients = {}
-    if os.path.exists(path):
-        with open(path, encoding="utf-8") as stream:
-            patients = json.load(stream)["patients"]
-    patients[mapping.original_id] = {"original_name": mapping.original_name, "pseudonym": mapping.pseudonym,
-                                     "date_offset_days": mapping.date_offset_days, "uid_map": mapping.uid_map}
-    os.makedirs(os.path.dirname(path), exist_ok=True)
-    handle, partial = tempfile.mkstemp(prefix=".mapping-", dir=os.path.dirname(path))
-    with os.fdopen(handle, "w", encoding="utf-8") as stream:
-        json.dump({"patients": patients}, stream, indent=1)
-    os.chmod(partial, 0o600)
-    os.replace(partial, path)
-
-
-def _contains_original(pseudonym, original_id, original_name):
-    upper = pseudonym.upper()
-    parts = [original_id] + [p for p in re.split(r"[\^= ]", original_name)
-                             if len(p) >= MIN_SUBSTRING_LENGTH and p.upper() not in TRADE_WORDS]
-    return any(p and p.upper() in upper for p in parts)
-
-
-_ISO_DATETIME = re.compile(r"\b(\d{4})-(\d{2})-(\d{2})(?=[T ]\d{2}:\d{2}|\b)")
-
-
-def _scrub_text(text, deidentifier, is_json):
-    """Shift ISO dates, then replace identifying values and original UIDs in a text file."""
-    def shift(match):
-        day = datetime.date(int(match.group(1)), int(match.group(2)), int(match.group(3)))
-        day += datetime.timedelta(days=deidentifier.mapping.date_offset_days)
-        return day.isoformat()
-
-    text = _ISO_DATETIME.sub(shift, text)
-    for value in sorted(deidentifier.identifying_values, key=len, reverse=True):
-        text = deidentifier.identifying_values[value].sub(deidentifier.mapping.pseudonym, text)
-    text = re.sub(r"[0-9]+(?:\.[0-9]+)+", lambda m: deidentifier.mapping.uid_map.get(m.group(0), m.group(0))
-                  if m.group(0) in deidentifier.original_uids else m.group(0), text)
-    if is_json:
-        json.loads(text)
-    return text
-
-
-def _remove_overlays(ds):
-    """Overlay planes (groups 6000-601E) can hold drawn names; PS3.15 removes their data and comments."""
-    for tag in [t for t in ds.keys() if 0x6000 <= t.group <= 0x601E and t.group % 2 == 0]:
-        del ds[tag]
-
-
-def _is_instance_uid(uid):
-    """UIDs made for instances (studies, series, images, frames) rather than registered DICOM UIDs."""
-    uid = str(uid)
-    return bool(uid) and uid not in UID_dictionary
-
-
-def _map_values(value, function):
-    if isinstance(value, (list, pydicom.multival.MultiValue)):
-        return [function(str(v)) for v in value]
-    return function(str(value)) if value not in (None, "") else value
-
-
-def _text_values(element):
-    if element.VR in ("SQ", "OB", "OW", "OF", "OD", "OL", "OV", "UN"):
-        return []
-    value = element.value
-    values = value if isinstance(value, (list, pydicom.multival.MultiValue)) else [value]
-    return [str(v).strip() for v in values if v is not None and str(v).strip()]
-
-
-def _searchable_values(element):
-    if element.VR in ("OB", "OW", "OF", "OD", "OL", "OV", "UN"):
-        value = element.value
-        return [value.decode("latin-1")] if isinstance(value, bytes) else []
-    return _text_values(element)

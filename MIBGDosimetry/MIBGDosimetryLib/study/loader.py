@@ -169,26 +169,46 @@ def _acquisition_times(emissions, options, problems):
             problems.append(_problem(emission, "acquisition_datetime"))
 
 
+#: The attributes that together identify the patient of a file (PS3.3 Patient Module).
+IDENTITY_KEYWORDS = ("PatientID", "IssuerOfPatientID", "PatientName", "PatientBirthDate")
+
+
+def patient_identity(header):
+    """The patient identity of a file: ID, issuer, name and birth date ('' when blank or absent)."""
+    identity = {}
+    for keyword in IDENTITY_KEYWORDS:
+        try:
+            value = dicomfields.text(header, keyword) or ""
+        except StudyDataError:
+            value = ""
+        identity[keyword] = value
+    return identity
+
+
+def identity_key(identity):
+    """What two files of one patient share: the identity with the name's case and empty components ignored."""
+    return tuple(value.rstrip("^ ").upper() if keyword == "PatientName" else value
+                 for keyword, value in identity.items())
+
+
 def _patient(scan, problems):
-    """Patient identity; files of more than one PatientID in one folder are an error."""
+    """Patient identity; files of more than one identity in one folder are an error, blank values included."""
     patients = {}
     for series in scan.series.values():
         for path, header in zip(series.paths, series.headers):
-            try:
-                identity = (dicomfields.text(header, "PatientID") or "", dicomfields.text(header, "PatientName") or "")
-            except StudyDataError:
-                identity = ("", "")
-            patients.setdefault(identity[0], (identity[1], series, path))
-    named = {pid: value for pid, value in patients.items() if pid}
-    if len(named) > 1:
-        listing = "; ".join(f"PatientID '{pid}' in {where(series=s.label, file=p, root=scan.root)}"
-                            for pid, (_, s, p) in named.items())
+            identity = patient_identity(header)
+            patients.setdefault(identity_key(identity), (identity, series, path))
+    if len(patients) > 1:
+        listing = "; ".join(f"PatientID '{identity['PatientID']}', name '{identity['PatientName']}', birth date "
+                            f"'{identity['PatientBirthDate']}' in {where(series=s.label, file=p, root=scan.root)}"
+                            for identity, s, p in patients.values())
         problems.append(f"The folder holds the files of more than one patient ({listing}). Put each patient's "
-                        f"study in its own folder.")
-    if not named:
+                        f"study in its own folder; files differing in Patient ID, Issuer, Name or Birth Date "
+                        f"(a blank value counts as different) are not combined.")
+    if not patients:
         return {"id": None, "name": None}
-    pid, (name, _, _) = next(iter(named.items()))
-    return {"id": pid, "name": name or None}
+    identity = next(iter(patients.values()))[0]
+    return {"id": identity["PatientID"] or None, "name": identity["PatientName"] or None}
 
 
 def _read_emission(series, root):
