@@ -228,3 +228,49 @@ def test_bad_blood_table_is_refused(tmp_path):
         measurements.read_blood_csv(write(tmp_path / "blood.csv", "time_h,activity\n1,2\n24,1\n"))
     with pytest.raises(FileNotFoundError, match="was not found"):
         measurements.read_blood_csv(tmp_path / "missing.csv")
+
+
+# --- the SPECT body beside the whole-body readings ---------------------------------------------
+
+def ball(shape, centre, radius):
+    k, j, i = np.indices(shape)
+    return (k - centre[0]) ** 2 + (j - centre[1]) ** 2 + (i - centre[2]) ** 2 <= radius ** 2
+
+
+def test_spect_body_inside_the_field_of_view_gives_the_whole_body_dose():
+    from MIBGDosimetryLib.wholebody.study_results import spect_body_comparison
+
+    body = ball((40, 40, 40), (20, 20, 20), 15)
+    tumour = ball((40, 40, 40), (20, 20, 28), 3)
+    tia = np.where(body, 10.0, 0.0) + np.where(tumour, 50.0, 0.0)
+    dose = np.where(body, 2.0, 0.0)
+    voxel_ml = 8.0  # 2 cm voxels: at 0.2 g/mL the ball weighs about 23 kg
+    density = np.full(body.shape, 0.2)
+    result = spect_body_comparison(tia, dose, body, [tumour], density, voxel_ml, 22.0)
+    n = int(body.sum())
+    assert result["field_of_view_covers_whole_body"] and result["body_cut_at"] == []
+    assert result["spect_body_tia_MBq_h"] == pytest.approx(10.0 * n + 50.0 * int(tumour.sum()))
+    assert result["spect_body_mass_kg"] == pytest.approx(n * 0.2 * 8.0 / 1000)
+    assert result["spect_body_mean_dose_Gy"] == pytest.approx(2.0)
+    assert result["spect_wb_dose_Gy"] == pytest.approx(
+        result["spect_body_tia_MBq_h"] * s_value.whole_body_s_value(22.0)["S_Gy_per_MBq_h"])
+
+
+def test_spect_body_cut_by_the_field_of_view_is_flagged():
+    from MIBGDosimetryLib.wholebody.study_results import spect_body_comparison
+
+    body = ball((30, 40, 40), (0, 20, 20), 15)  # centred on the first slice: half of it is outside
+    result = spect_body_comparison(np.where(body, 1.0, 0.0), np.zeros(body.shape), body, [], None, 8.0, 20.0)
+    assert not result["field_of_view_covers_whole_body"]
+    assert result["body_cut_at"] == ["start of axis k"]
+    assert "not comparable" in result["warnings"][0]
+    # The dose of the imaged part uses the imaged mass, not the patient's.
+    assert result["spect_wb_dose_Gy"] == pytest.approx(
+        body.sum() * s_value.whole_body_s_value(body.sum() * 8.0 / 1000)["S_Gy_per_MBq_h"])
+
+
+def test_dose_options_refuse_whole_body_readings_without_the_mass():
+    from MIBGDosimetryLib.workflow.dose_workflow import DoseOptions
+
+    with pytest.raises(ValueError, match="--mass-kg"):
+        DoseOptions(wholebody_measurements="wb.csv")

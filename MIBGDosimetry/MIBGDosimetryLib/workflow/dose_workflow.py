@@ -66,11 +66,20 @@ class DoseOptions:
     tracer_studies: tuple = ()
     #: Patient age (years) for the imaging-dose log, when the DICOM headers do not give it.
     patient_age_years: float = None
+    #: Whole-body retention readings (CSV) for the whole-body and red-marrow dose, blood samples (CSV)
+    #: for the blood method, the patient's mass (kg) and the administered activity (MBq) when the study
+    #: does not give it (see MIBGDosimetryLib.wholebody).
+    wholebody_measurements: str = None
+    blood_samples: str = None
+    patient_mass_kg: float = None
+    administered_activity_MBq: float = None
 
     def __post_init__(self):
         if self.partial_volume not in PARTIAL_VOLUME_METHODS:
             raise ValueError(f"Unknown partial-volume method '{self.partial_volume}'; choose one of "
                              f"{', '.join(PARTIAL_VOLUME_METHODS)}.")
+        if self.wholebody_measurements and self.patient_mass_kg is None:
+            raise ValueError("The whole-body dose from whole-body readings needs the patient's mass (--mass-kg).")
 
 
 @dataclasses.dataclass
@@ -177,7 +186,15 @@ def calculate(study, record, options, log=print):
         _voi_dose(voi, entry, tac_fits[voi.name], tia_map, dose_map, voxel_dose_map, density, reference, tissues,
                   options)
 
+    whole_body = {}
+    if options.wholebody_measurements:
+        from MIBGDosimetryLib.wholebody.study_results import study_whole_body
+
+        log("Whole-body and red-marrow dose from the whole-body readings")
+        whole_body = study_whole_body(options, study, body, vois, tia_map, dose_map, density, reference.voxel_volume_ml)
+        warnings.extend(f"whole body: {w}" for w in whole_body["whole_body"]["warnings"])
     results = {
+        **whole_body,
         "imaging_dose": _imaging_dose(study, options, warnings),
         "schedule_advice": _schedule_advice(tac_fits, warnings),
         "provenance": _provenance(options, record),
