@@ -274,3 +274,52 @@ def test_dose_options_refuse_whole_body_readings_without_the_mass():
 
     with pytest.raises(ValueError, match="--mass-kg"):
         DoseOptions(wholebody_measurements="wb.csv")
+
+
+# --- radiobiology ------------------------------------------------------------------------------
+
+def test_bed_of_the_whole_body_dose_follows_the_mono_exponential_g_factor(tmp_path):
+    from MIBGDosimetryLib.dose import radiobiology
+
+    times = [2, 20, 44, 68, 92]
+    path = write(tmp_path / "wb.csv", csv_of(times, mono_readings(times, 30.0)))
+    out = assess_whole_body(path, 5000.0, 20.0)
+    tissue = radiobiology.load_tissue_parameters()["whole_body"]
+    lam, mu = math.log(2) / 30.0, math.log(2) / tissue["repair_half_time_h"]
+    # Mono-exponential dose rate: G = lambda / (lambda + mu) (Dale 1985).
+    expected = out["wb_dose_Gy"] * (1 + lam / (lam + mu) * out["wb_dose_Gy"] / tissue["alpha_beta_Gy"])
+    assert out["wb_bed_Gy"] == pytest.approx(expected, rel=1e-6)
+
+
+def test_lq_eud_of_a_uniform_dose_is_that_dose():
+    from MIBGDosimetryLib.dose import radiobiology
+
+    assert radiobiology.lq_eud_Gy(np.full(30, 12.0), 0.35, 10.0, 0.2) == pytest.approx(12.0, rel=1e-12)
+    assert radiobiology.dose_from_bed_Gy(radiobiology.bed_Gy(7.0, 0.3, 3.0), 0.3, 3.0) == pytest.approx(7.0)
+
+
+def test_lq_eud_of_two_compartments_has_their_mean_linear_quadratic_survival():
+    from MIBGDosimetryLib.dose import radiobiology
+
+    alpha, alpha_beta, g = 0.3, 10.0, 0.25
+    beta = alpha / alpha_beta
+    doses, weights = np.array([10.0, 40.0]), np.array([3.0, 1.0])
+    # Surviving fraction of the linear-quadratic model with protraction factor G: exp(-alpha D - beta G D^2).
+    mean_survival = np.average(np.exp(-alpha * doses - beta * g * doses ** 2), weights=weights)
+    eud = radiobiology.lq_eud_Gy(doses, alpha, alpha_beta, g, weights)
+    assert math.exp(-alpha * eud - beta * g * eud ** 2) == pytest.approx(mean_survival, rel=1e-9)
+    # Without beta (G = 0) it is the linear EUD; beta lowers the EUD of a heterogeneous dose.
+    assert radiobiology.lq_eud_Gy(doses, alpha, alpha_beta, 0.0, weights) == pytest.approx(
+        radiobiology.eud_Gy(doses, alpha, weights), rel=1e-12)
+    assert eud < radiobiology.eud_Gy(doses, alpha, weights)
+
+
+def test_marrow_and_whole_body_tissue_parameters_say_where_they_come_from():
+    from MIBGDosimetryLib.dose import radiobiology
+
+    table = radiobiology.load_tissue_parameters()
+    for name in ("red_marrow", "whole_body", "tumour"):
+        assert table[name]["source"]
+    assert "user value, no published consensus" in table["whole_body"]["source"]
+    assert "user value, no published consensus" in table["red_marrow"]["source"]
+    assert "user value, no published consensus" in table["tumour"]["source"]

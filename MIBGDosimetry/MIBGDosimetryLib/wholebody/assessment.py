@@ -8,6 +8,7 @@ prescribed whole-body dose by :mod:`.prescription`.
 
 import numpy as np
 
+from MIBGDosimetryLib.dose import radiobiology
 from MIBGDosimetryLib.wholebody import marrow, prescription
 from MIBGDosimetryLib.wholebody.measurements import read_blood_csv, read_retention_csv
 from MIBGDosimetryLib.wholebody.retention import whole_body_tia
@@ -25,9 +26,10 @@ ASSUMPTIONS = [
 
 def assess_whole_body(measurements, administered_MBq, mass_kg, *, blood=None, target_Gy=None,
                       subtract_delivered=False, method="auto", rmblr=marrow.DEFAULT_RMBLR, rmblr_uncertainty=0.0,
-                      red_marrow_mass_g=None):
+                      red_marrow_mass_g=None, tissue_parameters_path=None):
     """Whole-body dose summary. ``measurements`` and ``blood`` are CSV paths or already read
-    :class:`RetentionReadings` / :class:`BloodSamples`."""
+    :class:`RetentionReadings` / :class:`BloodSamples`. The BED of the whole-body dose uses the
+    ``whole_body`` entry of the tissue-parameter table (:mod:`MIBGDosimetryLib.dose.radiobiology`)."""
     readings = read_retention_csv(measurements) if not hasattr(measurements, "retention") else measurements
     samples = None
     if blood is not None:
@@ -54,6 +56,7 @@ def assess_whole_body(measurements, administered_MBq, mass_kg, *, blood=None, ta
         "wb_dose_Gy_uncertainty": _finite_or_none(dose_u),
         "wb_dose_trapezoid_physical_decay_Gy": tia["tia_trapezoid_physical_decay_MBq_h"] * s,
         "wb_dose_per_activity_Gy_per_MBq": dose / administered_MBq,
+        "wb_bed_Gy": _bed(dose, tia["terms"], tissue_parameters_path),
         "s_value_Gy_per_MBq_h": s,
         "s_value": s_value,
         "effective_half_lives_h": tia["effective_half_lives_h"],
@@ -74,6 +77,16 @@ def assess_whole_body(measurements, administered_MBq, mass_kg, *, blood=None, ta
         summary["activity_for_target"] = target
         summary["assumptions"].append("the next administration has the kinetics of this one (same dose per MBq)")
     return summary
+
+
+def _bed(dose_Gy, terms, tissue_parameters_path):
+    """BED (Gy) of the whole-body dose delivered with the retention curve's time course, or None
+    without a ``whole_body`` entry in the tissue-parameter table."""
+    tissue = radiobiology.load_tissue_parameters(tissue_parameters_path).get("whole_body")
+    if tissue is None:
+        return None
+    g = radiobiology.lea_catcheside_g(terms[0], terms[1], tissue["repair_half_time_h"])
+    return float(radiobiology.bed_Gy(dose_Gy, g, tissue["alpha_beta_Gy"]))
 
 
 def _finite_or_none(value):

@@ -41,7 +41,9 @@ def whole_body_tia(readings, administered_MBq, method="auto"):
 
     Returns a dict with ``method`` (the model used), ``tia_MBq_h``, ``tia_uncertainty_MBq_h``,
     ``tia_trapezoid_physical_decay_MBq_h`` (the conservative alternative), ``parameters``,
-    ``effective_half_lives_h``, ``coverage_fraction`` and ``warnings``.
+    ``effective_half_lives_h``, ``terms`` (coefficients and rates of the activity after the first
+    reading as a sum of exponentials; physical decay alone for the trapezoid), ``coverage_fraction``
+    and ``warnings``.
     """
     if method not in METHODS:
         raise ValueError(f"Unknown whole-body retention method '{method}'; choose one of {', '.join(METHODS)}.")
@@ -57,6 +59,7 @@ def whole_body_tia(readings, administered_MBq, method="auto"):
     if method == "trapezoid":
         result = {"tia_MBq_h": trapezoid.tia_MBq_h, "tia_uncertainty_MBq_h": trapezoid.tia_uncertainty_MBq_h,
                   "parameters": {"tail_lambda_per_h": DECAY_CONSTANT_PER_H},
+                  "terms": ([1.0], [DECAY_CONSTANT_PER_H]),
                   "effective_half_lives_h": [float(np.log(2.0) / DECAY_CONSTANT_PER_H)]}
         warnings += trapezoid.warnings
     elif method == "mono":
@@ -96,7 +99,8 @@ def _mono(t, activity, head, warnings):
     terms = fit.uncertainty_terms_MBq_h
     uncertainty = float(np.hypot(terms.get("fit") or 0.0, terms.get("after_last_scan") or 0.0))
     return {"tia_MBq_h": head + fit.tia_MBq_h - fitted_head, "tia_uncertainty_MBq_h": uncertainty,
-            "parameters": dict(fit.parameters), "effective_half_lives_h": [float(np.log(2.0) / lam[0])]}
+            "parameters": dict(fit.parameters), "effective_half_lives_h": [float(np.log(2.0) / lam[0])],
+            "terms": (c.tolist(), lam.tolist())}
 
 
 def _bi(t, activity, head, warnings):
@@ -119,7 +123,8 @@ def _bi(t, activity, head, warnings):
         warnings.append("A fitted clearance rate reached its upper bound: the readings do not resolve the fast phase.")
     return {"tia_MBq_h": head + tail, "tia_uncertainty_MBq_h": uncertainty,
             "parameters": dict(zip(BI_CLEARANCE.parameter_names, (float(v) for v in p))),
-            "effective_half_lives_h": [float(np.log(2.0) / rate) for rate in p[2:]]}
+            "effective_half_lives_h": [float(np.log(2.0) / rate) for rate in p[2:]],
+            "terms": (p[:2].tolist(), p[2:].tolist())}
 
 
 def _fit(model, t, y):

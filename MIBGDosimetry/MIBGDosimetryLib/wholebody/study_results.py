@@ -55,7 +55,7 @@ def study_whole_body(options, study, body_mask, vois, tia_map_MBq_h, dose_map_Gy
         raise ValueError("The whole-body dose needs the administered activity, which the study does not give: "
                          "give --administered-MBq (administered_activity_MBq).")
     summary = assess_whole_body(options.wholebody_measurements, activity, options.patient_mass_kg,
-                                blood=options.blood_samples)
+                                blood=options.blood_samples, tissue_parameters_path=options.tissue_parameters_path)
     red_marrow = summary.pop("red_marrow")
     summary["spect_comparison"] = spect_body_comparison(tia_map_MBq_h, dose_map_Gy, body_mask,
                                                         [voi.mask for voi in vois], density_g_ml, voxel_ml,

@@ -531,7 +531,13 @@ def _voi_dose(voi, entry, fit, tia_map, dose_map, voxel_dose_map, density, refer
             entry["warnings"].append("BED needs an exponential time-activity model; the trapezoid gives none")
         if tissue.get("alpha_per_Gy"):
             weights = None if density is None else density[voi.mask]
-            entry["eud_Gy"] = radiobiology.eud_Gy(dose_map[voi.mask], tissue["alpha_per_Gy"], weights)
+            entry["eud_linear_Gy"] = radiobiology.eud_Gy(dose_map[voi.mask], tissue["alpha_per_Gy"], weights)
+            entry["eud_Gy"] = entry["eud_linear_Gy"]
+            if entry["bed_Gy"] is not None:
+                # The EUD consistent with the BED: the uniform dose whose BED is the EUBED (beta included).
+                g = radiobiology.lea_catcheside_g(*fit.exponential_terms(), tissue["repair_half_time_h"])
+                entry["eud_Gy"] = radiobiology.lq_eud_Gy(dose_map[voi.mask], tissue["alpha_per_Gy"],
+                                                         tissue["alpha_beta_Gy"], g, weights)
     volume_relative = _volume_relative_uncertainty(voi, reference.spacing_mm)
     tia_u = uncertainty.tia_uncertainty(entry["tia_MBq_h"], entry.pop("_fit_uncertainty_MBq_h"),
                                         entry.pop("_calibration_relative"), entry.pop("_recovery_relative"),
@@ -620,7 +626,8 @@ def _provenance(options, record):
             "dose": "TIA map convolved (FFT) with the 131I voxel S-value kernel computed for the SPECT voxel size; "
                     "VOI means scaled by the recovery-corrected VOI TIA over the voxel TIA",
             "bed": "linear-quadratic model with Lea-Catcheside factor of the fitted dose-rate curve",
-            "eud": "EUD = -ln(mean exp(-alpha D)) / alpha over the voxel doses",
+            "eud": "EUD: the uniform dose whose BED equals the EUBED = -ln(mean exp(-alpha BED)) / alpha over the "
+                   "voxel BEDs (same G as the VOI); eud_linear_Gy = -ln(mean exp(-alpha D)) / alpha without beta",
         },
     }
 
