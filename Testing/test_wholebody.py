@@ -323,3 +323,18 @@ def test_marrow_and_whole_body_tissue_parameters_say_where_they_come_from():
     assert "user value, no published consensus" in table["whole_body"]["source"]
     assert "user value, no published consensus" in table["red_marrow"]["source"]
     assert "user value, no published consensus" in table["tumour"]["source"]
+
+
+def test_report_lines_state_the_whole_body_dose_and_its_assumptions(tmp_path):
+    from MIBGDosimetryLib.report import content
+
+    times = [2, 20, 44, 68, 92]
+    summary = assess_whole_body(write(tmp_path / "wb.csv", csv_of(times, mono_readings(times, 30.0))), 5000.0, 20.0,
+                                target_Gy=4.0)
+    red_marrow = summary.pop("red_marrow")
+    lines = content.whole_body_lines({"whole_body": summary, "red_marrow": red_marrow})
+    assert lines[0].startswith(f"Whole-body dose: {summary['wb_dose_Gy']:.3g} ")
+    assert any(line.startswith("Red-marrow dose, whole body method") for line in lines)
+    assert any(f"{summary['activity_for_target_MBq']:.3g} MBq" in line for line in lines)
+    assert "uniformly distributed" in lines[-1]
+    assert content.whole_body_lines({}) == []
