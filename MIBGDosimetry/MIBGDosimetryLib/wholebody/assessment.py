@@ -8,6 +8,7 @@ prescribed whole-body dose by :mod:`.prescription`.
 
 import numpy as np
 
+from MIBGDosimetryLib import __version__
 from MIBGDosimetryLib.dose import radiobiology
 from MIBGDosimetryLib.wholebody import marrow, prescription
 from MIBGDosimetryLib.wholebody.measurements import read_blood_csv, read_retention_csv
@@ -68,6 +69,7 @@ def assess_whole_body(measurements, administered_MBq, mass_kg, *, blood=None, ta
         "measurements": readings.to_dict(),
         "assumptions": list(ASSUMPTIONS),
         "warnings": warnings,
+        "software": f"SlicerMIBGDosimetry {__version__}",
     }
     if samples is not None:
         summary["blood_samples"] = samples.to_dict()
