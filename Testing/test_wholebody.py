@@ -338,3 +338,21 @@ def test_report_lines_state_the_whole_body_dose_and_its_assumptions(tmp_path):
     assert any(f"{summary['activity_for_target_MBq']:.3g} MBq" in line for line in lines)
     assert "uniformly distributed" in lines[-1]
     assert content.whole_body_lines({}) == []
+
+
+def test_whole_body_inputs_are_checked_before_the_dose_calculation(tmp_path):
+    from MIBGDosimetryLib.study.model import Study
+    from MIBGDosimetryLib.wholebody.study_results import check_whole_body_inputs
+    from MIBGDosimetryLib.workflow.dose_workflow import DoseOptions
+
+    good = write(tmp_path / "wb.csv", "time_h,counts\n1,100\n24,60\n")
+    bad = write(tmp_path / "bad.csv", "time_h,counts\n1,100\n24,x\n")
+    study = Study(path=str(tmp_path), timepoints=[], administered_activity_MBq=None)
+    with pytest.raises(ValueError, match="--administered-MBq"):
+        check_whole_body_inputs(DoseOptions(wholebody_measurements=str(good), patient_mass_kg=20.0), study)
+    with pytest.raises(ValueError, match="not a number"):
+        check_whole_body_inputs(DoseOptions(wholebody_measurements=str(bad), patient_mass_kg=20.0,
+                                            administered_activity_MBq=5000.0), study)
+    readings, blood, activity = check_whole_body_inputs(
+        DoseOptions(wholebody_measurements=str(good), patient_mass_kg=20.0), Study(str(tmp_path), [], None, 7400.0))
+    assert activity == 7400.0 and blood is None and readings.retention[-1] == pytest.approx(0.6)

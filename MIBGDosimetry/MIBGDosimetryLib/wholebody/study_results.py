@@ -10,6 +10,7 @@ with the S value of the imaged mass) and is flagged as not comparable.
 import numpy as np
 
 from MIBGDosimetryLib.wholebody.assessment import assess_whole_body
+from MIBGDosimetryLib.wholebody.measurements import read_blood_csv, read_retention_csv
 from MIBGDosimetryLib.wholebody.s_value import MAX_BODY_MASS_KG, MIN_BODY_MASS_KG, whole_body_s_value
 
 
@@ -45,17 +46,28 @@ def spect_body_comparison(tia_map_MBq_h, dose_map_Gy, body_mask, voi_masks, dens
     return entry
 
 
-def study_whole_body(options, study, body_mask, vois, tia_map_MBq_h, dose_map_Gy, density_g_ml, voxel_ml):
-    """``{"whole_body": ..., "red_marrow": ...}`` for the dose results, from ``options``
-    (wholebody_measurements, blood_samples, patient_mass_kg, administered_activity_MBq) and the study."""
+def check_whole_body_inputs(options, study):
+    """Read the whole-body readings and blood samples named in ``options`` and check the mass and the
+    administered activity, so that bad input stops the calculation before the long part. Returns the
+    readings, the blood samples (or None) and the administered activity (MBq)."""
     if options.patient_mass_kg is None:
         raise ValueError("The whole-body dose needs the patient's mass: give --mass-kg (patient_mass_kg).")
+    whole_body_s_value(options.patient_mass_kg)
     activity = options.administered_activity_MBq or study.administered_activity_MBq
     if activity is None:
         raise ValueError("The whole-body dose needs the administered activity, which the study does not give: "
                          "give --administered-MBq (administered_activity_MBq).")
-    summary = assess_whole_body(options.wholebody_measurements, activity, options.patient_mass_kg,
-                                blood=options.blood_samples, tissue_parameters_path=options.tissue_parameters_path)
+    readings = read_retention_csv(options.wholebody_measurements)
+    blood = read_blood_csv(options.blood_samples) if options.blood_samples else None
+    return readings, blood, activity
+
+
+def study_whole_body(options, study, body_mask, vois, tia_map_MBq_h, dose_map_Gy, density_g_ml, voxel_ml):
+    """``{"whole_body": ..., "red_marrow": ...}`` for the dose results, from ``options``
+    (wholebody_measurements, blood_samples, patient_mass_kg, administered_activity_MBq) and the study."""
+    readings, blood, activity = check_whole_body_inputs(options, study)
+    summary = assess_whole_body(readings, activity, options.patient_mass_kg, blood=blood,
+                                tissue_parameters_path=options.tissue_parameters_path)
     red_marrow = summary.pop("red_marrow")
     summary["spect_comparison"] = spect_body_comparison(tia_map_MBq_h, dose_map_Gy, body_mask,
                                                         [voi.mask for voi in vois], density_g_ml, voxel_ml,

@@ -133,6 +133,10 @@ def calculate(study, record, options, log=print):
     from MIBGDosimetryLib.registration.timepoints import register_timepoints
 
     warnings = list(study.warnings) + list(record.warnings)
+    if options.wholebody_measurements:
+        from MIBGDosimetryLib.wholebody.study_results import check_whole_body_inputs
+
+        check_whole_body_inputs(options, study)
     reference_tp = study.timepoints[options.reference_index]
     log(f"Registering {len(study.timepoints)} time points to '{reference_tp.label}'")
     registrations, registered = register_timepoints(study.timepoints, options.reference_index,
