@@ -9,7 +9,8 @@ HELP = ("whole-body and red-marrow absorbed dose from serial whole-body counts o
 
 def add_arguments(parser):
     parser.add_argument("--measurements", required=True,
-                        help="CSV of whole-body readings: time_h and counts or uSv_per_h (or value with kind), "
+                        help="CSV of whole-body readings: time_h and counts or uSv_per_h (or value with kind, or "
+                             "anterior and posterior conjugate views), "
                              "optional background; the first reading before any excretion")
     parser.add_argument("--administered-MBq", dest="administered_MBq", type=float, required=True,
                         help="administered activity (MBq)")

@@ -9,8 +9,14 @@ administration and the reading, either
 - a value column named after its kind: ``counts``, ``cps`` or ``count_rate`` for counts, ``uSv_per_h``
   (also ``uSv/h``) for dose rates.
 
+- ``anterior`` and ``posterior`` columns: conjugate views of a whole-body gamma-camera scan, combined
+  as the geometric mean of their background-subtracted counts, which does not depend on the depth of
+  the activity in the body (conjugate-view method, MIRD Pamphlet No. 16, Siegel JA et al., J Nucl Med
+  40 (1999) 37S-61S).
+
 An optional ``background`` column holds the background reading in the same unit (one value per row,
-or only on the first row for all of them). The retained fraction is the background-subtracted
+or only on the first row for all of them); for conjugate views, ``background_anterior`` and
+``background_posterior`` may replace it. The retained fraction is the background-subtracted
 reading over the first one: the first reading must be taken before any excretion (before the
 patient first voids), when the whole administered activity is in the body. Readings of one kind
 only: counts and dose rates have different geometries and cannot be normalised together. Lines
@@ -129,6 +135,10 @@ def read_retention_csv(path):
                          "least one later one.")
     times = _times(path, header, rows)
     named = [(index, _kind_of(title)) for index, title in enumerate(header) if _kind_of(title)]
+    if "anterior" in header and "posterior" in header:
+        net = _conjugate_views(path, header, rows)
+        order = np.argsort(times)
+        return retention_from_readings(times[order], net[order], "counts", source=path.name)
     if "value" in header:
         if "kind" not in header:
             raise ValueError(f"{path.name} has a 'value' column but no 'kind' column; add 'kind' (counts or "
@@ -146,22 +156,45 @@ def read_retention_csv(path):
     else:
         raise ValueError(f"{path.name} needs one reading column: 'value' with 'kind', or a column named 'counts' or "
                          f"'uSv_per_h'; found the columns {', '.join(header)}.")
-    values = np.array([_number(path, n, header[value_column], row[value_column] if value_column < len(row) else "")
-                       for n, row in enumerate(rows, start=2)])
-    background = np.zeros_like(values)
-    if "background" in header:
-        column = header.index("background")
-        cells = [row[column] if column < len(row) else "" for row in rows]
-        if cells[0] and not any(cells[1:]):
-            cells = [cells[0]] * len(cells)
-        if not all(cells):
-            raise ValueError(f"{path.name}: give the background on every row or on the first row only.")
-        background = np.array([_number(path, n, "background", c) for n, c in enumerate(cells, start=2)])
-        if np.any(background < 0):
-            raise ValueError(f"{path.name}: a background reading cannot be negative.")
+    values = _column_values(path, header, rows, header[value_column])
     order = np.argsort(times)
-    times, net = times[order], (values - background)[order]
-    return retention_from_readings(times, net, kind, source=path.name)
+    net = values - _background(path, header, rows, "background")
+    return retention_from_readings(times[order], net[order], kind, source=path.name)
+
+
+def _column_values(path, header, rows, name):
+    column = header.index(name)
+    return np.array([_number(path, n, name, row[column] if column < len(row) else "")
+                     for n, row in enumerate(rows, start=2)])
+
+
+def _background(path, header, rows, name):
+    """Background per row from column ``name`` (every row, or the first row only), zero without it."""
+    if name not in header:
+        return np.zeros(len(rows))
+    column = header.index(name)
+    cells = [row[column] if column < len(row) else "" for row in rows]
+    if cells[0] and not any(cells[1:]):
+        cells = [cells[0]] * len(cells)
+    if not all(cells):
+        raise ValueError(f"{path.name}: give the {name.replace('_', ' ')} on every row or on the first row only.")
+    background = np.array([_number(path, n, name, c) for n, c in enumerate(cells, start=2)])
+    if np.any(background < 0):
+        raise ValueError(f"{path.name}: a background reading cannot be negative.")
+    return background
+
+
+def _conjugate_views(path, header, rows):
+    """Geometric mean of the background-subtracted anterior and posterior counts."""
+    net = []
+    for view in ("anterior", "posterior"):
+        own = f"background_{view}"
+        background = _background(path, header, rows, own if own in header else "background")
+        net.append(_column_values(path, header, rows, view) - background)
+    if np.any(net[0] <= 0) or np.any(net[1] <= 0):
+        raise ValueError(f"{path.name}: an anterior or posterior count minus background is zero or negative; check "
+                         "the counts and the background.")
+    return np.sqrt(net[0] * net[1])
 
 
 def retention_from_readings(times_h, net_readings, kind, source=None):
