@@ -289,6 +289,10 @@ def test_bed_of_the_whole_body_dose_follows_the_mono_exponential_g_factor(tmp_pa
     # Mono-exponential dose rate: G = lambda / (lambda + mu) (Dale 1985).
     expected = out["wb_dose_Gy"] * (1 + lam / (lam + mu) * out["wb_dose_Gy"] / tissue["alpha_beta_Gy"])
     assert out["wb_bed_Gy"] == pytest.approx(expected, rel=1e-6)
+    marrow_tissue = radiobiology.load_tissue_parameters()["red_marrow"]
+    mu = math.log(2) / marrow_tissue["repair_half_time_h"]
+    assert out["red_marrow"]["whole_body"]["red_marrow_bed_Gy"] == pytest.approx(
+        out["wb_dose_Gy"] * (1 + lam / (lam + mu) * out["wb_dose_Gy"] / marrow_tissue["alpha_beta_Gy"]), rel=1e-6)
 
 
 def test_lq_eud_of_a_uniform_dose_is_that_dose():
@@ -373,3 +377,12 @@ def test_conjugate_views_cancel_the_depth_of_the_activity(tmp_path):
     assert readings.retention == pytest.approx([a / activity[0] for a in activity], rel=1e-9)
     # The anterior view alone would be off by the change in depth.
     assert activity[1] * math.exp(-mu * depth[1]) / (activity[0] * math.exp(-mu * depth[0])) < 0.5 * readings.retention[1]
+
+
+def test_dose_command_refuses_whole_body_readings_without_the_mass_before_reading_the_study(tmp_path, capsys):
+    wb = write(tmp_path / "wb.csv", "time_h,counts\n1,100\n24,60\n")
+    code = cli.main(["dose", str(tmp_path / "no-study"), "--calibration", str(tmp_path / "none.json"), "--out",
+                     str(tmp_path / "out"), "--wholebody-measurements", str(wb)])
+    assert code == 2
+    assert "needs the patient's mass (--mass-kg)" in capsys.readouterr().err
+    assert not (tmp_path / "out").exists()

@@ -30,7 +30,8 @@ def assess_whole_body(measurements, administered_MBq, mass_kg, *, blood=None, ta
                       red_marrow_mass_g=None, tissue_parameters_path=None):
     """Whole-body dose summary. ``measurements`` and ``blood`` are CSV paths or already read
     :class:`RetentionReadings` / :class:`BloodSamples`. The BED of the whole-body dose uses the
-    ``whole_body`` entry of the tissue-parameter table (:mod:`MIBGDosimetryLib.dose.radiobiology`)."""
+    ``whole_body`` entry of the tissue-parameter table (:mod:`MIBGDosimetryLib.dose.radiobiology`), that
+    of the red marrow by the whole-body method the ``red_marrow`` entry."""
     readings = read_retention_csv(measurements) if not hasattr(measurements, "retention") else measurements
     samples = None
     if blood is not None:
@@ -42,6 +43,7 @@ def assess_whole_body(measurements, administered_MBq, mass_kg, *, blood=None, ta
     dose_u = tia["tia_uncertainty_MBq_h"] * s
     warnings = list(tia["warnings"])
     red_marrow = {"whole_body": marrow.whole_body_method(dose, dose_u)}
+    red_marrow["whole_body"]["red_marrow_bed_Gy"] = _bed(dose, tia["terms"], tissue_parameters_path, "red_marrow")
     if samples is not None:
         red_marrow["blood"] = marrow.blood_method(samples, tia["tia_MBq_h"], s_value, mass_kg, rmblr,
                                                   rmblr_uncertainty, red_marrow_mass_g)
@@ -57,7 +59,7 @@ def assess_whole_body(measurements, administered_MBq, mass_kg, *, blood=None, ta
         "wb_dose_Gy_uncertainty": _finite_or_none(dose_u),
         "wb_dose_trapezoid_physical_decay_Gy": tia["tia_trapezoid_physical_decay_MBq_h"] * s,
         "wb_dose_per_activity_Gy_per_MBq": dose / administered_MBq,
-        "wb_bed_Gy": _bed(dose, tia["terms"], tissue_parameters_path),
+        "wb_bed_Gy": _bed(dose, tia["terms"], tissue_parameters_path, "whole_body"),
         "s_value_Gy_per_MBq_h": s,
         "s_value": s_value,
         "effective_half_lives_h": tia["effective_half_lives_h"],
@@ -81,10 +83,10 @@ def assess_whole_body(measurements, administered_MBq, mass_kg, *, blood=None, ta
     return summary
 
 
-def _bed(dose_Gy, terms, tissue_parameters_path):
-    """BED (Gy) of the whole-body dose delivered with the retention curve's time course, or None
-    without a ``whole_body`` entry in the tissue-parameter table."""
-    tissue = radiobiology.load_tissue_parameters(tissue_parameters_path).get("whole_body")
+def _bed(dose_Gy, terms, tissue_parameters_path, tissue_name):
+    """BED (Gy) of a dose delivered with the retention curve's time course, with the parameters of
+    ``tissue_name`` in the tissue-parameter table (None without that entry)."""
+    tissue = radiobiology.load_tissue_parameters(tissue_parameters_path).get(tissue_name)
     if tissue is None:
         return None
     g = radiobiology.lea_catcheside_g(terms[0], terms[1], tissue["repair_half_time_h"])
