@@ -386,3 +386,31 @@ def test_dose_command_refuses_whole_body_readings_without_the_mass_before_readin
     assert code == 2
     assert "needs the patient's mass (--mass-kg)" in capsys.readouterr().err
     assert not (tmp_path / "out").exists()
+
+
+# --- body shape --------------------------------------------------------------------------------
+
+def test_ellipsoid_geometry_with_equal_axes_reproduces_the_sphere():
+    from MIBGDosimetryLib.physics.spheres import geometric_reduction_factor
+
+    ratios = np.array([0.1, 0.5, 1.0, 1.5, 1.9])
+    # Berger's analytic factor 1 - 3x/4 + x^3/16 (MIRD Pamphlet 7), within the Monte Carlo noise.
+    assert s_value.ellipsoid_reduction_factor([3.0, 3.0, 3.0], 3.0 * ratios) == pytest.approx(
+        1 - 0.75 * ratios + ratios ** 3 / 16, abs=0.003)
+    radius_cm = (3 * 20000 / (4 * math.pi)) ** (1 / 3)
+    assert s_value.ellipsoid_photon_absorbed_fraction([radius_cm] * 3) == pytest.approx(
+        s_value.whole_body_s_value(20.0)["photon_absorbed_fraction"], rel=0.005)
+    assert geometric_reduction_factor(1.0) == pytest.approx(0.3125)
+
+
+def test_body_ellipsoid_absorbs_fewer_photons_than_the_sphere(tmp_path):
+    sphere, ellipsoid = s_value.whole_body_s_value(20.0), s_value.whole_body_s_value(20.0, "ellipsoid")
+    assert ellipsoid["electron_Gy_per_MBq_h"] == sphere["electron_Gy_per_MBq_h"]
+    assert 0.8 * sphere["photon_absorbed_fraction"] < ellipsoid["photon_absorbed_fraction"] \
+        < 0.97 * sphere["photon_absorbed_fraction"]
+    times = [2, 20, 44, 68, 92]
+    out = assess_whole_body(write(tmp_path / "wb.csv", csv_of(times, mono_readings(times, 30.0))), 5000.0, 20.0)
+    assert out["wb_dose_ellipsoid_Gy"] == pytest.approx(out["wb_tia_MBq_h"] * ellipsoid["S_Gy_per_MBq_h"])
+    assert out["wb_dose_ellipsoid_Gy"] < out["wb_dose_Gy"]
+    with pytest.raises(ValueError, match="Unknown body shape"):
+        s_value.whole_body_s_value(20.0, "cube")

@@ -22,6 +22,9 @@ def add_arguments(parser):
                         help="the target is the total over both administrations: subtract this one's dose")
     parser.add_argument("--method", default="auto", choices=["auto", "mono", "bi", "trapezoid"],
                         help="retention model (default auto: bi-exponential when AICc prefers it, else mono)")
+    parser.add_argument("--body-shape", default="sphere", choices=["sphere", "ellipsoid"],
+                        help="body model for the photon absorbed fraction (default sphere: the upper estimate; "
+                             "ellipsoid: MIRD-5 trunk proportions)")
     parser.add_argument("--rmblr", type=float, default=1.0,
                         help="red-marrow-to-blood concentration ratio for the blood method (default 1)")
     parser.add_argument("--rmblr-uncertainty", type=float, default=0.0, help="standard uncertainty of the RMBLR")
@@ -35,6 +38,6 @@ def run(args):
     summary = assess_whole_body(args.measurements, args.administered_MBq, args.mass_kg, blood=args.blood,
                                 target_Gy=args.target_Gy, subtract_delivered=args.subtract_delivered,
                                 method=args.method, rmblr=args.rmblr, rmblr_uncertainty=args.rmblr_uncertainty,
-                                red_marrow_mass_g=args.red_marrow_mass_g)
+                                red_marrow_mass_g=args.red_marrow_mass_g, shape=args.body_shape)
     print(json.dumps(summary, indent=2))
     return 0

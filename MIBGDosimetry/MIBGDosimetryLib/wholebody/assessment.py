@@ -19,15 +19,15 @@ ASSUMPTIONS = [
     "activity uniformly distributed in the whole body",
     "the first whole-body reading is taken before any excretion and equals the administered activity",
     "readings proportional to the activity in the body (same geometry, distance and patient position each time)",
-    "electrons absorbed in the body; photons with the absorbed fraction of a soft-tissue sphere of the patient's "
-    "mass (an upper estimate for an elongated body)",
+    "electrons absorbed in the body; photons with the absorbed fraction of a soft-tissue sphere (the upper estimate) "
+    "or ellipsoid of the patient's mass; the other shape's dose is given beside it",
     "the whole-body dose uncertainty covers the retention curve, not the S-value model",
 ]
 
 
 def assess_whole_body(measurements, administered_MBq, mass_kg, *, blood=None, target_Gy=None,
                       subtract_delivered=False, method="auto", rmblr=marrow.DEFAULT_RMBLR, rmblr_uncertainty=0.0,
-                      red_marrow_mass_g=None, tissue_parameters_path=None):
+                      red_marrow_mass_g=None, tissue_parameters_path=None, shape="sphere"):
     """Whole-body dose summary. ``measurements`` and ``blood`` are CSV paths or already read
     :class:`RetentionReadings` / :class:`BloodSamples`. The BED of the whole-body dose uses the
     ``whole_body`` entry of the tissue-parameter table (:mod:`MIBGDosimetryLib.dose.radiobiology`), that
@@ -36,7 +36,9 @@ def assess_whole_body(measurements, administered_MBq, mass_kg, *, blood=None, ta
     samples = None
     if blood is not None:
         samples = read_blood_csv(blood) if not hasattr(blood, "concentration_MBq_per_mL") else blood
-    s_value = whole_body_s_value(mass_kg)
+    s_value = whole_body_s_value(mass_kg, shape)
+    other_shape = "ellipsoid" if shape == "sphere" else "sphere"
+    other_s = whole_body_s_value(mass_kg, other_shape)["S_Gy_per_MBq_h"]
     tia = whole_body_tia(readings, administered_MBq, method)
     s = s_value["S_Gy_per_MBq_h"]
     dose = tia["tia_MBq_h"] * s
@@ -62,6 +64,8 @@ def assess_whole_body(measurements, administered_MBq, mass_kg, *, blood=None, ta
         "wb_bed_Gy": _bed(dose, tia["terms"], tissue_parameters_path, "whole_body"),
         "s_value_Gy_per_MBq_h": s,
         "s_value": s_value,
+        f"wb_dose_{other_shape}_Gy": tia["tia_MBq_h"] * other_s,
+        f"s_value_{other_shape}_Gy_per_MBq_h": other_s,
         "effective_half_lives_h": tia["effective_half_lives_h"],
         "retention_parameters": tia["parameters"],
         "coverage_fraction": tia["coverage_fraction"],
