@@ -208,7 +208,8 @@ def test_whole_body_readings_and_blood_samples_go_into_the_results(demo, tmp_pat
     curves = [truth["remainder"]["kinetics"]] + [s["kinetics"] for s in truth["structures"]]
 
     def total_MBq(hours):
-        return sum(c * math.exp(-rate * hours) for k in curves for c, rate in zip(k["coefficients_MBq"], k["rates_per_h"]))
+        return sum(c * math.exp(-rate * hours)
+                   for k in curves for c, rate in zip(k["coefficients_MBq"], k["rates_per_h"]))
 
     true_tia = truth["remainder"]["tia_MBq_h"] + sum(s["tia_MBq_h"] for s in truth["structures"])
     readings = tmp_path / "wb.csv"

@@ -84,7 +84,8 @@ def test_dose_rate_and_counts_give_the_same_dose(tmp_path):
     times = [1, 24, 48, 96]
     counts = mono_readings(times, 40.0, first=8.0e4)
     rates = mono_readings(times, 40.0, first=35.0)
-    a = write(tmp_path / "counts.csv", "time_h,value,kind\n" + "".join(f"{t},{v!r},counts\n" for t, v in zip(times, counts)))
+    a = write(tmp_path / "counts.csv",
+              "time_h,value,kind\n" + "".join(f"{t},{v!r},counts\n" for t, v in zip(times, counts)))
     b = write(tmp_path / "rates.csv", csv_of(times, [v + 0.2 for v in rates], "time_h,uSv_per_h,background", ",0.2"))
     first, second = assess_whole_body(a, 4000.0, 25.0), assess_whole_body(b, 4000.0, 25.0)
     assert first["measurements"]["kind"] == "counts" and second["measurements"]["kind"] == "uSv_per_h"
@@ -376,7 +377,8 @@ def test_conjugate_views_cancel_the_depth_of_the_activity(tmp_path):
     assert readings.kind == "counts"
     assert readings.retention == pytest.approx([a / activity[0] for a in activity], rel=1e-9)
     # The anterior view alone would be off by the change in depth.
-    assert activity[1] * math.exp(-mu * depth[1]) / (activity[0] * math.exp(-mu * depth[0])) < 0.5 * readings.retention[1]
+    anterior_only = activity[1] * math.exp(-mu * depth[1]) / (activity[0] * math.exp(-mu * depth[0]))
+    assert anterior_only < 0.5 * readings.retention[1]
 
 
 def test_dose_command_refuses_whole_body_readings_without_the_mass_before_reading_the_study(tmp_path, capsys):

@@ -134,7 +134,8 @@ def whole_body_lines(results):
              f"{number(wb.get('s_value_Gy_per_MBq_h'))} Gy/(MBq h) for {number(wb.get('mass_kg'))} kg); "
              f"trapezoid with physical decay: {number(wb.get('wb_dose_trapezoid_physical_decay_Gy'))} Gy"]
     for name, entry in (results.get("red_marrow") or {}).items():
-        lines.append(f"Red-marrow dose, {entry.get('method', name)} method: {number(entry.get('red_marrow_dose_Gy'))} Gy; "
+        dose = number(entry.get("red_marrow_dose_Gy"))
+        lines.append(f"Red-marrow dose, {entry.get('method', name)} method: {dose} Gy; "
                      + "; ".join(entry.get("assumptions", [])))
     spect = wb.get("spect_comparison") or {}
     if spect:
