@@ -416,3 +416,11 @@ def test_body_ellipsoid_absorbs_fewer_photons_than_the_sphere(tmp_path):
     assert out["wb_dose_ellipsoid_Gy"] < out["wb_dose_Gy"]
     with pytest.raises(ValueError, match="Unknown body shape"):
         s_value.whole_body_s_value(20.0, "cube")
+
+
+def test_trapezoid_uncertainty_has_no_term_for_the_known_start():
+    # Readings exactly on a mono-exponential: no scatter, and the start (whole activity in the body) is known.
+    times = [1.0, 24.0, 48.0, 72.0]
+    readings = measurements.retention_from_readings(times, mono_readings(times, 30.0), "counts")
+    result = retention.whole_body_tia(readings, 1000.0, "trapezoid")
+    assert result["tia_uncertainty_MBq_h"] < 1e-9 * result["tia_MBq_h"]

@@ -57,7 +57,8 @@ def whole_body_tia(readings, administered_MBq, method="auto"):
     if method == "auto":
         method = _auto_choice(t, activity)
     if method == "trapezoid":
-        result = {"tia_MBq_h": trapezoid.tia_MBq_h, "tia_uncertainty_MBq_h": trapezoid.tia_uncertainty_MBq_h,
+        # Only the readings' scatter: the part before the first reading is known (the whole activity).
+        result = {"tia_MBq_h": trapezoid.tia_MBq_h, "tia_uncertainty_MBq_h": trapezoid.uncertainty_terms_MBq_h["fit"],
                   "parameters": {"tail_lambda_per_h": DECAY_CONSTANT_PER_H},
                   "terms": ([1.0], [DECAY_CONSTANT_PER_H]),
                   "effective_half_lives_h": [float(np.log(2.0) / DECAY_CONSTANT_PER_H)]}
