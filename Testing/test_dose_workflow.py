@@ -194,3 +194,39 @@ def test_mean_doses_within_10_percent_for_other_seeds_and_lesion_sizes(demo, tmp
             errors[voi["name"]] = voi["mean_dose_Gy"] / true["mean_dose_Gy"] - 1
     assert len(errors) >= 10
     assert all(abs(e) <= 0.10 for e in errors.values()), errors
+
+
+def test_whole_body_readings_and_blood_samples_go_into_the_results(demo, tmp_path):
+    """Whole-body dose-rate readings sampled from the phantom's true total activity: the retention TIA
+    and the SPECT body TIA against the phantom's analytic total TIA, the blood method in results.json."""
+    import math
+
+    from MIBGDosimetryLib.report import content
+    from MIBGDosimetryLib.workflow.dose_workflow import DoseOptions, run_dose
+
+    truth = _truth(demo)
+    curves = [truth["remainder"]["kinetics"]] + [s["kinetics"] for s in truth["structures"]]
+
+    def total_MBq(hours):
+        return sum(c * math.exp(-rate * hours)
+                   for k in curves for c, rate in zip(k["coefficients_MBq"], k["rates_per_h"]))
+
+    true_tia = truth["remainder"]["tia_MBq_h"] + sum(s["tia_MBq_h"] for s in truth["structures"])
+    readings = tmp_path / "wb.csv"
+    readings.write_text("time_h,uSv_per_h\n" + "".join(f"{h},{0.01 * total_MBq(h)!r}\n"
+                                                       for h in (2, 6, 21, 45, 69, 93, 141)))
+    blood = tmp_path / "blood.csv"
+    blood.write_text("time_h,kBq_per_mL\n2,1.0\n24,0.6\n48,0.35\n96,0.12\n")
+    options = DoseOptions(wholebody_measurements=str(readings), blood_samples=str(blood), patient_mass_kg=16.0,
+                          administered_activity_MBq=total_MBq(2.0))
+    results = run_dose(str(demo["out"] / "patient-study"), str(demo["out"] / "calibration.json"), options,
+                       log=lambda *_: None).results
+    whole_body = results["whole_body"]
+    assert whole_body["wb_tia_MBq_h"] == pytest.approx(true_tia, rel=0.05)
+    spect = whole_body["spect_comparison"]
+    assert spect["field_of_view_covers_whole_body"]
+    assert spect["spect_body_tia_MBq_h"] == pytest.approx(true_tia, rel=0.10)
+    assert set(results["red_marrow"]) == {"whole_body", "blood"}
+    assert results["red_marrow"]["whole_body"]["red_marrow_dose_Gy"] == whole_body["wb_dose_Gy"]
+    assert any("whole body:" in w for w in results["warnings"])  # the phantom's CT body weighs less than 16 kg
+    assert content.whole_body_lines(results)[0].startswith("Whole-body dose:")

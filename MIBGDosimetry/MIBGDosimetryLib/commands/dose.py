@@ -30,6 +30,13 @@ def add_arguments(parser):
     parser.add_argument("--deformable", action="store_true", help="add a B-spline stage to the CT registration")
     parser.add_argument("--seeds", help="lesion seed points (Slicer markups .mrk.json) instead of those in the study")
     parser.add_argument("--tissue-parameters", help="radiobiological tissue-parameter table (JSON)")
+    parser.add_argument("--wholebody-measurements",
+                        help="whole-body readings (CSV, see 'mibgdose wholebody') for the whole-body and red-marrow "
+                             "dose in results.json")
+    parser.add_argument("--blood", help="blood samples (CSV) for the blood method of the red-marrow dose")
+    parser.add_argument("--mass-kg", dest="mass_kg", type=float, help="patient mass (kg), for the whole-body dose")
+    parser.add_argument("--administered-MBq", dest="administered_MBq", type=float,
+                        help="administered activity (MBq) when the study's DICOM does not give it")
     parser.add_argument("--no-dicom", action="store_true", help="do not write RT Dose and SEG")
     parser.add_argument("--no-report", action="store_true", help="do not write the PDF/HTML report")
 
@@ -47,12 +54,17 @@ def run(args):
                           tac_head=args.tac_head, uptake_half_life_h=args.uptake_half_life_h,
                           kernel_half_width=args.kernel_half_width, density_correction=args.density_correction,
                           deformable_registration=args.deformable, seed_points_ras_mm=seeds,
-                          tissue_parameters_path=args.tissue_parameters)
+                          tissue_parameters_path=args.tissue_parameters,
+                          wholebody_measurements=args.wholebody_measurements, blood_samples=args.blood,
+                          patient_mass_kg=args.mass_kg, administered_activity_MBq=args.administered_MBq)
     calculation = run_dose(args.study_dir, args.calibration, options)
     written = write_outputs(calculation, args.out, dicom=not args.no_dicom, report=not args.no_report)
     summary = {"written": written,
                "vois": [{k: v.get(k) for k in ("name", "mean_dose_Gy", "dose_uncertainty_Gy", "tac_model",
                                                "coverage_fraction")} for v in calculation.results["vois"]],
                "warnings": calculation.results["warnings"]}
+    if "whole_body" in calculation.results:
+        summary["whole_body_dose_Gy"] = calculation.results["whole_body"]["wb_dose_Gy"]
+        summary["red_marrow_dose_Gy"] = calculation.results["whole_body"]["red_marrow_dose_Gy"]
     print(json.dumps(summary, indent=2))
     return 0

@@ -17,7 +17,11 @@ so the coefficients of the activity curve serve directly.
 
 EUD (Niemierko A, Med Phys 24 (1997) 103-110; O'Donoghue JA, J Nucl Med 40 (1999) 1337-1341): the
 uniform dose with the same expected surviving fraction, ``EUD = -ln(mean(exp(-alpha D))) / alpha``
-over the voxels (weighted by mass where given). Applied to voxel BEDs it gives the EUBED.
+over the voxels (weighted by mass where given). Applied to voxel BEDs it gives the EUBED. That EUD
+of the physical dose is linear-exponential: it ignores beta. The EUD consistent with the BED
+(:func:`lq_eud_Gy`) is the uniform dose, delivered with the same time course (same G), whose BED equals
+the EUBED: it solves ``EUD + G EUD^2 / (alpha/beta) = EUBED``, i.e. a uniform irradiation with the same
+expected surviving fraction under the linear-quadratic model ``SF = exp(-alpha D - beta G D^2)``.
 
 Tissue parameters (alpha/beta, repair half-time, alpha) are kept in ``tissue_parameters.json`` beside
 this module, with their sources; pass another file to :func:`load_tissue_parameters` to change them.
@@ -95,3 +99,22 @@ def eud_Gy(dose_Gy, alpha_per_Gy, weights=None):
 def eubed_Gy(bed_Gy_values, alpha_per_Gy, weights=None):
     """EUBED: the EUD formula applied to voxel BEDs (Gy)."""
     return eud_Gy(bed_Gy_values, alpha_per_Gy, weights)
+
+
+def dose_from_bed_Gy(bed_Gy_value, g_factor, alpha_beta_Gy):
+    """The dose D (Gy) with ``D + G D^2 / (alpha/beta) = BED`` (the positive root; D = BED for G = 0)."""
+    if alpha_beta_Gy <= 0:
+        raise ValueError("alpha/beta must be positive.")
+    bed = np.asarray(bed_Gy_value, dtype=float)
+    g = np.asarray(g_factor, dtype=float)
+    if np.any(g < 0) or np.any(bed < 0):
+        raise ValueError("BED and the G factor must not be negative.")
+    # 2 BED / (1 + sqrt(1 + 4 G BED / (alpha/beta))): the root without cancellation for small G.
+    return 2.0 * bed / (1.0 + np.sqrt(1.0 + 4.0 * g * bed / alpha_beta_Gy))
+
+
+def lq_eud_Gy(dose_Gy, alpha_per_Gy, alpha_beta_Gy, g_factor, weights=None):
+    """EUD consistent with the BED: the uniform dose whose BED equals the EUBED of the voxel doses
+    ``dose_Gy`` delivered with Lea-Catcheside factor ``g_factor`` (see the module docstring)."""
+    voxel_bed = bed_Gy(dose_Gy, g_factor, alpha_beta_Gy)
+    return float(dose_from_bed_Gy(eubed_Gy(voxel_bed, alpha_per_Gy, weights), g_factor, alpha_beta_Gy))

@@ -30,14 +30,17 @@ def sphere_radius_cm(mass_g, density_g_cm3=1.0):
     return (3.0 * mass_g / (4.0 * np.pi * density_g_cm3)) ** (1.0 / 3.0)
 
 
-def sphere_s_value(mass_g, density_g_cm3=1.0, material="soft_tissue"):
+def sphere_s_value(mass_g, density_g_cm3=1.0, material="soft_tissue", max_mass_g=MAX_MASS_G):
     """Self-dose S value of a uniformly filled sphere of 131I.
+
+    ``max_mass_g`` is the largest mass accepted (organs and lesions by default; the whole-body model
+    raises it to body masses, which the photon kernel's 60 cm reach still covers).
 
     Returns a dict: ``S_mGy_per_MBq_s`` (mean absorbed dose rate in the sphere per unit activity),
     ``electron_absorbed_fraction`` (beta, conversion and Auger electrons), ``photon_absorbed_fraction``
     (gamma and X-rays), ``mass_g``, ``radius_mm``, ``density_g_cm3``, ``material``."""
-    if not (np.isfinite(mass_g) and MIN_MASS_G <= mass_g <= MAX_MASS_G):
-        raise ValueError(f"The sphere mass must lie between {MIN_MASS_G} g and {MAX_MASS_G:g} g; got {mass_g} g.")
+    if not (np.isfinite(mass_g) and MIN_MASS_G <= mass_g <= max_mass_g):
+        raise ValueError(f"The sphere mass must lie between {MIN_MASS_G} g and {max_mass_g:g} g; got {mass_g} g.")
     if not (np.isfinite(density_g_cm3) and 0.01 <= density_g_cm3 <= 3.0):
         raise ValueError(f"The tissue density must lie between 0.01 and 3 g/cm3; got {density_g_cm3}.")
     radial = radial_kernel(material)

@@ -123,6 +123,32 @@ def schedule_lines(results):
     return lines
 
 
+def whole_body_lines(results):
+    """The whole-body and red-marrow dose (from whole-body readings), with the SPECT body beside it and
+    the assumptions; empty when no whole-body readings were given."""
+    wb = results.get("whole_body")
+    if not wb:
+        return []
+    lines = [f"Whole-body dose: {number(wb.get('wb_dose_Gy'))} ± {number(wb.get('wb_dose_Gy_uncertainty'), 2)} Gy "
+             f"(TIA {number(wb.get('wb_tia_MBq_h'))} MBq h, {wb.get('retention_method')} retention, S value "
+             f"{number(wb.get('s_value_Gy_per_MBq_h'))} Gy/(MBq h) for {number(wb.get('mass_kg'))} kg); "
+             f"trapezoid with physical decay: {number(wb.get('wb_dose_trapezoid_physical_decay_Gy'))} Gy"]
+    for name, entry in (results.get("red_marrow") or {}).items():
+        dose = number(entry.get("red_marrow_dose_Gy"))
+        lines.append(f"Red-marrow dose, {entry.get('method', name)} method: {dose} Gy; "
+                     + "; ".join(entry.get("assumptions", [])))
+    spect = wb.get("spect_comparison") or {}
+    if spect:
+        covered = "covers" if spect.get("field_of_view_covers_whole_body") else "does NOT cover"
+        lines.append(f"SPECT body ({covered} the whole body, {number(spect.get('spect_body_mass_kg'))} kg imaged): "
+                     f"TIA {number(spect.get('spect_body_tia_MBq_h'))} MBq h, whole-body dose "
+                     f"{number(spect.get('spect_wb_dose_Gy'))} Gy")
+    if wb.get("activity_for_target_MBq") is not None:
+        lines.append(f"Activity for the target dose: {number(wb['activity_for_target_MBq'])} MBq")
+    lines.append("Assumptions: " + "; ".join(wb.get("assumptions", [])))
+    return lines
+
+
 def all_warnings(results):
     """Every warning in the results, each prefixed with where it comes from."""
     warnings = [str(w) for w in results.get("warnings", [])]

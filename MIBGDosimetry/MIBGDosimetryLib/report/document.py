@@ -54,6 +54,7 @@ def _sections(results, volumes):
     """The report as a list of (heading, kind, payload); kinds: pairs, table, figures, lines."""
     dose_headings, dose_rows = content.dose_table(results)
     tp_headings, tp_rows = content.timepoint_table(results)
+    whole_body = content.whole_body_lines(results)
     return [
         ("Provenance", "pairs", content.key_values(results.get("provenance"))),
         ("Calibration used", "pairs", content.key_values(results.get("calibration"))),
@@ -62,6 +63,7 @@ def _sections(results, volumes):
         ("Time-activity curves", "figures", figures.tac_pages(results)),
         ("Coverage", "figures", figures.coverage_page(results)),
         ("Dose-volume histograms", "figures", figures.dvh_page(results)),
+    ] + ([("Whole-body and red-marrow dose", "lines", whole_body)] if whole_body else []) + [
         ("Imaging dose of the dosimetry study", "table", content.imaging_dose_table(results)),
         ("Scan schedule", "lines", content.schedule_lines(results)),
         ("Dose over CT", "figures", figures.slice_pages(volumes.get("ct"), volumes.get("dose"),

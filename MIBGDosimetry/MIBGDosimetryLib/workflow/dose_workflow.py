@@ -66,11 +66,20 @@ class DoseOptions:
     tracer_studies: tuple = ()
     #: Patient age (years) for the imaging-dose log, when the DICOM headers do not give it.
     patient_age_years: float = None
+    #: Whole-body retention readings (CSV) for the whole-body and red-marrow dose, blood samples (CSV)
+    #: for the blood method, the patient's mass (kg) and the administered activity (MBq) when the study
+    #: does not give it (see MIBGDosimetryLib.wholebody).
+    wholebody_measurements: str = None
+    blood_samples: str = None
+    patient_mass_kg: float = None
+    administered_activity_MBq: float = None
 
     def __post_init__(self):
         if self.partial_volume not in PARTIAL_VOLUME_METHODS:
             raise ValueError(f"Unknown partial-volume method '{self.partial_volume}'; choose one of "
                              f"{', '.join(PARTIAL_VOLUME_METHODS)}.")
+        if self.wholebody_measurements and self.patient_mass_kg is None:
+            raise ValueError("The whole-body dose from whole-body readings needs the patient's mass (--mass-kg).")
 
 
 @dataclasses.dataclass
@@ -124,6 +133,10 @@ def calculate(study, record, options, log=print):
     from MIBGDosimetryLib.registration.timepoints import register_timepoints
 
     warnings = list(study.warnings) + list(record.warnings)
+    if options.wholebody_measurements:
+        from MIBGDosimetryLib.wholebody.study_results import check_whole_body_inputs
+
+        check_whole_body_inputs(options, study)
     reference_tp = study.timepoints[options.reference_index]
     log(f"Registering {len(study.timepoints)} time points to '{reference_tp.label}'")
     registrations, registered = register_timepoints(study.timepoints, options.reference_index,
@@ -177,7 +190,15 @@ def calculate(study, record, options, log=print):
         _voi_dose(voi, entry, tac_fits[voi.name], tia_map, dose_map, voxel_dose_map, density, reference, tissues,
                   options)
 
+    whole_body = {}
+    if options.wholebody_measurements:
+        from MIBGDosimetryLib.wholebody.study_results import study_whole_body
+
+        log("Whole-body and red-marrow dose from the whole-body readings")
+        whole_body = study_whole_body(options, study, body, vois, tia_map, dose_map, density, reference.voxel_volume_ml)
+        warnings.extend(f"whole body: {w}" for w in whole_body["whole_body"]["warnings"])
     results = {
+        **whole_body,
         "imaging_dose": _imaging_dose(study, options, warnings),
         "schedule_advice": _schedule_advice(tac_fits, warnings),
         "provenance": _provenance(options, record),
@@ -514,7 +535,13 @@ def _voi_dose(voi, entry, fit, tia_map, dose_map, voxel_dose_map, density, refer
             entry["warnings"].append("BED needs an exponential time-activity model; the trapezoid gives none")
         if tissue.get("alpha_per_Gy"):
             weights = None if density is None else density[voi.mask]
-            entry["eud_Gy"] = radiobiology.eud_Gy(dose_map[voi.mask], tissue["alpha_per_Gy"], weights)
+            entry["eud_linear_Gy"] = radiobiology.eud_Gy(dose_map[voi.mask], tissue["alpha_per_Gy"], weights)
+            entry["eud_Gy"] = entry["eud_linear_Gy"]
+            if entry["bed_Gy"] is not None:
+                # The EUD consistent with the BED: the uniform dose whose BED is the EUBED (beta included).
+                g = radiobiology.lea_catcheside_g(*fit.exponential_terms(), tissue["repair_half_time_h"])
+                entry["eud_Gy"] = radiobiology.lq_eud_Gy(dose_map[voi.mask], tissue["alpha_per_Gy"],
+                                                         tissue["alpha_beta_Gy"], g, weights)
     volume_relative = _volume_relative_uncertainty(voi, reference.spacing_mm)
     tia_u = uncertainty.tia_uncertainty(entry["tia_MBq_h"], entry.pop("_fit_uncertainty_MBq_h"),
                                         entry.pop("_calibration_relative"), entry.pop("_recovery_relative"),
@@ -603,7 +630,8 @@ def _provenance(options, record):
             "dose": "TIA map convolved (FFT) with the 131I voxel S-value kernel computed for the SPECT voxel size; "
                     "VOI means scaled by the recovery-corrected VOI TIA over the voxel TIA",
             "bed": "linear-quadratic model with Lea-Catcheside factor of the fitted dose-rate curve",
-            "eud": "EUD = -ln(mean exp(-alpha D)) / alpha over the voxel doses",
+            "eud": "EUD: the uniform dose whose BED equals the EUBED = -ln(mean exp(-alpha BED)) / alpha over the "
+                   "voxel BEDs (same G as the VOI); eud_linear_Gy = -ln(mean exp(-alpha D)) / alpha without beta",
         },
     }
 
