@@ -54,7 +54,7 @@ def registerAdaptiveThresholdEffect():
         return
     effect = effects.qSlicerSegmentEditorScriptedEffect(None)
     # Slicer loads the file as a module named after its folder: the folder holds only the effect.
-    effectPath = os.path.join(os.path.dirname(__file__), "SegmentEditorMIBGAdaptiveThresholdLib",
+    effectPath = os.path.join(os.path.dirname(__file__), "MIBGAdaptiveThresholdEffectLib",
                               "SegmentEditorMIBGAdaptiveThresholdEffect.py")
     effect.setPythonSource(effectPath.replace("\\", "/"))
     effect.self().register()

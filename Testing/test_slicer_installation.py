@@ -20,7 +20,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 SOURCE_ROOT = os.environ.get("MIBG_EXTENSION_SOURCE", os.path.dirname(HERE))
 MODULES = ("MIBGCalibration", "MIBGDosimetry")
 EFFECT_NAME = "MIBG adaptive threshold"
-EFFECT_FOLDER = "SegmentEditorMIBGAdaptiveThresholdLib"
+EFFECT_FOLDER = "MIBGAdaptiveThresholdEffectLib"
 
 
 def run_session(tmp_path, slicer_version, mode, timeout_s=1800):

@@ -2,7 +2,7 @@
 
 A thin shell over :func:`MIBGDosimetryLib.segmentation.lesion_effect.delineate_lesion`, which uses the
 threshold model of the selected calibration record exactly as the dose workflow does.
-Slicer loads this file as a module named after its folder (``SegmentEditorMIBGAdaptiveThresholdLib``).
+Slicer loads this file as a module named after its folder (``MIBGAdaptiveThresholdEffectLib``).
 """
 
 import os
