@@ -237,8 +237,10 @@ class MIBGCalibrationTest(ScriptedLoadableModuleTest):
         import json
         import tempfile
 
+        from MIBGDosimetry import ensurePythonPackages
         from MIBGDosimetryLib.phantoms.calibration import CalibrationConfig, write_calibration_set
 
+        ensurePythonPackages()
         with tempfile.TemporaryDirectory() as folder:
             phantom = pathlib.Path(folder) / "phantom"
             write_calibration_set(str(phantom), CalibrationConfig(seed=2))

@@ -308,6 +308,7 @@ class MIBGDosimetryTest(ScriptedLoadableModuleTest):
         from MIBGDosimetryLib.demo import DOSE_TOLERANCE, compare_doses
         from MIBGDosimetryLib.phantoms import calibration, patient
 
+        ensurePythonPackages()
         with tempfile.TemporaryDirectory() as folder:
             phantom = os.path.join(folder, "calibration-phantom")
             study = os.path.join(folder, "patient-study")

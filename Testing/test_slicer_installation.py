@@ -101,3 +101,15 @@ def test_self_tests_run_calibration_and_dose_workflow_from_the_installed_copy(tm
     assert len(errors) >= 8 and max(abs(e) for e in errors.values()) <= 0.10
     assert report["self_tests"]["MIBGDosimetry"]["figures"]["result_nodes_per_run"] > 10
     assert "setSliceViewerLayers" in report["recorded_calls"]
+
+
+def test_extension_metadata_names_contributors_by_role_and_says_what_the_screenshot_is():
+    import re
+
+    cmake = open(os.path.join(SOURCE_ROOT, "CMakeLists.txt")).read()
+    contributors = re.search(r'set\(EXTENSION_CONTRIBUTORS "([^"]*)"\)', cmake).group(1)
+    assert all(re.search(r"\(.+\)", person) for person in contributors.split(", "))
+    url = re.search(r'set\(EXTENSION_SCREENSHOTURLS "([^"]*)"\)', cmake).group(1)
+    path = url.split("/main/", 1)[1]
+    assert os.path.isfile(os.path.join(SOURCE_ROOT, path)), path
+    assert "report-figure" in os.path.basename(path)  # a report figure, not a capture of Slicer's views
