@@ -1,6 +1,6 @@
 """THE ONE PLACE with stand-ins for the parts of 3D Slicer that cannot exist outside the application.
 
-Stood in: the Qt and CTK Python modules (``qt``, ``ctk``), ``slicer.app``, ``slicer.modules``,
+Stood in: the Qt Python module (``qt``, imported by the effect; no widget is created), ``slicer.app``, ``slicer.modules``,
 ``slicer.ScriptedLoadableModule``, ``slicer.i18n``, ``slicer.parameterNodeWrapper``, the Segment Editor's effect
 classes and factory, and the dialogs of ``slicer.util`` (error, confirmation, progress, slice-view layers, pip).
 They hold values and record calls; none of them computes anything. Everything else is real: MRML, the scene,
@@ -271,7 +271,7 @@ _UTIL_STANDINS = {
 
 _SLICER_ATTRIBUTES = ("app", "modules", "mrmlScene", "ScriptedLoadableModule", "i18n", "parameterNodeWrapper",
                       "qSlicerSegmentEditorEffectFactory")
-_SYS_MODULES = ("qt", "ctk", "SegmentEditorEffects", "qSlicerSegmentationsEditorEffectsPythonQt",
+_SYS_MODULES = ("qt", "SegmentEditorEffects", "qSlicerSegmentationsEditorEffectsPythonQt",
                 "slicer.ScriptedLoadableModule", "slicer.i18n", "slicer.parameterNodeWrapper")
 _saved = {}
 
@@ -292,7 +292,6 @@ def install(slicer_version="5.10"):
     effects, python_qt = _segment_editor_namespaces(slicer_version)
     namespaces = {
         "qt": types.ModuleType("qt", "Stand-in of Qt's Python module (no widget is created in these tests)."),
-        "ctk": types.ModuleType("ctk", "Stand-in of CTK's Python module (no widget is created in these tests)."),
         "SegmentEditorEffects": effects,
         "qSlicerSegmentationsEditorEffectsPythonQt": python_qt,
         "slicer.ScriptedLoadableModule": _scripted_loadable_module_namespace(),
