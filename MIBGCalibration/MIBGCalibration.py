@@ -7,6 +7,7 @@ The module file holds only the Slicer glue; the computation lives in ``MIBGCalib
 """
 
 import logging
+import os
 import pathlib
 
 import slicer
@@ -29,8 +30,10 @@ class MIBGCalibration(ScriptedLoadableModule):
         ScriptedLoadableModule.__init__(self, parent)
         self.parent.title = _("MIBG Calibration")
         self.parent.categories = [translate("qSlicerAbstractCoreModule", "Nuclear Medicine")]
-        self.parent.dependencies = []
-        self.parent.contributors = ["SlicerMIBGDosimetry contributors"]
+        self.parent.dependencies = ["Plots", "Tables"]
+        self.parent.contributors = [
+            "SlicerMIBGDosimetry medical physicists (calibration methods)",
+            "SlicerMIBGDosimetry software developers (Slicer modules)"]
         self.parent.helpText = _(
             "Quantitative 131I SPECT calibration from phantom data: calibration factor Q, recovery "
             "coefficients, dead time, scatter and attenuation correction, OSEM updates and the "
@@ -117,6 +120,9 @@ class MIBGCalibrationWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
 
     def onApplyButton(self):
         with slicer.util.tryWithErrorDisplay(_("Calibration failed."), waitCursor=True):
+            from MIBGDosimetry import ensurePythonPackages
+
+            ensurePythonPackages()
             self.ui.statusLabel.text = _("Calibrating...")
             slicer.app.processEvents()
             self._outputs = self.logic.process(self._parameterNode.phantomDirectory, self._parameterNode.outputFile,
@@ -174,6 +180,36 @@ class MIBGCalibrationWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
 
 
 #
+# MIBGCalibrationLogic
+#
+
+
+class MIBGCalibrationLogic(ScriptedLoadableModuleLogic):
+    """Adapter between the Slicer application and the GUI-free ``MIBGCalibrationLib.logic``."""
+
+    def __init__(self):
+        ScriptedLoadableModuleLogic.__init__(self)
+
+    def getParameterNode(self):
+        return MIBGCalibrationParameterNode(super().getParameterNode())
+
+    def process(self, phantomDirectory, outputFile, log=logging.info):
+        """Calibrate from the phantom folder, write the record to ``outputFile`` and add the record node and
+        the calibration plots to the application's scene. Returns ``MIBGCalibrationLib.logic.CalibrationOutputs``."""
+        from MIBGCalibrationLib.logic import run_calibration
+
+        if not _isSet(phantomDirectory):
+            raise ValueError(_("Choose the folder with the calibration phantom acquisitions first."))
+        if not _isSet(outputFile):
+            raise ValueError(_("Choose a file name for the calibration record first."))
+        return run_calibration(slicer.mrmlScene, str(phantomDirectory), str(outputFile), log=log)
+
+
+def _isSet(path):
+    return path is not None and str(path) not in ("", ".")
+
+
+#
 # MIBGCalibrationTest
 #
 
@@ -196,12 +232,15 @@ class MIBGCalibrationTest(ScriptedLoadableModuleTest):
         logging.info("MIBGCalibration self-test passed")
 
     def test_calibration_of_the_digital_phantom(self):
-        """The whole chain on the digital calibration phantom, Q and tau against its truth."""
+        """The whole chain on a calibration phantom generated on the fly: Q and tau against the phantom's truth
+        (the phantom's projections are simulated with its own camera model, not with the calibration code)."""
         import json
         import tempfile
 
+        from MIBGDosimetry import ensurePythonPackages
         from MIBGDosimetryLib.phantoms.calibration import CalibrationConfig, write_calibration_set
 
+        ensurePythonPackages()
         with tempfile.TemporaryDirectory() as folder:
             phantom = pathlib.Path(folder) / "phantom"
             write_calibration_set(str(phantom), CalibrationConfig(seed=2))
@@ -210,5 +249,8 @@ class MIBGCalibrationTest(ScriptedLoadableModuleTest):
             record = outputs.result.record
             self.assertAlmostEqual(record.calibration_factor_cps_per_MBq / truth["Q_cps_per_MBq"], 1.0, delta=0.02)
             self.assertAlmostEqual(record.dead_time_s / truth["tau_s"], 1.0, delta=0.05)
-            self.assertIsNotNone(slicer.mrmlScene.GetNodeByID(outputs.record_node.GetID()))
+            self.assertIsNotNone(record.threshold_model)
+            self.assertTrue(os.path.isfile(outputs.record_path))
+            self.assertIs(slicer.mrmlScene.GetNodeByID(outputs.record_node.GetID()), outputs.record_node)
+            self.assertEqual(outputs.record_node.GetAttribute("MIBGCalibration.Record"), "1")
         logging.info("MIBGCalibration phantom self-test passed")

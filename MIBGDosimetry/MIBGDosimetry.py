@@ -32,8 +32,10 @@ class MIBGDosimetry(ScriptedLoadableModule):
         ScriptedLoadableModule.__init__(self, parent)
         self.parent.title = _("MIBG Dosimetry")
         self.parent.categories = [translate("qSlicerAbstractCoreModule", "Nuclear Medicine")]
-        self.parent.dependencies = []
-        self.parent.contributors = ["SlicerMIBGDosimetry contributors"]
+        self.parent.dependencies = ["MIBGCalibration", "Segmentations", "Sequences", "Tables", "Plots"]
+        self.parent.contributors = [
+            "SlicerMIBGDosimetry medical physicists (dosimetry methods and validation)",
+            "SlicerMIBGDosimetry software developers (Slicer modules and library)"]
         self.parent.helpText = _(
             "Absorbed dose for 131I-mIBG molecular radiotherapy from sequential SPECT/CT: registration, "
             "VOIs with an adaptive threshold, activity from counts with a calibration record, "
@@ -51,9 +53,54 @@ def registerAdaptiveThresholdEffect():
     if any(effect.name == "MIBG adaptive threshold" for effect in factory.registeredEffects()):
         return
     effect = effects.qSlicerSegmentEditorScriptedEffect(None)
-    effectPath = os.path.join(os.path.dirname(__file__), "MIBGDosimetryLib", "SegmentEditorAdaptiveThresholdEffect.py")
+    # Slicer loads the file as a module named after its folder: the folder holds only the effect.
+    effectPath = os.path.join(os.path.dirname(__file__), "MIBGAdaptiveThresholdEffectLib",
+                              "SegmentEditorMIBGAdaptiveThresholdEffect.py")
     effect.setPythonSource(effectPath.replace("\\", "/"))
     effect.self().register()
+
+
+def ensurePythonPackages():
+    """Install the Python packages that Slicer does not bundle (``Resources/requirements.txt``), after asking.
+
+    Slicer's bundled numpy, pydicom, vtk, scipy and SimpleITK are pinned to their installed versions with a
+    pip constraints file, so installing e.g. highdicom never replaces them. Raises ``ValueError`` when the
+    user declines.
+    """
+    import tempfile
+
+    from MIBGDosimetryLib import dependencies
+
+    requirementsPath = os.path.join(os.path.dirname(__file__), "Resources", "requirements.txt")
+    missing = dependencies.missing_requirements(dependencies.read_requirements(requirementsPath))
+    if not missing:
+        return
+    constraints = dependencies.bundled_constraints(dependencies.installed_versions())
+    with tempfile.TemporaryDirectory() as folder:
+        constraintsPath = os.path.join(folder, "constraints.txt")
+        with open(constraintsPath, "w", encoding="utf-8") as stream:
+            stream.write("\n".join(constraints) + "\n")
+        try:
+            from slicer import packaging
+        except ImportError:  # Slicer before 5.12
+            packaging = None
+        if packaging is not None and hasattr(packaging, "pip_ensure"):
+            # Asks the user, shows a progress dialog and reports a restart need (Slicer 5.12 and later).
+            packaging.pip_ensure(missing, constraints=constraintsPath, requester="MIBG Dosimetry")
+            return
+        question = _("MIBG Dosimetry needs Python packages that Slicer does not include:\n\n{packages}\n\n"
+                     "Install them now? This downloads them from the Python Package Index (a few minutes); "
+                     "Slicer's own numpy, pydicom and VTK are kept as they are.").format(packages="\n".join(missing))
+        if not slicer.util.confirmOkCancelDisplay(question, windowTitle=_("Install Python packages")):
+            raise ValueError(_("The calculation needs the packages {packages}; they were not installed.").format(
+                packages=", ".join(missing)))
+        progress = slicer.util.createProgressDialog(labelText=_("Installing {packages}...").format(
+            packages=", ".join(missing)), maximum=0)
+        try:
+            slicer.app.processEvents()
+            slicer.util.pip_install(["-c", constraintsPath] + missing)
+        finally:
+            progress.close()
 
 
 #
@@ -147,6 +194,7 @@ class MIBGDosimetryWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
 
     def onApplyButton(self):
         with slicer.util.tryWithErrorDisplay(_("Dose calculation failed."), waitCursor=True):
+            ensurePythonPackages()
             p = self._parameterNode
             result = self.logic.process(p.studyDirectory, p.calibrationNode, p.calibrationFile, p.outputDirectory,
                                         partialVolumeMethod=p.partialVolumeMethod, tacModel=p.tacModel,
@@ -181,7 +229,8 @@ class MIBGDosimetryLogic(ScriptedLoadableModuleLogic):
         from MIBGCalibrationLib.record import CalibrationRecord
         from MIBGDosimetryLib import mrml
         from MIBGDosimetryLib.workflow.dose_workflow import DoseOptions, run_dose
-        from MIBGDosimetryLib.workflow.outputs import build_scene, write_outputs
+        from MIBGDosimetryLib.scene_results import replace_results
+        from MIBGDosimetryLib.workflow.outputs import write_outputs
 
         if not _isSet(studyDirectory):
             raise ValueError(_("Choose the folder with the SPECT/CT study first."))
@@ -197,13 +246,14 @@ class MIBGDosimetryLogic(ScriptedLoadableModuleLogic):
                               density_correction=densityCorrection, deformable_registration=deformableRegistration)
         calculation = run_dose(str(studyDirectory), calibration, options, log=log)
         written = write_outputs(calculation, str(outputDirectory), log=log)
-        context = mrml.SceneContext(slicer.mrmlScene, slicer.app.applicationLogic())
-        build_scene(calculation, context)
-        table = slicer.mrmlScene.GetFirstNodeByName("Dose results")
-        ct = slicer.mrmlScene.GetFirstNodeByName(f"CT {calculation.study.timepoints[options.reference_index].label}")
-        dose = slicer.mrmlScene.GetFirstNodeByName("Absorbed dose (Gy)")
-        slicer.util.setSliceViewerLayers(background=ct, foreground=dose, foregroundOpacity=0.5, fit=True)
-        return {"table": table, "written": written, "warnings": calculation.results["warnings"]}
+        # The previous run's nodes are replaced; the shown nodes are found through the parameter node's references.
+        shown = replace_results(calculation, mrml.SceneContext.of_application(slicer),
+                                ScriptedLoadableModuleLogic.getParameterNode(self))
+        slicer.util.setSliceViewerLayers(background=shown["ct"], foreground=shown["dose"], foregroundOpacity=0.7,
+                                         fit=True)
+        return {"table": shown["table"], "dose": shown["dose"], "ct": shown["ct"], "written": written,
+                "warnings": calculation.results["warnings"], "results": calculation.results,
+                "calculation": calculation}
 
     def runDemo(self, outputDirectory):
         from MIBGDosimetryLib.demo import run_demo
@@ -223,15 +273,82 @@ def _isSet(path):
 
 
 class MIBGDosimetryTest(ScriptedLoadableModuleTest):
-    """Self-test run inside the Slicer application; the library's tests run with pytest."""
+    """Self-test run inside the Slicer application (Developer Tools > Self Tests, or
+    ``Slicer --python-code "slicer.selfTests['MIBGDosimetry']()"``); the library's tests run with pytest.
+
+    It generates its own data on the fly: no download, no sample data set.
+    """
 
     def setUp(self):
         slicer.mrmlScene.Clear()
 
     def runTest(self):
+        self.figures = {}
         self.setUp()
         self.test_missing_inputs_are_reported()
+        self.setUp()
+        self.test_dose_of_a_generated_patient_study()
 
     def test_missing_inputs_are_reported(self):
         with self.assertRaises(ValueError):
             MIBGDosimetryLogic().process("", None, "", "")
+
+    def test_dose_of_a_generated_patient_study(self):
+        """Calibration phantom -> calibration record node -> sequential SPECT/CT of a child phantom -> dose.
+
+        Organ and lesion (at least 4 mL) mean doses must be within 10 % of the phantom's truth, which the phantom
+        computes with its own activity distribution and transport, not with the dose code. A second Apply must
+        replace the first run's nodes, and the dose over CT must leave 0 Gy transparent.
+        """
+        import json
+        import tempfile
+
+        from MIBGCalibrationLib.logic import run_calibration
+        from MIBGDosimetryLib import dose_display, mrml, scene_results
+        from MIBGDosimetryLib.demo import DOSE_TOLERANCE, compare_doses
+        from MIBGDosimetryLib.phantoms import calibration, patient
+
+        ensurePythonPackages()
+        with tempfile.TemporaryDirectory() as folder:
+            phantom = os.path.join(folder, "calibration-phantom")
+            study = os.path.join(folder, "patient-study")
+            self.delayDisplay("Generating and calibrating the calibration phantom")
+            calibration.write_calibration_set(phantom, calibration.CalibrationConfig(seed=1))
+            record = run_calibration(slicer.mrmlScene, phantom, os.path.join(folder, "calibration.json"))
+            self.delayDisplay("Generating the patient study and calculating the dose")
+            patient.write_patient_study(study, patient.PatientConfig(seed=1))
+            logic = MIBGDosimetryLogic()
+            result = logic.process(study, record.record_node, "", os.path.join(folder, "dose"))
+            with open(os.path.join(study, "truth.json")) as stream:
+                truth = json.load(stream)
+            rows = [row for row in compare_doses(result["results"], truth) if row["tolerance"] is not None]
+            self.assertGreaterEqual(len(rows), 8)
+            errors = {row["name"]: row["relative_error"] for row in rows}
+            self.figures["mean_dose_relative_errors"] = errors
+            for name, error in errors.items():
+                self.assertLessEqual(abs(error), DOSE_TOLERANCE, f"{name}: {100 * error:+.1f} %")
+            self.assertTrue(os.path.isfile(result["written"]["results"]))
+
+            display = result["dose"].GetDisplayNode()
+            colours = display.GetColorNode()
+            self.assertEqual(colours.GetSingletonTag(), dose_display.DOSE_COLOUR_TABLE_TAG)
+            rgba = [0.0] * 4
+            colours.GetColor(0, rgba)
+            self.assertEqual(rgba[3], 0.0)
+            self.assertTrue(display.GetApplyThreshold())
+            self.assertGreater(display.GetLowerThreshold(), 0.0)
+
+            parameterNode = ScriptedLoadableModuleLogic.getParameterNode(logic)
+            firstNodeIds = [parameterNode.GetNthNodeReferenceID(scene_results.RESULT_NODE_ROLE, i)
+                            for i in range(parameterNode.GetNumberOfNodeReferences(scene_results.RESULT_NODE_ROLE))]
+            again = scene_results.replace_results(result["calculation"], mrml.SceneContext.of_application(slicer),
+                                                  parameterNode)
+            self.assertTrue(firstNodeIds)
+            self.assertTrue(all(slicer.mrmlScene.GetNodeByID(nodeId) is None for nodeId in firstNodeIds))
+            tables = slicer.mrmlScene.GetNodesByClassByName("vtkMRMLTableNode", scene_results.RESULTS_TABLE_NAME)
+            self.assertEqual(tables.GetNumberOfItems(), 1)
+            self.assertIs(scene_results.shown_results(parameterNode)["table"], again["table"])
+            self.assertIsNot(again["dose"], result["dose"])
+            self.figures["result_nodes_per_run"] = len(firstNodeIds)
+        logging.info("MIBGDosimetry self-test passed")
+

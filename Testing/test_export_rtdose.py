@@ -142,7 +142,7 @@ def test_slicer_reader_gets_the_dose_in_gy(tmp_path, mrml_context):
     scaling = float(pydicom.dcmread(path).DoseGridScaling)
     assert_same_dose_in_space(dose, read, scaling / 2 * 1.0001 + 1e-12)
     display = node.GetDisplayNode()
-    assert display.GetColorNodeID() == "vtkMRMLColorTableNodeRainbow"
+    assert display.GetColorNodeID() == mrml_context.scene.GetSingletonNode("MIBGDosimetry.DoseColourTable", "vtkMRMLColorTableNode").GetID()
     assert (display.GetWindowLevelMin(), display.GetWindowLevelMax()) == pytest.approx((0.0, dose.array.max()),
                                                                                       rel=1e-6)
 

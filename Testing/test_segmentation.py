@@ -293,24 +293,24 @@ def test_segment_editor_effect_is_a_complete_scripted_effect(repo_root):
     """The effect runs only inside Slicer; its source is checked here without importing it."""
     import ast
 
-    path = repo_root / "MIBGDosimetry" / "MIBGDosimetryLib" / "SegmentEditorAdaptiveThresholdEffect.py"
+    path = repo_root / "MIBGDosimetry" / "MIBGAdaptiveThresholdEffectLib" / "SegmentEditorMIBGAdaptiveThresholdEffect.py"
     tree = ast.parse(path.read_text())
     classes = {node.name: node for node in tree.body if isinstance(node, ast.ClassDef)}
     # Slicer's scripted-effect loader looks for the class named like the file.
-    effect = classes["SegmentEditorAdaptiveThresholdEffect"]
+    effect = classes["SegmentEditorMIBGAdaptiveThresholdEffect"]
     assert [base.id for base in effect.bases] == ["AbstractScriptedSegmentEditorEffect"]
     methods = {node.name for node in effect.body if isinstance(node, ast.FunctionDef)}
     assert {"clone", "icon", "helpText", "setupOptionsFrame", "processInteractionEvents"} <= methods
     source = path.read_text()
-    assert "saveStateForUndo()" in source and "adaptive_threshold_mask(" in source
-    icon = repo_root / "MIBGDosimetry" / "Resources" / "Icons" / "SegmentEditorAdaptiveThreshold.png"
+    assert "saveStateForUndo()" in source and "delineate_lesion(" in source
+    icon = path.with_suffix(".png")
     assert icon.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert icon.name in source
     # The module registers the effect once Slicer has started.
     module = ast.parse((repo_root / "MIBGDosimetry" / "MIBGDosimetry.py").read_text())
     functions = {node.name: node for node in module.body if isinstance(node, ast.FunctionDef)}
     register = ast.unparse(functions["registerAdaptiveThresholdEffect"])
-    assert "SegmentEditorAdaptiveThresholdEffect.py" in register and ".register()" in register
+    assert "SegmentEditorMIBGAdaptiveThresholdEffect.py" in register and ".register()" in register
     init = next(node for node in ast.walk(module) if isinstance(node, ast.ClassDef) and node.name == "MIBGDosimetry")
     assert "slicer.app.connect('startupCompleted()', registerAdaptiveThresholdEffect)" in ast.unparse(init)
 

@@ -65,7 +65,7 @@ def test_cmake_lists_every_python_ui_and_png_file(module):
     cmake = (REPO / module / "CMakeLists.txt").read_text().replace("${MODULE_NAME}", module)
     listed = set(re.findall(r"^\s+([\w/.-]+\.(?:py|ui|png))\s*$", cmake, re.M))
     present = {str(p.relative_to(REPO / module)) for p in module_python_files(module)}
-    present |= {str(p.relative_to(REPO / module)) for p in (REPO / module / "Resources").rglob("*")
+    present |= {str(p.relative_to(REPO / module)) for p in (REPO / module).rglob("*")
                 if p.suffix in (".ui", ".png")}
     assert present - listed == set(), f"files not listed in {module}/CMakeLists.txt: {sorted(present - listed)}"
     assert listed - present == set(), f"{module}/CMakeLists.txt lists missing files: {sorted(listed - present)}"
@@ -113,7 +113,7 @@ def test_extension_index_metadata():
 
 
 def test_requirements_use_lower_bounds_only():
-    for line in (REPO / "Resources" / "requirements.txt").read_text().splitlines():
+    for line in (REPO / "MIBGDosimetry" / "Resources" / "requirements.txt").read_text().splitlines():
         line = line.strip()
         if line and not line.startswith("#"):
             assert ">=" in line and "==" not in line, line

@@ -43,6 +43,22 @@ class SceneContext:
             logic.SetMRMLApplicationLogic(self.app_logic)
             logic.SetMRMLScene(self.scene)
 
+    @classmethod
+    def of_application(cls, slicer_module):
+        """The running application's scene, application logic and module logics
+        (``slicer.modules.<name>.logic()``), never second instances of them."""
+        context = cls.__new__(cls)
+        context.scene = slicer_module.mrmlScene
+        context.app_logic = slicer_module.app.applicationLogic()
+        modules = slicer_module.modules
+        context.volumes_logic = modules.volumes.logic()
+        context.segmentations_logic = modules.segmentations.logic()
+        context.transform_logic = modules.transforms.logic()
+        context.sequences_logic = modules.sequences.logic()
+        context.subject_hierarchy_logic = modules.subjecthierarchy.logic()
+        context.tables_logic = modules.tables.logic()
+        return context
+
 
 def new_scene():
     """Return a :class:`SceneContext` holding a new, empty scene."""

@@ -243,21 +243,26 @@ def _set_patient_and_study(ds, reference_ct, patient, now):
             setattr(ds, keyword, "")
 
 
-def add_dose_node(context, dose, name="Absorbed dose", colour="Rainbow"):
+#: Colour tables a dose volume can be shown with.
+DOSE_COLOURS = ("Dose", "Rainbow", "Iron")
+
+
+def add_dose_node(context, dose, name="Absorbed dose", colour="Dose"):
     """Add a dose :class:`ImageVolume` (Gy) to the scene as a dose volume node.
 
     The node carries the attribute :data:`mrml.DOSE_VOLUME_ATTRIBUTE` = "1" (so SlicerRT's DVH, isodose
-    and export tools treat it as dose), a colour table (``"Rainbow"`` or ``"Iron"``) and a window from
-    0 Gy to the maximum dose.
+    and export tools treat it as dose), a colour table and a window from 0 Gy to the maximum dose. ``"Dose"``
+    is the dose colour table of :mod:`MIBGDosimetryLib.dose_display` (0 Gy transparent, lower threshold);
+    ``"Rainbow"`` and ``"Iron"`` are Slicer's tables.
     """
-    if colour not in ("Rainbow", "Iron"):
-        raise ValueError(f"Dose colour tables are 'Rainbow' or 'Iron', not '{colour}'.")
+    if colour not in DOSE_COLOURS:
+        raise ValueError(f"Dose colour tables are {', '.join(DOSE_COLOURS)}, not '{colour}'.")
     node = dose.to_node(context.scene, name, attributes={mrml.DOSE_VOLUME_ATTRIBUTE: "1"})
     _show_as_dose(context.scene, node, float(np.max(dose.array)) if dose.array.size else 0.0, colour)
     return node
 
 
-def load_rt_dose_into_scene(context, path, name=None, colour="Rainbow"):
+def load_rt_dose_into_scene(context, path, name=None, colour="Dose"):
     """Load an RT Dose file into the scene with Slicer's volume reader and return the dose node in Gy.
 
     Slicer's archetype reader (GDCM) reads the multi-frame geometry but returns the raw integers:
@@ -287,6 +292,12 @@ def load_rt_dose_into_scene(context, path, name=None, colour="Rainbow"):
 
 def _show_as_dose(scene, node, max_dose_Gy, colour):
     import slicer
+
+    if colour == "Dose":
+        from MIBGDosimetryLib.dose_display import show_as_dose
+
+        show_as_dose(scene, node, max_dose_Gy)
+        return
 
     colour_id = f"vtkMRMLColorTableNode{colour}"
     if scene.GetNodeByID(colour_id) is None:

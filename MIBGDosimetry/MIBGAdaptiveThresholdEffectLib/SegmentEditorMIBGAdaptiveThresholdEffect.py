@@ -1,27 +1,27 @@
 """Segment Editor effect "MIBG adaptive threshold": click a lesion on the SPECT, preview, apply.
 
-A thin shell over :func:`MIBGDosimetryLib.segmentation.adaptive_threshold.adaptive_threshold_mask`,
-which holds the method and its tests. The threshold model coefficients (fraction = a + b / V + c / C)
-come from the calibration record written by the MIBG Calibration module.
+A thin shell over :func:`MIBGDosimetryLib.segmentation.lesion_effect.delineate_lesion`, which uses the
+threshold model of the selected calibration record exactly as the dose workflow does.
+Slicer loads this file as a module named after its folder (``MIBGAdaptiveThresholdEffectLib``).
 """
 
 import os
 
-import ctk
 import qt
 import slicer
 import vtk
 from SegmentEditorEffects import AbstractScriptedSegmentEditorEffect
 from slicer.i18n import tr as _
 
-from MIBGCalibrationLib.record import NODE_ATTRIBUTE, CalibrationRecord
-from MIBGCalibrationLib.threshold import ThresholdModel
-from MIBGDosimetryLib.segmentation.adaptive_threshold import adaptive_threshold_mask
+from MIBGCalibrationLib.record import NODE_ATTRIBUTE
+from MIBGDosimetryLib.segmentation.lesion_effect import delineate_lesion, threshold_model_of_record_node
 from MIBGDosimetryLib.segmentation.segments import set_segment_mask
-from MIBGDosimetryLib.volume import ImageVolume
+
+#: Effect parameter holding the ID of the calibration record node.
+RECORD_PARAMETER = "CalibrationRecordNodeID"
 
 
-class SegmentEditorAdaptiveThresholdEffect(AbstractScriptedSegmentEditorEffect):
+class SegmentEditorMIBGAdaptiveThresholdEffect(AbstractScriptedSegmentEditorEffect):
     """Delineates the clicked lesion with the calibrated adaptive threshold."""
 
     def __init__(self, scriptedEffect):
@@ -40,15 +40,14 @@ class SegmentEditorAdaptiveThresholdEffect(AbstractScriptedSegmentEditorEffect):
         return clonedEffect
 
     def icon(self):
-        iconPath = os.path.join(os.path.dirname(os.path.dirname(__file__)), "Resources", "Icons",
-                                "SegmentEditorAdaptiveThreshold.png")
+        iconPath = os.path.join(os.path.dirname(__file__), "SegmentEditorMIBGAdaptiveThresholdEffect.png")
         return qt.QIcon(iconPath) if os.path.exists(iconPath) else qt.QIcon()
 
     def helpText(self):
         return _("<html>Delineate a lesion on SPECT with the calibrated adaptive threshold.<p>"
-                 "Click the lesion in a slice view, press <b>Preview</b> to see its volume, then <b>Apply</b> "
-                 "to write it into the selected segment. The threshold fraction a + b/V + c/C comes from the "
-                 "calibration record.</html>")
+                 "Select the calibration record, click the lesion in a slice view, press <b>Preview</b> to see "
+                 "its volume, then <b>Apply</b> to write it into the selected segment. The threshold model is "
+                 "the calibration record's, the same one the dose calculation uses.</html>")
 
     def setupOptionsFrame(self):
         self.calibrationSelector = slicer.qMRMLNodeComboBox()
@@ -58,21 +57,12 @@ class SegmentEditorAdaptiveThresholdEffect(AbstractScriptedSegmentEditorEffect):
         self.calibrationSelector.addEnabled = False
         self.calibrationSelector.removeEnabled = False
         self.calibrationSelector.setMRMLScene(slicer.mrmlScene)
-        self.calibrationSelector.toolTip = _("Calibration record whose threshold model fills the coefficients below.")
+        self.calibrationSelector.toolTip = _("Calibration record whose adaptive-threshold model delineates the lesion.")
         self.calibrationSelector.connect("currentNodeChanged(vtkMRMLNode*)", self.onCalibrationChanged)
         self.scriptedEffect.addLabeledOptionsWidget(_("Calibration record:"), self.calibrationSelector)
-        self.coefficientBoxes = {}
-        for name, default in (("a", 0.40), ("b", 0.5), ("c", 0.0)):
-            box = ctk.ctkDoubleSpinBox()
-            box.decimals = 4
-            box.minimum = -10.0
-            box.maximum = 10.0
-            box.singleStep = 0.01
-            box.value = default
-            box.toolTip = _("Threshold model coefficient {name} (fraction = a + b / V + c / C).").format(name=name)
-            box.connect("valueChanged(double)", self.updateMRMLFromGUI)
-            self.coefficientBoxes[name] = box
-            self.scriptedEffect.addLabeledOptionsWidget(_("Model {name}:").format(name=name), box)
+        self.modelLabel = qt.QLabel("")
+        self.modelLabel.wordWrap = True
+        self.scriptedEffect.addLabeledOptionsWidget(_("Threshold model:"), self.modelLabel)
         self.seedLabel = qt.QLabel(_("Click the lesion in a slice view."))
         self.scriptedEffect.addOptionsWidget(self.seedLabel)
         self.resultLabel = qt.QLabel("")
@@ -88,29 +78,31 @@ class SegmentEditorAdaptiveThresholdEffect(AbstractScriptedSegmentEditorEffect):
         self.scriptedEffect.addOptionsWidget(buttons)
 
     def onCalibrationChanged(self, node):
+        self.scriptedEffect.setParameter(RECORD_PARAMETER, node.GetID() if node is not None else "")
+        self.previewMask = None
+        self.modelLabel.text = ""
         if node is None:
             return
         with slicer.util.tryWithErrorDisplay(_("This calibration record cannot be used."), waitCursor=True):
-            model = CalibrationRecord.from_node(node).threshold_model
-            if model is None:
-                raise ValueError(_("The calibration record has no adaptive-threshold model; calibrate it with "
-                                   "the sphere phantom."))
-            for name, box in self.coefficientBoxes.items():
-                box.value = getattr(model, name)
+            self.modelLabel.text = threshold_model_of_record_node(node).describe()
 
     def setMRMLDefaults(self):
-        for name, default in (("a", 0.40), ("b", 0.5), ("c", 0.0)):
-            self.scriptedEffect.setParameterDefault(f"Model{name}", default)
+        self.scriptedEffect.setParameterDefault(RECORD_PARAMETER, "")
 
     def updateGUIFromMRML(self):
-        for name, box in self.coefficientBoxes.items():
-            wasBlocked = box.blockSignals(True)
-            box.value = self.scriptedEffect.doubleParameter(f"Model{name}")
-            box.blockSignals(wasBlocked)
+        node = self._recordNode()
+        if self.calibrationSelector.currentNode() is not node:
+            wasBlocked = self.calibrationSelector.blockSignals(True)
+            self.calibrationSelector.setCurrentNode(node)
+            self.calibrationSelector.blockSignals(wasBlocked)
 
     def updateMRMLFromGUI(self):
-        for name, box in self.coefficientBoxes.items():
-            self.scriptedEffect.setParameter(f"Model{name}", box.value)
+        node = self.calibrationSelector.currentNode()
+        self.scriptedEffect.setParameter(RECORD_PARAMETER, node.GetID() if node is not None else "")
+
+    def _recordNode(self):
+        nodeId = self.scriptedEffect.parameter(RECORD_PARAMETER)
+        return slicer.mrmlScene.GetNodeByID(nodeId) if nodeId else None
 
     def processInteractionEvents(self, callerInteractor, eventId, viewWidget):
         if eventId != vtk.vtkCommand.LeftButtonPressEvent or viewWidget.className() != "qMRMLSliceWidget":
@@ -123,20 +115,9 @@ class SegmentEditorAdaptiveThresholdEffect(AbstractScriptedSegmentEditorEffect):
         self.resultLabel.text = ""
         return True
 
-    def _sourceNode(self):
-        sourceNode = self.scriptedEffect.parameterSetNode().GetSourceVolumeNode()
-        if sourceNode is None:
-            raise ValueError(_("Select the SPECT as source volume."))
-        return sourceNode
-
     def _compute(self):
-        if self.seedRas is None:
-            raise ValueError(_("Click the lesion in a slice view first."))
-        sourceNode = self._sourceNode()
-        spect = ImageVolume.from_node(slicer.mrmlScene, sourceNode)
-        model = ThresholdModel(a=self.coefficientBoxes["a"].value, b=self.coefficientBoxes["b"].value,
-                               c=self.coefficientBoxes["c"].value)
-        mask, info = adaptive_threshold_mask(spect, self.seedRas, model)
+        sourceNode = self.scriptedEffect.parameterSetNode().GetSourceVolumeNode()
+        mask, info, spect = delineate_lesion(slicer.mrmlScene, sourceNode, self.seedRas, self._recordNode())
         self.previewMask = (sourceNode.GetID(), mask, spect)
         state = _("converged") if info["converged"] else _("NOT converged, check the result")
         self.resultLabel.text = _("{volume:.2f} mL, threshold fraction {fraction:.3f}, {state}").format(
@@ -148,7 +129,8 @@ class SegmentEditorAdaptiveThresholdEffect(AbstractScriptedSegmentEditorEffect):
 
     def onApply(self):
         with slicer.util.tryWithErrorDisplay(_("Adaptive threshold failed."), waitCursor=True):
-            if self.previewMask is None or self.previewMask[0] != self._sourceNode().GetID():
+            sourceNode = self.scriptedEffect.parameterSetNode().GetSourceVolumeNode()
+            if self.previewMask is None or sourceNode is None or self.previewMask[0] != sourceNode.GetID():
                 self._compute()
             _sourceId, mask, spect = self.previewMask
             parameterSetNode = self.scriptedEffect.parameterSetNode()

@@ -1,0 +1,167 @@
+"""The GUI-free logic behind the Slicer modules, on slicer-core's real MRML: the lesion effect's threshold model,
+the dose colour map, the application's own logics, the result bookkeeping of re-runs and the optional packages."""
+
+import math
+import os
+
+import numpy as np
+import pytest
+import slicer
+from scipy.special import erf
+
+from MIBGCalibrationLib.record import CalibrationRecord
+from MIBGCalibrationLib.threshold import ThresholdModel
+from MIBGDosimetryLib import dependencies, dose_display, mrml, scene_results
+from MIBGDosimetryLib.export.rtdose import add_dose_node
+from MIBGDosimetryLib.segmentation.lesion_effect import delineate_lesion
+from MIBGDosimetryLib.volume import ImageVolume
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+FWHM_MM = 12.0
+SPACING_MM = 2.0
+
+
+def blurred_sphere_profile(r_mm, radius_mm, sigma_mm):
+    """Activity concentration at distance r from the centre of a uniform unit sphere convolved with an isotropic
+    Gaussian (closed form of the 3-D convolution)."""
+    r = np.maximum(np.asarray(r_mm, dtype=float), 1e-9)
+    s2 = math.sqrt(2.0) * sigma_mm
+    return (0.5 * (erf((radius_mm - r) / s2) + erf((radius_mm + r) / s2))
+            - sigma_mm / (r * math.sqrt(2 * math.pi))
+            * (np.exp(-(r - radius_mm) ** 2 / (2 * sigma_mm ** 2)) - np.exp(-(r + radius_mm) ** 2 / (2 * sigma_mm ** 2))))
+
+
+def edge_fraction(volume_ml, sigma_mm):
+    """Threshold fraction (of the peak, no background) whose iso-surface is the sphere's true surface."""
+    radius = (3 * volume_ml * 1000.0 / (4 * math.pi)) ** (1 / 3)
+    return float(blurred_sphere_profile(radius, radius, sigma_mm) / blurred_sphere_profile(0.0, radius, sigma_mm))
+
+
+def sphere_spect(volume_ml, sigma_mm, size=64):
+    radius = (3 * volume_ml * 1000.0 / (4 * math.pi)) ** (1 / 3)
+    centre = (size - 1) / 2 * SPACING_MM
+    k, j, i = np.indices((size, size, size)) * SPACING_MM
+    r = np.sqrt((i - centre) ** 2 + (j - centre) ** 2 + (k - centre) ** 2)
+    image = 1000.0 * blurred_sphere_profile(r, radius, sigma_mm)
+    return ImageVolume(image, (SPACING_MM,) * 3, (0.0, 0.0, 0.0)), [centre, centre, centre]
+
+
+def record_node(scene, model):
+    record = CalibrationRecord(calibration_factor_cps_per_MBq=10.0, calibration_factor_cps_per_MBq_uncertainty=0.1,
+                               threshold_model=model)
+    return record.to_node(scene, "Calibration record")
+
+
+@pytest.mark.parametrize("volume_ml", [33.5, 4.2])
+def test_effect_delineates_with_the_records_interpolated_model(mrml_context, volume_ml):
+    """An interpolated model (a = b = c = 0) from analytic edge fractions of blurred spheres: the effect's lesion
+    volume matches the sphere's true volume, where coefficients alone (fraction 0.05) overestimate it."""
+    sigma = FWHM_MM / (2 * math.sqrt(2 * math.log(2)))
+    knots = (1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0)
+    model = ThresholdModel(a=0.0, form="interpolated", knot_volumes_ml=knots,
+                           knot_fractions=tuple(edge_fraction(v, sigma) for v in knots))
+    spect, seed = sphere_spect(volume_ml, sigma)
+    source = spect.to_node(mrml_context.scene, "SPECT")
+    node = record_node(mrml_context.scene, model)
+    mask, info, grid = delineate_lesion(mrml_context.scene, source, seed, node)
+    assert info["volume_ml"] == pytest.approx(volume_ml, rel=0.10)
+    assert mask.sum() * grid.voxel_volume_ml == pytest.approx(volume_ml, rel=0.15)
+    coefficients_only = ThresholdModel(a=model.a, b=model.b, c=model.c)
+    _mask, old_info, _grid = delineate_lesion(mrml_context.scene, source, seed,
+                                              record_node(mrml_context.scene, coefficients_only))
+    assert old_info["volume_ml"] > 1.4 * volume_ml
+
+
+def test_effect_reports_a_record_without_threshold_model(mrml_context):
+    spect, seed = sphere_spect(4.2, 5.0, size=24)
+    source = spect.to_node(mrml_context.scene, "SPECT")
+    record = CalibrationRecord(calibration_factor_cps_per_MBq=10.0, calibration_factor_cps_per_MBq_uncertainty=0.1)
+    with pytest.raises(ValueError, match="no adaptive-threshold model"):
+        delineate_lesion(mrml_context.scene, source, seed, record.to_node(mrml_context.scene))
+    with pytest.raises(ValueError, match="Select the calibration record"):
+        delineate_lesion(mrml_context.scene, source, seed, None)
+
+
+def test_dose_over_ct_leaves_zero_dose_transparent(mrml_context):
+    dose = ImageVolume(np.linspace(0.0, 40.0, 8 ** 3).reshape(8, 8, 8), (4.0,) * 3, (0.0,) * 3, units="Gy")
+    node = add_dose_node(mrml_context, dose, "Absorbed dose (Gy)")
+    display = node.GetDisplayNode()
+    colours = display.GetColorNode()
+    assert colours.GetSingletonTag() == dose_display.DOSE_COLOUR_TABLE_TAG
+    rgba = [0.0] * 4
+    colours.GetColor(0, rgba)
+    assert rgba[3] == 0.0
+    colours.GetColor(1, rgba)
+    assert rgba == [0.0, 0.0, 1.0, 1.0]  # lowest drawn dose blue
+    colours.GetColor(colours.GetNumberOfColors() - 1, rgba)
+    assert rgba == [1.0, 0.0, 0.0, 1.0]  # highest dose red
+    assert display.GetApplyThreshold()
+    assert display.GetLowerThreshold() == pytest.approx(0.4)
+    assert 0.0 < display.GetLowerThreshold()
+    assert (display.GetWindowLevelMin(), display.GetWindowLevelMax()) == pytest.approx((0.0, 40.0))
+    again = add_dose_node(mrml_context, dose, "Second dose")
+    assert again.GetDisplayNode().GetColorNodeID() == colours.GetID()  # one table per scene
+
+
+def test_application_context_uses_the_applications_logics():
+    import types
+
+    scene = slicer.vtkMRMLScene()
+    app_logic = slicer.vtkMRMLApplicationLogic()
+    app_logic.SetMRMLScene(scene)
+    logics = {"volumes": slicer.vtkSlicerVolumesLogic(), "segmentations": slicer.vtkSlicerSegmentationsModuleLogic(),
+              "transforms": slicer.vtkSlicerTransformLogic(), "sequences": slicer.vtkSlicerSequencesLogic(),
+              "subjecthierarchy": slicer.vtkSlicerSubjectHierarchyModuleLogic(), "tables": slicer.vtkSlicerTablesLogic()}
+    application = types.SimpleNamespace(
+        mrmlScene=scene, app=types.SimpleNamespace(applicationLogic=lambda: app_logic),
+        modules=types.SimpleNamespace(**{name: types.SimpleNamespace(logic=lambda logic=logic: logic)
+                                         for name, logic in logics.items()}))
+    context = mrml.SceneContext.of_application(application)
+    assert context.scene is scene and context.app_logic is app_logic
+    assert context.volumes_logic is logics["volumes"]
+    assert context.segmentations_logic is logics["segmentations"]
+    assert context.transform_logic is logics["transforms"]
+    assert context.sequences_logic is logics["sequences"]
+    assert context.subject_hierarchy_logic is logics["subjecthierarchy"]
+    assert context.tables_logic is logics["tables"]
+
+
+def test_previous_results_are_removed_through_references(mrml_context):
+    scene = mrml_context.scene
+    owner = scene.AddNewNodeByClass("vtkMRMLScriptedModuleNode", "MIBGDosimetry")
+    kept = scene.AddNewNodeByClass("vtkMRMLTableNode", "Dose results")  # same name, not a result of a run
+    old = [scene.AddNewNodeByClass("vtkMRMLTableNode", "Dose results"),
+           scene.AddNewNodeByClass("vtkMRMLScalarVolumeNode", "Absorbed dose (Gy)")]
+    for node in old:
+        owner.AddNodeReferenceID(scene_results.RESULT_NODE_ROLE, node.GetID())
+    owner.SetNodeReferenceID(scene_results.TABLE_ROLE, old[0].GetID())
+    scene_results.remove_previous_results(scene, owner)
+    assert all(not scene.IsNodePresent(node) for node in old)
+    assert scene.IsNodePresent(kept)
+    assert scene_results.shown_results(owner) == {"table": None, "dose": None, "ct": None}
+
+
+def test_constraints_pin_the_bundled_packages_to_their_installed_versions():
+    versions = {"numpy": "1.26.4", "pydicom": "2.4.4", "vtk": "9.4.2", "scipy": "1.13.1", "SimpleITK": "2.4.0",
+                "requests": "2.32.3"}
+    assert dependencies.bundled_constraints(versions) == [
+        "numpy==1.26.4", "pydicom==2.4.4", "vtk==9.4.2", "scipy==1.13.1", "SimpleITK==2.4.0"]
+    assert dependencies.bundled_constraints({"numpy": "2.0.2"}) == ["numpy==2.0.2"]
+
+
+def test_requirements_come_from_the_installed_resource_file(tmp_path):
+    import slicer_installation
+
+    installed = slicer_installation.install_extension(os.path.dirname(HERE), str(tmp_path))
+    requirements = dependencies.read_requirements(os.path.join(installed, "Resources", "requirements.txt"))
+    assert [dependencies.requirement_name(r) for r in requirements] == [
+        "xraylib", "icrp107-database", "highdicom", "matplotlib"]
+    assert all(">=" in r and "==" not in r for r in requirements)
+
+
+def test_missing_requirements_are_those_absent_or_too_old():
+    import numpy
+
+    assert dependencies.missing_requirements(
+        ["mibg-dosimetry-absent-package>=1", "numpy>=1.0", "numpy>=999", f"numpy=={numpy.__version__}"]) == [
+        "mibg-dosimetry-absent-package>=1", "numpy>=999"]
