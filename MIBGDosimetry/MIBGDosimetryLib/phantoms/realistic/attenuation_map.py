@@ -21,6 +21,8 @@ SOFT_TISSUE_HU = 40.0
 AIR_HU_LIMIT = -950.0
 #: Above this CT number a voxel is taken as a mixture of soft tissue and cortical bone.
 BONE_MIXTURE_HU = 100.0
+#: Water at 364 keV (1/mm): the fill of the calibration phantoms.
+WATER_MU_PER_MM = MASS_ATTENUATION_WATER_CM2_PER_G / 10.0
 
 
 def true_mu_per_mm(hu):

@@ -71,7 +71,7 @@ def simulate_calibration(config=RealisticCalibrationConfig(), log=None):
     fine = grid.fine_voxel_mm
     inserts = calibration_objects.helix_inserts(base.sphere_diameters_mm, cylinder)
     water, spheres = calibration_objects.sphere_phantom_occupancy(grid, cylinder, inserts)
-    true_mu = (water * attenuation_map.true_mu_per_mm(0.0)).astype(np.float32)
+    true_mu = (water * attenuation_map.WATER_MU_PER_MM).astype(np.float32)
     ct_mu = patient_study.ct_mu_on_spect_grid(grid, _cylinder_ct_hu(water))
     images, accumulated = {}, {}
     truth = {"generator": "realistic projection and OSEM model (MIBGDosimetryLib.phantoms.realistic)",

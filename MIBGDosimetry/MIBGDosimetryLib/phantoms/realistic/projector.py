@@ -29,7 +29,6 @@ SLAB_PLANES_SPECT = 2
 SCATTER_BASE_FWHM_MM = 30.0
 SCATTER_FWHM_PER_DEPTH = 0.5
 DOWNSCATTER_FWHM_MM = 100.0
-WATER_MU_PER_MM = attenuation_map.MASS_ATTENUATION_WATER_CM2_PER_G / 10.0
 
 
 def view_angles_deg(n_views, scan_arc_deg=360.0):
@@ -98,7 +97,7 @@ def simulate_view(activity_MBq, mu_per_mm, voxel_mm, angle_deg, orbit_radius_mm,
     primary = activity * np.exp(-path)
     primary_284 = activity * np.exp(-spectrum.MU_RATIO_284 * path)
     excess = activity * (np.exp(-spectrum.BROAD_BEAM_RATIO * path) - np.exp(-path))
-    water_depth_mm = path / WATER_MU_PER_MM
+    water_depth_mm = path / attenuation_map.WATER_MU_PER_MM
     shape = (activity.shape[0], activity.shape[2])
     geometric, geometric_284, scatter = np.zeros(shape), np.zeros(shape), np.zeros(shape)
     for start in range(0, activity.shape[1], SLAB_PLANES_FINE):
