@@ -16,7 +16,7 @@ import dataclasses
 import numpy as np
 
 from MIBGDosimetryLib.phantoms.projection import bin_2d
-from MIBGDosimetryLib.phantoms.realistic import collimator, projector
+from MIBGDosimetryLib.phantoms.realistic import collimator, projector, spectrum
 
 
 @dataclasses.dataclass(frozen=True)
@@ -81,14 +81,8 @@ def noise_free_views(activity_MBq, mu_per_mm, voxel_mm, camera, n_views, bin_fac
         rates.append([bin_2d(view.window(w), bin_factor) * s for w in range(3)])
         peak_scatter = view.object_scatter.sum()
         parts += s * np.array([view.geometric_364.sum(), view.penetration_364.sum(), peak_scatter,
-                               view.downscatter.sum() * _downscatter_peak()])
+                               view.downscatter.sum() * spectrum.window_components()["downscatter"][0]])
     return np.array(rates).transpose(1, 0, 2, 3), parts
-
-
-def _downscatter_peak():
-    from MIBGDosimetryLib.phantoms.realistic import spectrum
-
-    return spectrum.window_components()["downscatter"][0]
 
 
 def acquire(activity_MBq, mu_per_mm, voxel_mm, camera, n_views, frame_s, rng, bin_factor=1):

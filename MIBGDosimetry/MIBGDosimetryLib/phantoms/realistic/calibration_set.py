@@ -27,8 +27,8 @@ import numpy as np
 
 from MIBGDosimetryLib.phantoms import calibration, calibration_objects
 from MIBGDosimetryLib.phantoms.grid import PhantomGrid
-from MIBGDosimetryLib.phantoms.realistic import acquisition, attenuation_map, collimator, patient_study
-from MIBGDosimetryLib.phantoms.realistic import spectrum
+from MIBGDosimetryLib.phantoms.realistic import (acquisition, attenuation_map, collimator, osem, patient_study,
+                                                 projector, spectrum)
 from MIBGDosimetryLib.physics import i131
 
 
@@ -174,8 +174,6 @@ def _deadtime_series(config, cylinder_rates, rng):
 
 def _chang_pair(config, cylinder_rates, cylinder_parts, rng):
     """A uniform cylinder reconstructed without attenuation correction, and its lower window."""
-    from MIBGDosimetryLib.phantoms.realistic import osem, projector
-
     base, camera = config.base, config.camera
     grid, cylinder = base.grid, base.cylinder
     times = base.session

@@ -37,7 +37,8 @@ def reconstruct(projections, model, iterations, subsets, additive=None, save_aft
     """OSEM of ``projections`` [view, k, i] with a :class:`projector.SystemModel`.
 
     ``additive`` [view, k, i]: expected counts not coming from the image (scatter estimate).
-    ``save_after``: iteration numbers after which to keep a copy (default: the last one).
+    ``save_after``: iteration numbers after which to keep a copy (default: ``iterations``); the
+    reconstruction runs to the largest of them.
     ``field_of_view``: boolean mask of voxels allowed to hold activity (default: the cylinder that
     every view sees). Returns {iterations: image [k, j, i] in counts of the whole acquisition}.
     """
@@ -47,6 +48,8 @@ def reconstruct(projections, model, iterations, subsets, additive=None, save_aft
     n_views = projections.shape[0]
     additive = np.zeros_like(projections) if additive is None else np.asarray(additive, dtype=float)
     keep = set(save_after or [iterations])
+    if min(keep) < 1:
+        raise ValueError(f"Iteration numbers to keep must be positive, got {sorted(keep)}.")
     if field_of_view is None:
         field_of_view = _cylinder_mask(model.shape)
     groups = subsets_of(n_views, subsets)
@@ -56,7 +59,7 @@ def reconstruct(projections, model, iterations, subsets, additive=None, save_aft
         sensitivity.append(np.where(field_of_view & (total > 1e-6 * total.max()), total, np.inf))
     image = np.where(field_of_view, projections.sum() / n_views / max(field_of_view.sum(), 1), 0.0)
     saved = {}
-    for iteration in range(1, iterations + 1):
+    for iteration in range(1, max(keep) + 1):
         for views, norm in zip(groups, sensitivity):
             correction = np.zeros(model.shape)
             for v in views:

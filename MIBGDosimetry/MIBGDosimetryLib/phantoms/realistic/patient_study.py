@@ -137,8 +137,7 @@ def acquisition_record(acq, camera):
 
 
 def model_description(config):
-    from MIBGDosimetryLib.phantoms.realistic import acquisition as acquisition_module
-
+    """The imaging model in words, for the truth file."""
     return {
         "summary": ("Projections of a rotating single-head camera (circular orbit, "
                     f"{config.number_of_views} views over 360 degrees, orbit radius "
@@ -151,7 +150,7 @@ def model_description(config):
                     "depth-dependent collimator model."),
         "collimator": collimator.__doc__.strip(),
         "spectrum": spectrum.__doc__.strip(),
-        "acquisition": acquisition_module.__doc__.strip(),
+        "acquisition": acquisition.__doc__.strip(),
         "attenuation": attenuation_map.__doc__.strip(),
         "reconstruction": osem.__doc__.strip(),
         "collimator_fwhm_at_100_mm": float(collimator.fwhm_mm(100.0)),
