@@ -23,6 +23,7 @@ from MIBGDosimetryLib.phantoms.realistic import attenuation_map, collimator, spe
 
 #: Planes summed before one collimator blur (a slab); the response varies little within a slab.
 SLAB_PLANES_FINE = 4
+SLAB_PLANES_BROAD = 16
 SLAB_PLANES_SPECT = 2
 #: Spread of body scatter on the detector: FWHM = base + per mm of water-equivalent depth, added in
 #: quadrature to the collimator response (scatter from deep sources spreads further).
@@ -99,22 +100,27 @@ def simulate_view(activity_MBq, mu_per_mm, voxel_mm, angle_deg, orbit_radius_mm,
     excess = activity * (np.exp(-spectrum.BROAD_BEAM_RATIO * path) - np.exp(-path))
     water_depth_mm = path / attenuation_map.WATER_MU_PER_MM
     shape = (activity.shape[0], activity.shape[2])
-    geometric, geometric_284, scatter = np.zeros(shape), np.zeros(shape), np.zeros(shape)
+    geometric = np.zeros(shape)
     for start in range(0, activity.shape[1], SLAB_PLANES_FINE):
         planes = slice(start, start + SLAB_PLANES_FINE)
-        sigma_c = float(collimator.sigma_pixels(distances[planes].mean(), voxel_mm))
         slab = primary[:, planes].sum(axis=1)
-        if not slab.any():
-            continue
-        geometric += _gaussian(slab, sigma_c)
-        geometric_284 += _gaussian(primary_284[:, planes].sum(axis=1), sigma_c)
+        if slab.any():
+            geometric += _gaussian(slab, float(collimator.sigma_pixels(distances[planes].mean(), voxel_mm)))
+    # The 284 keV line and body scatter are broad or faint: blurred per thicker slab.
+    geometric_284, scatter = np.zeros(shape), np.zeros(shape)
+    for start in range(0, activity.shape[1], SLAB_PLANES_BROAD):
+        planes = slice(start, start + SLAB_PLANES_BROAD)
+        sigma_c = float(collimator.sigma_pixels(distances[planes].mean(), voxel_mm))
+        slab_284 = primary_284[:, planes].sum(axis=1)
+        if slab_284.any():
+            geometric_284 += _gaussian(slab_284, sigma_c)
         slab_excess = excess[:, planes].sum(axis=1)
         weight = slab_excess.sum()
-        if weight > 0:
-            depth = float((excess[:, planes] * water_depth_mm[:, planes]).sum() / weight)
-            fwhm_s = SCATTER_BASE_FWHM_MM + SCATTER_FWHM_PER_DEPTH * depth
-            sigma_s = np.hypot(sigma_c, fwhm_s / collimator.FWHM_PER_SIGMA / voxel_mm)
-            scatter += _gaussian(slab_excess, sigma_s)
+        if weight <= 0:
+            continue
+        depth = float((excess[:, planes] * water_depth_mm[:, planes]).sum() / weight)
+        fwhm_s = SCATTER_BASE_FWHM_MM + SCATTER_FWHM_PER_DEPTH * depth
+        scatter += _gaussian(slab_excess, float(np.hypot(sigma_c, fwhm_s / collimator.FWHM_PER_SIGMA / voxel_mm)))
     kernel = collimator.penetration_kernel(voxel_mm) if penetration is None else penetration
     penetrated = collimator.PENETRATION_FRACTION * signal.fftconvolve(geometric, kernel, mode="same")
     high = (activity * np.exp(-spectrum.MU_RATIO_HIGH * path)).sum(axis=1)
