@@ -144,7 +144,7 @@ def test_realistic_dicom_validates_and_keeps_the_layout_of_the_image_domain_phan
 # --- the calibration chain on realistic acquisitions ------------------------------------------------
 
 def test_calibration_factor_and_dead_time_from_realistic_acquisitions(realistic_run):
-    """Q against the camera's true photopeak sensitivity: measured -3.8 %, mostly the reconstruction's
+    """Q against the camera's true photopeak sensitivity: measured -4.0 %, mostly the reconstruction's
     TEW over-estimate of the cylinder's scatter (+17 %), which no calibration removes (the patient's
     reconstructions share it, so it cancels in part); tau within 5 % (measured -0.1 %)."""
     record, truth = realistic_run["record"], realistic_run["calibration_truth"]
@@ -170,7 +170,7 @@ def _errors(realistic_run):
 
 def test_organ_time_integrated_activities_within_10_percent(realistic_run):
     """The quantification chain (Q, dead time, registration, TAC) on organs of 30 mL or more:
-    measured -3.1 % to +5.5 %."""
+    measured -4.8 % to +6.9 %."""
     truth, rows = _errors(realistic_run)
     organs = [name for name, s in truth.items() if s["kind"] == "organ" and s["volume_ml"] >= 30.0]
     assert len(organs) == 6
@@ -189,11 +189,11 @@ def test_every_seeded_lesion_is_reported(realistic_run):
 
 @pytest.mark.xfail(strict=True, reason=(
     "measured on seed 1, truth dose with a 100 mm kernel reach: organ mean doses lungs -19 %, liver -3 %, heart "
-    "-14 %, kidneys -12/-11 %, bladder -13.5 %, salivary glands +28 % (against a truth cut at the analysis' 44 mm "
-    "reach all but the salivary glands would be within 5 %); lesions of 4 mL or more: adrenal primary (irregular, "
-    "27 mL) dose +4 % volume +6 %, para-aortic (elongated, 6 mL) dose -55 % volume +214 %, necrotic mass (27 mL) "
-    "dose -7 % volume +30 %, spine bone metastasis (4 mL) dose +670 % volume -87 %, pelvic bone metastasis "
-    "(9 mL) dose +630 % volume -90 %"))
+    "-14 %, kidneys -11/-10 %, bladder -15 %, salivary glands +27 % (against a truth cut at the analysis' 44 mm "
+    "reach all but the salivary glands would be within 5.5 %); lesions of 4 mL or more: adrenal primary "
+    "(irregular, 27 mL) dose -2 % volume +17 %, para-aortic (elongated, 6 mL) dose -57 % volume +255 %, necrotic "
+    "mass (27 mL) dose -10 % volume +36 %, spine bone metastasis (4 mL) dose +530 % volume -84 %, pelvic bone "
+    "metastasis (9 mL) dose +464 % volume -88 %"))
 def test_issue_accuracy_targets(realistic_run):
     """Organs within 10 %, lesions of 4 mL or more within 15 % of the true mean dose, their volumes
     within 20 %."""
