@@ -4,7 +4,7 @@ unchanged on its DICOM, their results compared with the analytic truth.
 
 The whole tier is marked ``realistic`` (``pytest -m realistic``; ``-m "not realistic"`` leaves it
 out). The calibration set and the patient study are generated, calibrated and dosed once per session
-(about three minutes on one core).
+(about four minutes on an idle core, seven on a busy two-core machine).
 """
 
 import json
