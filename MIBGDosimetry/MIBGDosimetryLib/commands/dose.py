@@ -16,8 +16,9 @@ def add_arguments(parser):
                         help="time-activity model of the VOIs (default auto: AICc)")
     parser.add_argument("--voxel-model", default="auto", choices=["auto", "mono", "bi", "tri", "trapezoid"],
                         help="time-activity model of the voxels (default auto)")
-    parser.add_argument("--kernel-half-width", type=int, default=10,
-                        help="voxel S-value kernel half-width in voxels (default 10)")
+    parser.add_argument("--kernel-half-width", type=int, default=None,
+                        help="reach of the voxel S-value kernel in voxels, at least 1 (default: the whole map, so "
+                             "that every photon absorbed in the body counts; a shorter kernel leaves out photon dose)")
     parser.add_argument("--density-correction", action="store_true",
                         help="scale the kernel dose by 1/density from the CT")
     parser.add_argument("--deformable", action="store_true", help="add a B-spline stage to the CT registration")

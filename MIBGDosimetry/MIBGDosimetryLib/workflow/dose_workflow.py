@@ -44,7 +44,8 @@ class DoseOptions:
     reference_index: int = 0
     tac_model: str = "auto"
     voxel_model: str = "auto"
-    kernel_half_width: int = 10
+    #: Reach of the voxel S-value kernel in voxels; None: the whole map (every photon absorbed in it).
+    kernel_half_width: int = None
     density_correction: bool = False
     deformable_registration: bool = False
     seed_points_ras_mm: dict = None
@@ -62,6 +63,10 @@ class DoseOptions:
     patient_age_years: float = None
 
     def __post_init__(self):
+        if self.kernel_half_width is not None:
+            from MIBGDosimetryLib.physics.kernels import validate_reach
+
+            validate_reach(self.kernel_half_width)
         if self.partial_volume not in PARTIAL_VOLUME_METHODS:
             raise ValueError(f"Unknown partial-volume method '{self.partial_volume}'; choose one of "
                              f"{', '.join(PARTIAL_VOLUME_METHODS)}.")
@@ -158,7 +163,8 @@ def calculate(study, record, options, log=print):
     background_tia = _background_tia(pv_info, times_h, options)
     tia_map, scales = _corrected_tia_map(voxel_tia, vois, voi_results, body, background_tia)
     pv_info["region_scale_factors"] = scales
-    log(f"Convolving with the {kernel.shape[0]}^3 voxel S-value kernel for {reference.spacing_mm} mm voxels")
+    log(f"Convolving with the {' x '.join(map(str, kernel.shape))} voxel S-value kernel for "
+        f"{reference.spacing_mm} mm voxels")
     dose_map = _dose(tia_map, kernel, density, options)
     voxel_dose_map = _dose(voxel_tia, kernel, density, options)
 
@@ -368,12 +374,13 @@ def _voi_tac(voi, activities, relative, pv_relative, pv_info, times_h, factors, 
 
 def _voxel_tia(times_h, activity_maps, reference, options, log):
     """Per-voxel TIA map (MBq h) and the voxel S-value kernel for the grid."""
-    from MIBGDosimetryLib.physics.kernels import voxel_s_kernel
+    from MIBGDosimetryLib.physics.kernels import whole_map_kernel
     from MIBGDosimetryLib.voxel_tac import fit_voxels
 
     tia_map, info = fit_voxels(times_h, activity_maps, model=options.voxel_model)
     log(f"  {info['voxels']} voxels integrated in {info['elapsed_s']:.1f} s: {info['counts']}")
-    return tia_map, voxel_s_kernel(reference.spacing_mm, options.kernel_half_width)
+    return tia_map, whole_map_kernel(reference.spacing_mm, reference.array.shape,
+                                     max_half_width=options.kernel_half_width)
 
 
 def _background_tia(pv_info, times_h, options):
@@ -418,8 +425,11 @@ def _corrected_tia_map(voxel_tia, vois, voi_results, body, background_tia):
 
 def _dose(tia_map, kernel, density, options):
     from MIBGDosimetryLib.dose.absorbed_dose import dose_map_Gy
+    from MIBGDosimetryLib.physics.materials import get_material
 
-    return dose_map_Gy(tia_map, kernel, density if options.density_correction else None)
+    # The kernel is made for soft tissue at its nominal density (see _voxel_tia).
+    return dose_map_Gy(tia_map, kernel, density if options.density_correction else None,
+                       kernel_density_g_cm3=get_material("soft_tissue").nominal_density_g_cm3)
 
 
 def _voi_dose(voi, entry, fit, tia_map, dose_map, voxel_dose_map, density, reference, tissues, options):
@@ -565,7 +575,8 @@ def _provenance(options, record):
                             "counts conserved on the reference SPECT grid",
             "tac": "per VOI: mono/bi/tri-exponential or trapezoid with fitted tail, AICc selection, weighted "
                    "least squares; per voxel: the same models vectorised",
-            "dose": "TIA map convolved (FFT) with the 131I voxel S-value kernel computed for the SPECT voxel size; "
+            "dose": "TIA map convolved (FFT) with the 131I voxel S-value kernel computed for the SPECT voxel size "
+                    "(soft tissue, 1.04 g/cm3), reaching the whole map unless kernel_half_width limits it; "
                     "VOI means scaled by the recovery-corrected VOI TIA over the voxel TIA",
             "bed": "linear-quadratic model with Lea-Catcheside factor of the fitted dose-rate curve",
             "eud": "EUD = -ln(mean exp(-alpha D)) / alpha over the voxel doses",
