@@ -309,6 +309,7 @@ def _voi_activities(vois, registered, factors, record, reference, body, options)
     the counting uncertainty per time point and the relative uncertainty of the partial-volume
     correction, common to all time points of a VOI.
     """
+    from MIBGDosimetryLib.workflow import recovery_scope
     from MIBGDosimetryLib.workflow.partial_volume import gtm_activities
 
     fwhm, fwhm_u, fwhm_source = _resolution(record, options)
@@ -337,9 +338,19 @@ def _voi_activities(vois, registered, factors, record, reference, body, options)
             warnings.append(f"the GTM system is ill-conditioned (condition number {gtm_info['condition_number']:.0f}): "
                             "VOIs too small or too close for the resolution; check the VOIs")
         return activity, relative, pv_relative, info
+    if method == "recovery":
+        info["recovery_curve_not_applied"] = {}
+        volume_range_ml = recovery_scope.calibrated_volume_range_ml(record)
     for index, voi in enumerate(vois):
         volume_ml = voi.volume_ml(reference.voxel_volume_ml)
-        recovery = record.recovery_coefficient(volume_ml) if method == "recovery" else (1.0, 0.0)
+        recovery = (1.0, 0.0)
+        if method == "recovery":
+            reason = recovery_scope.recovery_curve_refusal(voi.mask, volume_ml, reference.spacing_mm, volume_range_ml)
+            if reason is None:
+                recovery = record.recovery_coefficient(volume_ml)
+            else:
+                voi.warnings.append(recovery_scope.refusal_warning(reason))
+                info["recovery_curve_not_applied"][voi.name] = reason
         pv_relative[index] = recovery[1] / recovery[0]
         for t, (spect, f) in enumerate(zip(registered, factors)):
             activity[index, t], relative[index, t] = activity_module.voi_activity_MBq(spect.array, voi.mask, f,
