@@ -552,6 +552,7 @@ def _timepoint_entry(tp, registration, factors):
         "label": tp.label, "hours_after_administration": tp.hours_after_administration,
         "mid_acquisition_hours": tp.mid_acquisition_hours, "duration_s": tp.duration_s,
         "observed_count_rate_cps": tp.observed_count_rate_cps, "dead_time_factor": factors.dead_time_factor,
+        "dead_time_count_rate_cps": factors.observed_count_rate_cps,
         "registration": registration.to_dict(), "warnings": list(tp.warnings),
     }
 
