@@ -275,6 +275,8 @@ def test_whole_map_kernel_shape_inner_values_and_reach_limits():
     outer_g_cm2 = 1.04 * math.sqrt((15 * 0.4) ** 2 + (10 * 0.4) ** 2 + (30 * 0.5) ** 2)
     assert (i131.ELECTRON_ENERGY_MEV + photons.photon_cumulative_MeV(inner_g_cm2) < absorbed_MeV
             < i131.ELECTRON_ENERGY_MEV + photons.photon_cumulative_MeV(outer_g_cm2))
+    # Beyond the 60 g/cm2 of the photon data (kernel zero there) lies 3 % of the photon energy.
+    assert 0.02 < 1.0 - photons.photon_cumulative_MeV(60.0) / photons.photon_emitted_MeV < 0.04
     for bad in (0, -3, 2.5, True):
         with pytest.raises(ValueError, match="at least 1"):
             kernels.whole_map_kernel(4.0, (10, 10, 10), max_half_width=bad)

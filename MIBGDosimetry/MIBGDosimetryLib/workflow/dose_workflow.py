@@ -9,8 +9,8 @@ Steps (each reported through ``log``):
    by the calibrated adaptive threshold;
 4. activity from counts (EANM eq. 9): per VOI with recovery, per voxel without;
 5. time-activity curves per VOI (model selection by AICc, coverage test) and per voxel;
-6. absorbed dose: voxel S-value kernel for the SPECT voxel size convolved with the TIA map;
-   local deposition and sphere S values side by side;
+6. absorbed dose: voxel S-value kernel for the SPECT voxel size, reaching the whole map (photons),
+   convolved with the TIA map; local deposition and sphere S values side by side;
 7. per VOI: mean, single-voxel and 27-voxel-block extremes, DVH, BED, EUD and uncertainties.
 
 How VOI figures are formed: partial-volume correction applies to VOI values, not to single voxels.
