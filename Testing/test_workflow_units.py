@@ -130,3 +130,13 @@ def test_recovery_curve_corrects_only_sphere_like_vois_within_the_calibrated_vol
     assert "outside the calibrated sphere volumes" in voi_list[1].warnings[0]
     assert "not sphere-like" in voi_list[2].warnings[0] and "GTM" in voi_list[2].warnings[0]
     assert voi_list[0].warnings == []
+    # With a calibrated resolution the VOIs outside the curve's scope take their GTM activities instead.
+    record.resolution_fwhm_mm, record.resolution_fwhm_mm_uncertainty = 12.0, 0.0
+    voi_list = [vois.Voi(name, "organ", mask, "test") for name, mask in masks.items()]
+    with_gtm, _, _, info = _voi_activities(voi_list, [reference], [factors], record, reference,
+                                           np.ones(shape, bool), DoseOptions(partial_volume="recovery"))
+    gtm, _, _, _ = partial_volume.gtm_activities(voi_list, [counts], [factors.mbq_per_count], np.ones(shape, bool),
+                                                 12.0, 0.0, spacing)
+    assert with_gtm[0, 0] == pytest.approx(result[0, 0], rel=1e-12)
+    np.testing.assert_allclose(with_gtm[1:, 0], gtm[1:, 0], rtol=1e-12)
+    assert "corrected by the GTM" in voi_list[1].warnings[0]

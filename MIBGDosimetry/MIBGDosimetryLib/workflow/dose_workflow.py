@@ -349,12 +349,20 @@ def _voi_activities(vois, registered, factors, record, reference, body, options)
             if reason is None:
                 recovery = record.recovery_coefficient(volume_ml)
             else:
-                voi.warnings.append(recovery_scope.refusal_warning(reason))
+                voi.warnings.append(recovery_scope.refusal_warning(reason, gtm=fwhm is not None))
                 info["recovery_curve_not_applied"][voi.name] = reason
         pv_relative[index] = recovery[1] / recovery[0]
         for t, (spect, f) in enumerate(zip(registered, factors)):
             activity[index, t], relative[index, t] = activity_module.voi_activity_MBq(spect.array, voi.mask, f,
                                                                                       recovery)
+    refused = [i for i, voi in enumerate(vois) if voi.name in info.get("recovery_curve_not_applied", {})]
+    if refused and fwhm is not None:
+        # VOIs outside the curve's scope take their GTM activities (all VOIs and the body as regions).
+        gtm = gtm_activities(vois, [s.array for s in registered], [f.mbq_per_count for f in factors], body, fwhm,
+                             fwhm_u, reference.spacing_mm)
+        activity[refused], relative[refused], pv_relative[refused] = (gtm[0][refused], gtm[1][refused],
+                                                                      gtm[2][refused])
+        info.update(gtm_fwhm_mm=fwhm, fwhm_source=fwhm_source)
     return activity, relative, pv_relative, info
 
 

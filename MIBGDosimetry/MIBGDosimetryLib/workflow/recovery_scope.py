@@ -12,7 +12,8 @@ for another object holds only when that object resembles the calibrated spheres:
   differs from a sphere's of the same volume).
 
 Other VOIs are not corrected by the curve; each says why in its warnings. The geometric transfer
-matrix (calibrated FWHM) corrects any shape.
+matrix corrects any shape: the dose workflow uses it for them when the spatial resolution (FWHM) is
+known, and otherwise leaves them uncorrected.
 """
 
 import numpy as np
@@ -58,6 +59,10 @@ def recovery_curve_refusal(mask, volume_ml, spacing_mm, volume_range_ml):
     return None
 
 
-def refusal_warning(reason):
+def refusal_warning(reason, gtm):
+    """The warning of a VOI the recovery curve may not correct; ``gtm``: whether the GTM corrects it instead."""
+    if gtm:
+        return f"recovery curve not applied: {reason}; its activity is corrected by the GTM (calibrated FWHM) instead"
     return (f"recovery curve not applied: {reason}; its activity is not corrected for partial volume (underestimated "
-            "where counts spill out). Use the GTM correction (calibrated FWHM) for this VOI")
+            "where counts spill out, overestimated where neighbours spill in). Calibrate the spatial resolution (FWHM) "
+            "to correct it by the GTM")
