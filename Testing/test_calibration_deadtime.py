@@ -151,6 +151,14 @@ def test_patient_count_rate_is_counted_as_the_calibration_defines_it():
     summed = scan_factors(tp, _record(deadtime.count_rate_definition())).dead_time_factor
     per_head = scan_factors(tp, _record(deadtime.count_rate_definition(per_detector=True))).dead_time_factor
     assert summed / per_head - 1.0 > 0.05
+    # A reconstruction whose CountsAccumulated counts every window: the projections' photopeak rate is used.
+    spect_header = _timepoint(80000.0, [summary], {"count_rate_source": "spect", "number_of_detectors": 1})
+    factors = scan_factors(spect_header, _record(deadtime.count_rate_definition()))
+    assert factors.observed_count_rate_cps == pytest.approx(60000.0, rel=1e-12)
+    assert any("photopeak window(s) of the projection data" in n for n in factors.notes)
+    # A rate the user gave is used as it is.
+    override = _timepoint(50000.0, [summary], {"count_rate_source": "override"})
+    assert scan_factors(override, _record(deadtime.count_rate_definition("all", True))).observed_count_rate_cps == 50000.0
     # Per detector without a known number of detectors: no guess, no correction, and a note.
     bare = _timepoint(60000.0)
     factors = scan_factors(bare, _record(deadtime.count_rate_definition(per_detector=True)))

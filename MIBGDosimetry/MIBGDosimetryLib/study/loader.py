@@ -396,14 +396,16 @@ def _timepoint(label, emission, administration, source, problems):
                                  f"({administration.isoformat()}); one of the two date-times is wrong"))
         return None
     rate = None if info.counts_accumulated is None else info.counts_accumulated / duration_s
+    rate_source = None if rate is None else "spect"
     if "observed_count_rate_cps" in overrides:
         _apply(emission, "observed_count_rate_cps", overrides["observed_count_rate_cps"], rate, source)
-        rate = overrides["observed_count_rate_cps"]
+        rate, rate_source = overrides["observed_count_rate_cps"], "override"
     metadata = {
         "camera": info.camera, "collimator": info.collimator, "energy_windows": info.energy_windows,
         "administered_activity_MBq": info.administered_activity_MBq, "radionuclide": info.radionuclide,
         "radiopharmaceutical": info.radiopharmaceutical, "half_life_s": info.half_life_s,
-        "counts_accumulated": info.counts_accumulated, "number_of_detectors": info.number_of_detectors,
+        "counts_accumulated": info.counts_accumulated, "count_rate_source": rate_source,
+        "number_of_detectors": info.number_of_detectors,
         "spect_series_instance_uid": emission.series.uid,
         "study_instance_uid": emission.study_uid, "frame_of_reference_uid": emission.frame_of_reference_uid,
         "spect_file": emission.file, "units": info.units,
