@@ -19,8 +19,11 @@ C being the covariogram of the voxel (the volume shared by a voxel and its copy 
   nodes per half up to ``DISTANT_OFFSET`` voxels, two up to twice that and one beyond, where the
   point kernel changes by a few per cent across a voxel (the rules differ by less than 5e-4 there).
 
-Photons of 131I travel tens of centimetres: a kernel of a few centimetres leaves out about 40 % of
-the photon energy absorbed in a child's body. :func:`whole_map_kernel` therefore gives a kernel that
+Photons of 131I travel tens of centimetres: within 4.4 cm of a point source only 0.056 of the
+0.383 MeV of photon energy per decay is absorbed, and the organ mean doses of the demo's child
+phantom rise by 9 % (liver) to 33 % (lungs) when every photon absorbed in its body is counted (the
+21^3 kernel falls short by more than 10 % for the lungs in
+test_whole_map_kernel_counts_the_far_photons_of_the_whole_body). :func:`whole_map_kernel` therefore gives a kernel that
 reaches from any voxel of a map to any other; it is zero only beyond the reach of the photon
 calculation (60 g/cm2: 3 % of the photon energy of 131I is absorbed farther out in an infinite medium).
 
