@@ -118,7 +118,7 @@ class MIBGDosimetryParameterNode:
     outputDirectory - folder that receives results, scene, RT Dose, SEG and report.
     partialVolumeMethod - auto, gtm, recovery or none.
     tacModel - time-activity model of the VOIs: auto, mono, bi, tri or trapezoid.
-    densityCorrection - scale the kernel dose by 1/density from the CT.
+    densityCorrection - scale the kernel dose by (kernel density 1.04 g/cm3) / density from the CT.
     deformableRegistration - add a B-spline stage to the CT-to-CT registration.
     """
 

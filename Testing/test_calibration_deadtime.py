@@ -107,3 +107,92 @@ def test_deadtime_and_dtf_commands(tmp_path):
     short.write_text("activity_MBq,observed_cps\n1,100\n2,200\n")
     result = run_cli("deadtime", "--csv", str(short))
     assert result.returncode == 2 and "At least 4" in result.stderr
+
+
+def _timepoint(rate_cps, projections=(), metadata=None):
+    import types
+
+    return types.SimpleNamespace(label="tp1", duration_s=1000.0, observed_count_rate_cps=rate_cps,
+                                 projections=list(projections), metadata=dict(metadata or {}))
+
+
+def _projection_summary(window_counts, detectors):
+    """A projection-file summary as the study loader makes it: 20 s, three windows of 131I."""
+    windows = [{"name": n, "lower_keV": lo, "upper_keV": hi, "counts": c}
+               for (n, lo, hi), c in zip((("LOWER", 291.2, 327.6), ("PEAK", 327.6, 400.4), ("UPPER", 400.4, 436.8)),
+                                         window_counts)]
+    return {"file": "proj.dcm", "duration_s": 20.0, "counts_accumulated": None, "number_of_detectors": detectors,
+            "energy_windows": windows}
+
+
+def _record(definition):
+    from MIBGCalibrationLib.record import CalibrationRecord
+
+    return CalibrationRecord(20.0, 0.2, dead_time_s=TAU_S, dead_time_s_uncertainty=0.0,
+                             dead_time_count_rate=definition)
+
+
+def test_patient_count_rate_is_counted_as_the_calibration_defines_it():
+    """Window and detectors of the dead-time count rate follow the record; the DTF is EANM eq. 7 of that rate."""
+    from MIBGDosimetryLib.workflow.activity import scan_factors
+
+    # 2 detectors, 20 s: photopeak 1.2e6 counts (60 kcps), scatter windows 0.4e6 (20 kcps).
+    summary = _projection_summary((0.2e6, 1.2e6, 0.2e6), detectors=2)
+    tp = _timepoint(60000.0, [summary], {"count_rate_source": "projections", "number_of_detectors": 1})
+    cases = [(deadtime.count_rate_definition(), 60000.0),
+             (deadtime.count_rate_definition("all"), 80000.0),
+             (deadtime.count_rate_definition("photopeak", per_detector=True), 30000.0),
+             (deadtime.count_rate_definition("all", per_detector=True), 40000.0)]
+    for definition, expected_cps in cases:
+        factors = scan_factors(tp, _record(definition))
+        assert factors.observed_count_rate_cps == pytest.approx(expected_cps, rel=1e-12), definition
+        assert factors.dead_time_factor == pytest.approx(deadtime.dead_time_factor(TAU_S, expected_cps), rel=1e-12)
+    # Per detector vs all detectors together differs by far more than the DTF's uncertainty.
+    summed = scan_factors(tp, _record(deadtime.count_rate_definition())).dead_time_factor
+    per_head = scan_factors(tp, _record(deadtime.count_rate_definition(per_detector=True))).dead_time_factor
+    assert summed / per_head - 1.0 > 0.05
+    # A reconstruction whose CountsAccumulated counts every window: the projections' photopeak rate is used.
+    spect_header = _timepoint(80000.0, [summary], {"count_rate_source": "spect", "number_of_detectors": 1})
+    factors = scan_factors(spect_header, _record(deadtime.count_rate_definition()))
+    assert factors.observed_count_rate_cps == pytest.approx(60000.0, rel=1e-12)
+    assert any("photopeak window(s) of the projection data" in n for n in factors.notes)
+    # A rate the user gave is used as it is.
+    override = _timepoint(50000.0, [summary], {"count_rate_source": "override"})
+    assert scan_factors(override, _record(deadtime.count_rate_definition("all", True))).observed_count_rate_cps == 50000.0
+    # Per detector without a known number of detectors: no guess, no correction, and a note.
+    bare = _timepoint(60000.0)
+    factors = scan_factors(bare, _record(deadtime.count_rate_definition(per_detector=True)))
+    assert factors.dead_time_factor == 1.0 and any("NumberOfDetectors" in n for n in factors.notes)
+
+
+def test_count_rates_near_the_paralysable_maximum_are_flagged():
+    from MIBGDosimetryLib.workflow.activity import scan_factors
+
+    maximum = deadtime.paralysable_maximum_cps(TAU_S)
+    record = _record(deadtime.count_rate_definition())
+    assert not any("paralysable maximum" in n for n in scan_factors(_timepoint(0.75 * maximum), record).notes)
+    notes = scan_factors(_timepoint(0.85 * maximum), record).notes
+    assert any("85% of the paralysable maximum" in n for n in notes)
+    with pytest.raises(ValueError, match="exceeds the paralysable maximum"):
+        scan_factors(_timepoint(1.05 * maximum), record)
+
+
+def test_count_rate_definition_in_the_record():
+    from MIBGCalibrationLib.record import CalibrationRecord
+
+    record = _record(deadtime.count_rate_definition("all", per_detector=True))
+    again = CalibrationRecord.from_dict(json.loads(json.dumps(record.to_dict())))
+    assert again.dead_time_count_rate == {"energy_window": "all", "per_detector": True}
+    assert CalibrationRecord(20.0, 0.2).dead_time_count_rate == {"energy_window": "photopeak", "per_detector": False}
+    # A record written before the field existed: photopeak rate of all detectors, said in its warnings.
+    old = record.to_dict()
+    del old["dead_time_count_rate"]
+    read = CalibrationRecord.from_dict(old)
+    assert read.dead_time_count_rate == deadtime.count_rate_definition()
+    assert any("dead_time_count_rate" in w for w in read.warnings)
+    for bad in ({"energy_window": "scatter", "per_detector": False}, {"energy_window": "all"},
+                {"energy_window": "all", "per_detector": "yes"}):
+        data = record.to_dict()
+        data["dead_time_count_rate"] = bad
+        with pytest.raises(ValueError, match="count"):
+            CalibrationRecord.from_dict(data)

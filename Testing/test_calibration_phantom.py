@@ -48,6 +48,8 @@ def test_calibration_factor_and_dead_time_match_truth(calibrated):
     assert 0 < record.calibration_factor_cps_per_MBq_uncertainty < 0.02 * record.calibration_factor_cps_per_MBq
     assert record.dead_time_s == pytest.approx(truth["tau_s"], rel=0.05)
     assert 0 < record.dead_time_s_uncertainty < 0.05 * record.dead_time_s
+    # The series' static images are single-detector photopeak images: the dead time is per detector.
+    assert record.dead_time_count_rate == {"energy_window": "photopeak", "per_detector": True}
     # The Jaszczak counts were corrected with the dead-time factor the camera model applied.
     survival = truth["jaszczak"]["dead_time_survival_fraction"]
     assert record.details["calibration_factor"]["dead_time_factor"] == pytest.approx(1 / survival, rel=1e-3)

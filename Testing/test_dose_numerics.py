@@ -67,14 +67,19 @@ def test_dose_conversion_and_density_correction():
     tia[4, 4, 4] = 2.0
     kernel = np.zeros((3, 3, 3))
     kernel[1, 1, 1], kernel[1, 1, 2] = 0.5, 0.1
-    density = np.ones(tia.shape)
+    # Soft tissue at the kernel's own density (1.04 g/cm3) everywhere but one voxel of 2 g/cm3.
+    density = np.full(tia.shape, 1.04)
     density[4, 4, 5] = 2.0
-    dose = dose_map_Gy(tia, kernel, density)
+    dose = dose_map_Gy(tia, kernel, density, kernel_density_g_cm3=1.04)
+    # Tissue of the kernel's density keeps the kernel dose (no division by 1.04 as if made for water).
     assert dose[4, 4, 4] == pytest.approx(2.0 * 3600 * 0.5 / 1000)
-    # The kernel entry one voxel along +i from the centre lands one voxel along +i from the source.
-    assert dose[4, 4, 5] == pytest.approx(2.0 * 3600 * 0.1 / 1000 / 2.0)
+    # The kernel entry one voxel along +i from the centre lands one voxel along +i from the source; the
+    # same energy in 2/1.04 times the mass.
+    assert dose[4, 4, 5] == pytest.approx(2.0 * 3600 * 0.1 / 1000 * 1.04 / 2.0)
     assert np.count_nonzero(np.abs(dose) > 1e-12) == 2
     assert dose.min() >= 0.0
+    with pytest.raises(ValueError, match="density the kernel was computed for"):
+        dose_map_Gy(tia, kernel, density)
 
 
 def test_block27_extremes_on_a_constructed_map():

@@ -329,3 +329,23 @@ def test_lesion_uptake_option_sets_the_amplitude_per_millilitre():
         assert kinetics.activity_MBq(0.0) == pytest.approx(0.0, abs=1e-12)
     with pytest.raises(ValueError, match="one positive lesion uptake"):
         anatomy.lesions_with_diameters((30.0, 10.0), (0.1,))
+
+
+def test_truth_far_photon_field_equals_direct_summation_over_the_whole_grid():
+    """The truth's far field (photons from sources beyond the near kernel, out to the whole grid) by
+    FFT equals the direct sum of the point kernel over every source voxel, at every voxel of the grid,
+    also far outside the active region (no wrap-around)."""
+    from MIBGDosimetryLib.phantoms import truth_dose
+
+    rng = np.random.default_rng(1)
+    tia = np.zeros((30, 20, 25))
+    tia[8:14, 5:9, 10:18] = rng.uniform(size=(6, 4, 8))
+    far = truth_dose.far_photon_dose_mGy(tia, 20.0, 1)
+    sources = np.argwhere(tia > 0)
+    weights = tia[tia > 0]
+    for target in [(0, 0, 0), (29, 19, 24), (10, 6, 12), (10, 6, 14), (0, 19, 0), (25, 2, 20)]:
+        offsets = np.array(target) - sources
+        point = truth_dose.photon_point_kernel_mGy_per_MBq_s(np.linalg.norm(offsets, axis=1) * 2.0)
+        direct = np.sum(weights * np.where(np.abs(offsets).max(axis=1) > 1, point, 0.0))
+        assert far[target] == pytest.approx(direct, rel=1e-9, abs=1e-15), target
+    assert far[0, 0, 0] > 0

@@ -219,3 +219,101 @@ def test_kernel_command_defaults_reproduce_published_soft_tissue_values(tmp_path
         assert value_at(kernel, *face) == pytest.approx(published[face], rel=0.10)
     for tail in [(0, 0, 5), (5, 5, 5)]:
         assert value_at(kernel, *tail) == pytest.approx(published[tail], rel=0.15)
+
+
+def _torso_phantom_4p4mm():
+    """A child-sized torso on 4.4 mm voxels (k, j, i): body ellipsoid, lungs, a hot liver and kidneys
+    (TIA in MBq s), with the organ masks."""
+    shape = (80, 48, 56)
+    k, j, i = np.indices(shape, dtype=float)
+
+    def ellipsoid(centre, semi):
+        return sum(((x - c) / s) ** 2 for x, c, s in zip((k, j, i), centre, semi)) <= 1.0
+
+    body = ellipsoid((40, 24, 28), (38, 18, 24))
+    organs = {"lungs": ellipsoid((56, 24, 28), (10, 12, 18)) & body,
+              "liver": ellipsoid((38, 24, 22), (7, 10, 10)),
+              "kidneys": ellipsoid((30, 30, 40), (6, 4, 3))}
+    tia = np.where(body, 1.0, 0.0)
+    tia[organs["lungs"]] = 1.5
+    tia[organs["liver"]] = 12.0
+    tia[organs["kidneys"]] = 6.0
+    return tia * 3.6e5, organs
+
+
+def test_whole_map_kernel_counts_the_far_photons_of_the_whole_body():
+    """Organ mean doses with the whole-map kernel against an independent body-size reference: the near
+    field by the 7^3 voxel S kernel, every farther offset by the photon point kernel at voxel centres
+    (truth_dose). The 21^3 kernel (the former default) misses the far photons."""
+    from MIBGDosimetryLib.dose.convolution import convolve_kernel
+    from MIBGDosimetryLib.phantoms import truth_dose
+
+    tia, organs = _torso_phantom_4p4mm()
+    whole = convolve_kernel(tia, kernels.whole_map_kernel(4.4, tia.shape))
+    reference = convolve_kernel(tia, kernels.voxel_s_kernel(4.4, 3)) + truth_dose.far_photon_dose_mGy(tia, 4.4, 3)
+    short = convolve_kernel(tia, kernels.voxel_s_kernel(4.4, 10))
+    for name, mask in organs.items():
+        assert whole[mask].mean() == pytest.approx(reference[mask].mean(), rel=0.003), name
+        assert short[mask].mean() < 0.975 * reference[mask].mean(), name
+    assert short[organs["lungs"]].mean() < 0.9 * reference[organs["lungs"]].mean()
+
+
+def test_whole_map_kernel_shape_inner_values_and_reach_limits():
+    kernel = kernels.whole_map_kernel((4.0, 4.0, 5.0), (30, 20, 25))
+    assert kernel.shape == (59, 39, 49)
+    # Within DISTANT_OFFSET voxels it is the ordinary voxel S kernel.
+    inner = kernels.voxel_s_kernel((4.0, 4.0, 5.0), 8)
+    centre = np.array(kernel.shape) // 2
+    np.testing.assert_allclose(kernel[tuple(slice(c - 8, c + 9) for c in centre)], inner, rtol=1e-12)
+    limited = kernels.whole_map_kernel((4.0, 4.0, 5.0), (30, 20, 25), max_half_width=12)
+    assert limited.shape == (25, 25, 25)
+    # Energy: all electrons plus the photon energy absorbed between the spheres in and around the box.
+    mass_g = 0.4 * 0.4 * 0.5 * 1.04
+    absorbed_MeV = kernel.sum() * mass_g / MGY_PER_MBQ_S_PER_MEV_PER_G
+    photons = radial.radial_kernel()
+    inner_g_cm2 = 1.04 * (9.5 * 0.4 - 0.35)
+    outer_g_cm2 = 1.04 * math.sqrt((15 * 0.4) ** 2 + (10 * 0.4) ** 2 + (30 * 0.5) ** 2)
+    assert (i131.ELECTRON_ENERGY_MEV + photons.photon_cumulative_MeV(inner_g_cm2) < absorbed_MeV
+            < i131.ELECTRON_ENERGY_MEV + photons.photon_cumulative_MeV(outer_g_cm2))
+    # Beyond the 60 g/cm2 of the photon data (kernel zero there) lies 3 % of the photon energy.
+    assert 0.02 < 1.0 - photons.photon_cumulative_MeV(60.0) / photons.photon_emitted_MeV < 0.04
+    for bad in (0, -3, 2.5, True):
+        with pytest.raises(ValueError, match="at least 1"):
+            kernels.whole_map_kernel(4.0, (10, 10, 10), max_half_width=bad)
+    with pytest.raises(ValueError, match="crop the SPECT"):
+        kernels.whole_map_kernel(1.0, (600, 600, 600))
+
+
+def test_tissue_outside_a_small_body_adds_a_few_percent_of_photon_energy():
+    """The kernels assume tissue everywhere; a child's torso is surrounded by air. For a point source at
+    the centre of an 8 cm tissue sphere in vacuum (Monte Carlo with our photon transport, photons lost
+    when they leave the sphere) the infinite-medium kernel overestimates the photon energy absorbed in
+    the sphere by 3-8 % (backscatter from tissue that is not there), i.e. under 2 % of all energy
+    absorbed there (electrons included)."""
+    from MIBGDosimetryLib.physics.photon_transport import PHOTON_CUTOFF_MEV, photon_scatter_deposition
+
+    photons = radial.radial_kernel()
+    radius_g_cm2 = 8.0 * 1.04
+    energy, yields = i131.photon_lines()
+    transported = energy >= PHOTON_CUTOFF_MEV
+    in_vacuum = photon_scatter_deposition("soft_tissue", energy[transported], yields[transported],
+                                          np.linspace(0.0, radius_g_cm2, 41), 200_000, 11).sum()
+    scatter_cumulative = np.concatenate([[0.0], np.cumsum(photons.scatter_deposit_MeV)])
+    first = photons.photon_cumulative_MeV(radius_g_cm2) - np.interp(radius_g_cm2, photons.scatter_edges_g_cm2,
+                                                                       scatter_cumulative)
+    infinite = photons.photon_cumulative_MeV(radius_g_cm2)
+    excess = infinite / (first + in_vacuum) - 1.0
+    assert 0.03 < excess < 0.08
+    assert (infinite - first - in_vacuum) / (infinite + i131.ELECTRON_ENERGY_MEV) < 0.02
+
+
+def test_dose_command_refuses_a_kernel_of_the_source_voxel_alone(tmp_path, capsys):
+    from MIBGDosimetryLib.cli import main
+    from MIBGDosimetryLib.workflow.dose_workflow import DoseOptions
+
+    assert DoseOptions().kernel_half_width is None
+    assert main(["dose", str(tmp_path / "no-study"), "--calibration", str(tmp_path / "no.json"),
+                 "--out", str(tmp_path / "out"), "--kernel-half-width", "0"]) == 2
+    message = capsys.readouterr().err
+    assert "kernel half width" in message and "at least 1" in message and "whole map" in message
+    assert not (tmp_path / "out").exists()

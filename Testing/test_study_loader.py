@@ -352,9 +352,10 @@ def test_projection_windows_are_summed_per_window(tmp_path):
     ds.SeriesInstanceUID = pydicom.dcmread(written[0].spect_path).SeriesInstanceUID
     ds.save_as(tmp_path / "tp1" / "proj.dcm")
     assert len(load_study(str(tmp_path)).timepoints[0].projections) == 1
-    # The SPECT lacks CountsAccumulated: the rate comes from all counts of the projections over their 4 x 20 s.
-    assert tp.observed_count_rate_cps == pytest.approx(projections.sum() / 80.0, rel=1e-12)
-    assert any("taken from the counts summed over all energy windows" in w for w in tp.warnings)
+    # The SPECT lacks CountsAccumulated: the rate comes from the photopeak window of the projections (the
+    # window holding 364 keV) over their 4 x 20 s, as the dead time is calibrated; not from the scatter windows.
+    assert tp.observed_count_rate_cps == pytest.approx(projections[1].sum() / 80.0, rel=1e-12)
+    assert any("taken from the photopeak-window counts" in w for w in tp.warnings)
 
 
 def test_spect_stored_as_pet_slices_and_as_enhanced_pet(tmp_path):

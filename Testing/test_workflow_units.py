@@ -93,3 +93,50 @@ def test_vois_are_made_disjoint_in_order_with_a_note():
 def test_density_from_ct_numbers():
     np.testing.assert_allclose(density_from_hu([-1000, 0, 1500]), [0.0012, 1.0, 1.9], atol=1e-9)
     assert density_from_hu(-700) == pytest.approx(1.0 - 0.7 * (1 - 0.0012))
+
+
+def test_recovery_curve_corrects_only_sphere_like_vois_within_the_calibrated_volumes():
+    """A 10 mL sphere gets the curve's recovery; a 470 mL organ pair (beyond the 0.5-113 mL inserts) and
+    a 3 : 1 : 1 ellipsoid (not sphere-like) are left uncorrected, each with a warning saying why."""
+    from MIBGCalibrationLib.recovery import RecoveryCurve
+    from MIBGCalibrationLib.record import CalibrationRecord
+    from MIBGDosimetryLib.volume import ImageVolume
+    from MIBGDosimetryLib.workflow.dose_workflow import DoseOptions, _voi_activities
+
+    curve = RecoveryCurve(0.9, 5.0, 1.2, [[0.0] * 3] * 3)
+    record = CalibrationRecord(20.0, 0.2, recovery_curve=curve,
+                               recovery_inserts=[{"name": f"s{n}", "volume_ml": v}
+                                                 for n, v in enumerate((0.5, 2.6, 11.5, 26.5, 113.0))])
+    shape, spacing = (60, 60, 80), (4.0, 4.0, 4.0)
+    k, j, i = np.indices(shape, dtype=float)
+    sphere = (k - 15) ** 2 + (j - 15) ** 2 + (i - 15) ** 2 <= 3.35 ** 2
+    pair = ((k - 40) ** 2 + (j - 30) ** 2 + (i - 20) ** 2 <= 7.6 ** 2) | ((k - 40) ** 2 + (j - 30) ** 2
+                                                                          + (i - 60) ** 2 <= 7.6 ** 2)
+    rod = ((k - 15) / 2.7) ** 2 + ((j - 45) / 2.7) ** 2 + ((i - 50) / 8.1) ** 2 <= 1.0
+    masks = {"lesion": sphere, "lungs": pair, "rod": rod}
+    counts = sum(m.astype(float) for m in masks.values()) * 100.0
+    reference = ImageVolume(counts, spacing)
+    voi_list = [vois.Voi(name, "organ", mask, "test") for name, mask in masks.items()]
+    factors = activity.ScanFactors(100.0, 20.0, 0.0, 1.0, 0.0, None, [])
+    result, _, _, info = _voi_activities(voi_list, [reference], [factors], record, reference,
+                                         np.ones(shape, bool), DoseOptions(partial_volume="recovery"))
+    uncorrected = {name: m.sum() * 100.0 / (20.0 * 100.0) for name, m in masks.items()}
+    volume_ml = sphere.sum() * 0.064
+    assert 9.0 < volume_ml < 11.0
+    assert result[0, 0] == pytest.approx(uncorrected["lesion"] / curve.evaluate(volume_ml)[0], rel=1e-9)
+    assert result[1, 0] == pytest.approx(uncorrected["lungs"], rel=1e-9)
+    assert result[2, 0] == pytest.approx(uncorrected["rod"], rel=1e-9)
+    assert set(info["recovery_curve_not_applied"]) == {"lungs", "rod"}
+    assert "outside the calibrated sphere volumes" in voi_list[1].warnings[0]
+    assert "not sphere-like" in voi_list[2].warnings[0] and "GTM" in voi_list[2].warnings[0]
+    assert voi_list[0].warnings == []
+    # With a calibrated resolution the VOIs outside the curve's scope take their GTM activities instead.
+    record.resolution_fwhm_mm, record.resolution_fwhm_mm_uncertainty = 12.0, 0.0
+    voi_list = [vois.Voi(name, "organ", mask, "test") for name, mask in masks.items()]
+    with_gtm, _, _, info = _voi_activities(voi_list, [reference], [factors], record, reference,
+                                           np.ones(shape, bool), DoseOptions(partial_volume="recovery"))
+    gtm, _, _, _ = partial_volume.gtm_activities(voi_list, [counts], [factors.mbq_per_count], np.ones(shape, bool),
+                                                 12.0, 0.0, spacing)
+    assert with_gtm[0, 0] == pytest.approx(result[0, 0], rel=1e-12)
+    np.testing.assert_allclose(with_gtm[1:, 0], gtm[1:, 0], rtol=1e-12)
+    assert "corrected by the GTM" in voi_list[1].warnings[0]

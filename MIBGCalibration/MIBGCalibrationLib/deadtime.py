@@ -5,6 +5,14 @@ increasing activity. The count rates at low activity, extrapolated linearly, giv
 rate per MBq (the sensitivity); a non-linear least-squares fit of the paralysable model
 (EANM eq. 6) ``C_obs = C_inc exp(-C_inc tau)`` with ``C_inc = S A`` then gives the dead time tau.
 The dead-time factor of a patient acquisition follows from the iteration of EANM eq. 7.
+
+The count rate in eqs. 6 and 7 must be the same quantity in the calibration and in the patient
+scan. :func:`count_rate_definition` states it in the calibration record: which energy window(s)
+count, and whether the rate is that of one detector (a series acquired with one detector: a
+dual-head patient scan's total is divided by its number of detectors) or of all detectors together.
+Counted from the series the calibration read: the photopeak window (the static images of the
+series are photopeak images; ``energy_window`` "all" when they also hold scatter windows), and
+per detector when the series images come from one detector.
 """
 
 import csv
@@ -23,6 +31,40 @@ LOW_ACTIVITY_POINTS = 3
 #: Columns of a count-rate series file.
 CSV_COLUMNS = ("activity_MBq", "observed_cps")
 
+#: Energy-window choices of the dead-time count rate.
+COUNT_RATE_WINDOWS = ("photopeak", "all")
+#: Fraction of the paralysable maximum count rate above which a scan is flagged: near the maximum the
+#: dead-time factor grows steeply and its uncertainty with it (DTF = e at the maximum).
+NEAR_MAXIMUM_FRACTION = 0.8
+
+
+def count_rate_definition(energy_window="photopeak", per_detector=False):
+    """The count rate that the dead time tau refers to (stored in the calibration record)."""
+    if energy_window not in COUNT_RATE_WINDOWS:
+        raise ValueError(f"The dead-time count rate counts the 'photopeak' window or 'all' windows, not "
+                         f"'{energy_window}'.")
+    return {"energy_window": energy_window, "per_detector": bool(per_detector)}
+
+
+def check_count_rate_definition(definition):
+    """A copy of a stored count-rate definition, validated."""
+    if not isinstance(definition, dict) or set(definition) != {"energy_window", "per_detector"}:
+        raise ValueError(f"The dead-time count-rate definition must hold energy_window and per_detector, got "
+                         f"{definition!r}.")
+    if not isinstance(definition["per_detector"], bool):
+        raise ValueError("per_detector of the dead-time count-rate definition must be true or false.")
+    return count_rate_definition(definition["energy_window"], definition["per_detector"])
+
+
+def near_maximum_warning(tau_s, observed_cps, what):
+    """A warning when ``observed_cps`` exceeds NEAR_MAXIMUM_FRACTION of the paralysable maximum, else None."""
+    maximum = paralysable_maximum_cps(tau_s)
+    if tau_s and observed_cps > NEAR_MAXIMUM_FRACTION * maximum:
+        return (f"{what}: the observed count rate {observed_cps:.6g} cps is {observed_cps / maximum:.0%} of the "
+                f"paralysable maximum 1/(e tau) = {maximum:.6g} cps; the dead-time factor is steep and uncertain "
+                "there (check the count rate definition, or acquire later or with less activity in the field)")
+    return None
+
 
 @dataclasses.dataclass
 class DeadTimeFit:
@@ -36,6 +78,8 @@ class DeadTimeFit:
     activity_MBq: np.ndarray
     observed_cps: np.ndarray
     warnings: list = dataclasses.field(default_factory=list)
+    #: The count rate ``observed_cps`` measures (:func:`count_rate_definition`).
+    count_rate: dict = dataclasses.field(default_factory=count_rate_definition)
 
     def incident_cps(self, activity_MBq):
         """Incident count rate (cps) of an activity (MBq): the sensitivity times the activity."""
@@ -51,7 +95,7 @@ class DeadTimeFit:
                 "sensitivity_cps_per_MBq": self.sensitivity_cps_per_MBq,
                 "sensitivity_cps_per_MBq_uncertainty": self.sensitivity_cps_per_MBq_uncertainty,
                 "linear_sensitivity_cps_per_MBq": self.linear_sensitivity_cps_per_MBq,
-                "warnings": list(self.warnings)}
+                "count_rate": dict(self.count_rate), "warnings": list(self.warnings)}
 
 
 def read_count_rate_csv(path):

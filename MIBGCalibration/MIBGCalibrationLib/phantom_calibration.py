@@ -140,6 +140,16 @@ class _Inputs:
         return path
 
 
+def _series_count_rate(path):
+    """The count rate a dead-time series image measures: all of its frames (every energy window it
+    holds), of one detector when it states NumberOfDetectors 1, else of all detectors together."""
+    dataset = dicom_files.read_dataset(path)
+    windows = dicom_files.acquisition_info(dataset)["energy_windows"]
+    detectors = dataset.get("NumberOfDetectors")
+    return deadtime.count_rate_definition("all" if len(windows) > 1 else "photopeak",
+                                          per_detector=detectors is not None and int(detectors) == 1)
+
+
 def _dead_time(folder, section, inputs):
     series_dir = os.path.join(folder, section.get("series_dir", "deadtime"))
     steps = section.get("steps") or []
@@ -152,7 +162,9 @@ def _dead_time(folder, section, inputs):
             reference = decay.parse_datetime(step["reference_datetime"], f"reference time of {step['file']}")
             activity.append(decay.activity_at_scan_MBq(step["activity_MBq"], reference, start, duration))
             observed.append(counts / duration)
-        return deadtime.fit_dead_time(activity, observed)
+        fit = deadtime.fit_dead_time(activity, observed)
+        fit.count_rate = _series_count_rate(os.path.join(series_dir, steps[0]["file"]))
+        return fit
     path = os.path.join(series_dir, "series.csv")
     if not os.path.isfile(path):
         raise ValueError(f"The dead-time section lists no steps and '{path}' does not exist.")
@@ -356,6 +368,7 @@ def _record(description, spect, result, details, warnings, provenance):
         resolution_fwhm_mm_uncertainty=None if resolution_fit is None else resolution_fit.fwhm_uncertainty_mm,
         dead_time_s=None if fit is None else fit.tau_s,
         dead_time_s_uncertainty=None if fit is None else fit.tau_s_uncertainty,
+        dead_time_count_rate=deadtime.count_rate_definition() if fit is None else dict(fit.count_rate),
         sensitivity_cps_per_MBq=None if fit is None else fit.sensitivity_cps_per_MBq,
         sensitivity_cps_per_MBq_uncertainty=None if fit is None else fit.sensitivity_cps_per_MBq_uncertainty,
         threshold_model=threshold_model, camera=camera,

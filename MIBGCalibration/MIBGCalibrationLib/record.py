@@ -3,7 +3,8 @@
 The record is saved as JSON and held in the scene as a text node (``vtkMRMLTextNode``) whose text is
 that JSON; the dosimetry module refers to the node by its ID. Every value carries its uncertainty;
 ``provenance`` lists the input files with their SHA-256 hashes. Reading rejects unknown or missing
-fields and records of another format version.
+fields and records of another format version. Fields added since version 1 (listed in
+``FIELDS_ADDED``) take their default when a record lacks them, with a warning in the record.
 """
 
 import dataclasses
@@ -21,6 +22,9 @@ from MIBGCalibrationLib.threshold import ThresholdModel
 
 #: Version of the record format; a reader refuses records of another version.
 RECORD_VERSION = 1
+
+#: Fields added to format version 1, with what a record without them means.
+FIELDS_ADDED = {"dead_time_count_rate": "the dead time refers to the photopeak count rate of all detectors together"}
 
 #: Node attribute marking a text node as a calibration record, and the attributes shown with it.
 NODE_ATTRIBUTE = "MIBGCalibration.Record"
@@ -65,6 +69,8 @@ class CalibrationRecord:
     resolution_fwhm_mm_uncertainty: float = None
     dead_time_s: float = None
     dead_time_s_uncertainty: float = None
+    #: The count rate the dead time refers to (:func:`deadtime.count_rate_definition`).
+    dead_time_count_rate: dict = dataclasses.field(default_factory=deadtime.count_rate_definition)
     sensitivity_cps_per_MBq: float = None
     sensitivity_cps_per_MBq_uncertainty: float = None
     threshold_model: ThresholdModel = None
@@ -116,7 +122,7 @@ class CalibrationRecord:
             raise ValueError("A calibration record must be a JSON object.")
         known = [f.name for f in dataclasses.fields(cls)]
         unknown = sorted(set(data) - set(known))
-        missing = sorted(set(known) - set(data))
+        missing = sorted(set(known) - set(data) - set(FIELDS_ADDED))
         if unknown:
             raise ValueError(f"Unknown fields in the calibration record: {unknown}.")
         if missing:
@@ -125,6 +131,11 @@ class CalibrationRecord:
             raise ValueError(f"Calibration record version {data['version']} cannot be read; this software reads "
                              f"version {RECORD_VERSION}. Recalibrate or use the matching software version.")
         values = dict(data)
+        for name, meaning in FIELDS_ADDED.items():
+            if name not in values and values.get("dead_time_s") is not None:
+                values["warnings"] = list(values["warnings"]) + [f"the record has no {name}: {meaning} is assumed"]
+        if "dead_time_count_rate" in values:
+            values["dead_time_count_rate"] = deadtime.check_count_rate_definition(values["dead_time_count_rate"])
         if values["recovery_curve"] is not None:
             values["recovery_curve"] = RecoveryCurve.from_dict(values["recovery_curve"])
         if values["threshold_model"] is not None:

@@ -23,10 +23,11 @@ def add_arguments(parser):
     parser.add_argument("--uptake-half-life-h", type=float, default=None,
                         help="uptake half-time in hours (tracer study or population value) for the activity "
                              "before the first scan")
-    parser.add_argument("--kernel-half-width", type=int, default=10,
-                        help="voxel S-value kernel half-width in voxels (default 10)")
+    parser.add_argument("--kernel-half-width", type=int, default=None,
+                        help="reach of the voxel S-value kernel in voxels, at least 1 (default: the whole map, so "
+                             "that every photon absorbed in the body counts; a shorter kernel leaves out photon dose)")
     parser.add_argument("--density-correction", action="store_true",
-                        help="scale the kernel dose by 1/density from the CT")
+                        help="scale the kernel dose (soft tissue, 1.04 g/cm3) by 1.04 / density from the CT")
     parser.add_argument("--deformable", action="store_true", help="add a B-spline stage to the CT registration")
     parser.add_argument("--seeds", help="lesion seed points (Slicer markups .mrk.json) instead of those in the study")
     parser.add_argument("--tissue-parameters", help="radiobiological tissue-parameter table (JSON)")

@@ -3,9 +3,10 @@
 ``dose_Gy = TIA_MBq_s x S_mGy_per_MBq_s / 1000`` (MIRD schema, absorbed dose = cumulated activity
 times S value); TIA arrives in MBq h and is converted here, at the edge.
 
-Density correction: voxel S-value kernels are computed for water or soft tissue (1 g/cm3). The
-energy a voxel receives is taken as in that medium, so the absorbed dose (energy per mass) in a
-voxel of density rho is the kernel dose times ``1 g/cm3 / rho``. Densities below
+Density correction: a voxel S-value kernel is computed for one medium at its reference density
+rho_k (soft tissue at 1.04 g/cm3 by default). The energy a voxel receives is taken as in that
+medium, so the absorbed dose (energy per mass) in a voxel of density rho is the kernel dose times
+``rho_k / rho``; a voxel of the kernel's own density keeps the kernel dose. Densities below
 ``MIN_DENSITY_G_CM3`` (air around and inside the patient) are raised to it, because there the
 approximation fails and an unbounded factor would create meaningless dose spikes.
 """
@@ -25,11 +26,13 @@ def tia_to_dose_Gy(tia_MBq_h, s_value_mGy_per_MBq_s):
     return np.asarray(tia_MBq_h, dtype=float) * SECONDS_PER_HOUR * np.asarray(s_value_mGy_per_MBq_s) / 1000.0
 
 
-def dose_map_Gy(tia_map_MBq_h, kernel_mGy_per_MBq_s, density_g_cm3=None, *, dtype=np.float64):
+def dose_map_Gy(tia_map_MBq_h, kernel_mGy_per_MBq_s, density_g_cm3=None, *, kernel_density_g_cm3=None,
+                dtype=np.float64):
     """Absorbed-dose map (Gy) from a TIA map (MBq h per voxel) and a voxel S-value kernel.
 
-    ``density_g_cm3``: optional density map on the same grid for the density correction
-    (dose scaled by 1/density relative to water, see the module documentation).
+    ``density_g_cm3``: optional density map on the same grid for the density correction (dose scaled
+    by ``kernel_density_g_cm3 / density``, see the module documentation); ``kernel_density_g_cm3``,
+    the density the kernel was computed for, is then required.
     """
     dose = convolve_kernel(tia_map_MBq_h, kernel_mGy_per_MBq_s, dtype=dtype)
     dose *= SECONDS_PER_HOUR / 1000.0
@@ -39,5 +42,8 @@ def dose_map_Gy(tia_map_MBq_h, kernel_mGy_per_MBq_s, density_g_cm3=None, *, dtyp
             raise ValueError(f"The density map shape {density.shape} differs from the TIA map shape {dose.shape}.")
         if not np.all(np.isfinite(density)):
             raise ValueError("The density map contains non-finite values.")
-        dose /= np.maximum(density, MIN_DENSITY_G_CM3).astype(dtype, copy=False)
+        if kernel_density_g_cm3 is None or not 0.0 < kernel_density_g_cm3 < np.inf:
+            raise ValueError("The density correction needs the density the kernel was computed for "
+                             f"(kernel_density_g_cm3), got {kernel_density_g_cm3}.")
+        dose *= kernel_density_g_cm3 / np.maximum(density, MIN_DENSITY_G_CM3).astype(dtype, copy=False)
     return dose

@@ -8,7 +8,10 @@ Memory: the map is cut into slabs along the slowest axis (k); each slab is convo
 of sizes chosen by :func:`scipy.fft.next_fast_len` (large enough for a linear, not circular,
 convolution) and its result, which reaches ``kernel_size - 1`` slices into its neighbours, is
 added into the output (overlap-add). The slab thickness keeps the FFT work buffers below the map's
-size, so the peak memory stays below three times the map (input, output and those buffers).
+size, so the peak memory stays below three times the map (input, output and those buffers) for
+kernels much smaller than the map. A kernel as large as the map (photons reaching the whole body)
+would make thin slabs all overlap: slabs are then at least as thick as the kernel's overlap, so the
+padded work stays within twice the useful one, and the memory is set by the kernel's spectrum.
 """
 
 import numpy as np
@@ -50,7 +53,7 @@ def convolve_kernel(tia_map, kernel, *, dtype=np.float64, slab_slices=None, work
     fx = scipy.fft.next_fast_len(nx + kx - 1, real=True)
     if slab_slices is None:
         budget = max(SLAB_FRACTION * source.size, MIN_SLAB_VOXELS)
-        slab_slices = int(max(1, budget // (fy * fx) - (kz - 1)))
+        slab_slices = int(max(1, budget // (fy * fx) - (kz - 1), kz - 1))
     # Slabs of equal thickness: a thin last slab would cost a whole padded transform.
     n_slabs = -(-nz // int(min(max(1, slab_slices), nz)))
     slab = -(-nz // n_slabs)

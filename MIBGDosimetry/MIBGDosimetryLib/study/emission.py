@@ -39,6 +39,8 @@ class EmissionInfo:
     units: str = "counts"
     camera: dict = dataclasses.field(default_factory=dict)
     collimator: dict = dataclasses.field(default_factory=dict)
+    #: NumberOfDetectors (0054,0021): detectors whose counts the acquisition holds.
+    number_of_detectors: int = None
     energy_windows: list = dataclasses.field(default_factory=list)
     other_radionuclide: bool = False
     problems: dict = dataclasses.field(default_factory=dict)
@@ -237,6 +239,8 @@ def _equipment(info, ds):
     if detector is not None:
         info.collimator = {"name": _guard(info, "CollimatorGridName", dicomfields.text, detector, "CollimatorGridName"),
                            "type": _guard(info, "CollimatorType", dicomfields.text, detector, "CollimatorType")}
+    detectors = _guard(info, "NumberOfDetectors", dicomfields.integer, ds, "NumberOfDetectors")
+    info.number_of_detectors = detectors if detectors is not None and detectors > 0 else None
     info.energy_windows = read_energy_windows(info, ds)
 
 

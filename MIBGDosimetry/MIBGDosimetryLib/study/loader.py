@@ -26,7 +26,7 @@ from MIBGDosimetryLib.study.images import read_nm_volume, read_slice_stack
 from MIBGDosimetryLib.study.markups import read_seed_points
 from MIBGDosimetryLib.study.model import Study, TimePoint
 from MIBGDosimetryLib.study.overrides import check_scope, load_overrides
-from MIBGDosimetryLib.study.projections import read_projection_file
+from MIBGDosimetryLib.study.projections import read_projection_file, window_count_rates_cps
 from MIBGDosimetryLib.study.scan import NM_IMAGE, SOP_CLASS_NAMES, read_dataset, scan_folder
 from MIBGDosimetryLib.volume import ImageVolume
 
@@ -416,14 +416,17 @@ def _timepoint(label, emission, administration, source, problems):
                                  f"({administration.isoformat()}); one of the two date-times is wrong"))
         return None
     rate = None if info.counts_accumulated is None else info.counts_accumulated / duration_s
+    rate_source = None if rate is None else "spect"
     if "observed_count_rate_cps" in overrides:
         _apply(emission, "observed_count_rate_cps", overrides["observed_count_rate_cps"], rate, source)
-        rate = overrides["observed_count_rate_cps"]
+        rate, rate_source = overrides["observed_count_rate_cps"], "override"
     metadata = {
         "camera": info.camera, "collimator": info.collimator, "energy_windows": info.energy_windows,
         "administered_activity_MBq": info.administered_activity_MBq, "radionuclide": info.radionuclide,
         "radiopharmaceutical": info.radiopharmaceutical, "half_life_s": info.half_life_s,
-        "counts_accumulated": info.counts_accumulated, "spect_series_instance_uid": emission.series.uid,
+        "counts_accumulated": info.counts_accumulated, "count_rate_source": rate_source,
+        "number_of_detectors": info.number_of_detectors,
+        "spect_series_instance_uid": emission.series.uid,
         "study_instance_uid": emission.study_uid, "frame_of_reference_uid": emission.frame_of_reference_uid,
         "spect_file": emission.file, "units": info.units,
     }
@@ -516,13 +519,15 @@ def _attach_projections(timepoints, emissions, paths, unused, warnings, root):
         tp = best[1]
         tp.projections.append(summary)
         tp.warnings.extend(summary.pop("notes"))
-        if tp.observed_count_rate_cps is None and summary["duration_s"]:
-            counts = summary["counts_accumulated"]
-            source = "CountsAccumulated"
-            if counts is None:
-                counts = sum(w["counts"] for w in summary["energy_windows"])
-                source = "the counts summed over all energy windows"
-            tp.observed_count_rate_cps = counts / summary["duration_s"]
+        rates = window_count_rates_cps(summary)
+        if tp.observed_count_rate_cps is None and rates is not None:
+            # The dead time is calibrated on photopeak count rates (see MIBGCalibrationLib.deadtime); the
+            # scatter windows would raise the rate by their counts.
+            if rates["photopeak"] is not None:
+                tp.observed_count_rate_cps, source = rates["photopeak"], "the photopeak-window counts"
+            else:
+                tp.observed_count_rate_cps, source = rates["all"], "the counts of all energy windows (no window holds 364 keV)"
+            tp.metadata["count_rate_source"] = "projections"
             tp.warnings.append(f"observed count rate {tp.observed_count_rate_cps:.6g} cps taken from {source} of the "
                                f"projection data '{summary['file']}' over its duration {summary['duration_s']:g} s")
 

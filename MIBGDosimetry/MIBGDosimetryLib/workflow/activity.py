@@ -5,7 +5,7 @@
 with C_v the count rate in the VOI (counts over the acquisition divided by its duration), Q the
 camera calibration factor (cps/MBq, EANM eq. 4), R(v) the recovery coefficient of the VOI volume
 (EANM eq. 5) and DTF the dead-time factor of the acquisition (EANM eq. 7, from the observed count
-rate of its projection data). Recovery applies to VOI values only: a voxel map is converted with
+rate of its projection data, counted as the calibration counted it: :mod:`.count_rate`). Recovery applies to VOI values only: a voxel map is converted with
 Q and DTF alone.
 
 The activity is attributed to the middle of the acquisition; decay during a SPECT of minutes
@@ -15,6 +15,9 @@ changes the count rate by well under 0.1 % for 131I and is not corrected.
 import dataclasses
 
 import numpy as np
+
+from MIBGCalibrationLib import deadtime
+from MIBGDosimetryLib.workflow import count_rate
 
 
 @dataclasses.dataclass
@@ -42,22 +45,32 @@ def scan_factors(timepoint, record):
     q = record.calibration_factor_cps_per_MBq
     q_rel = (record.calibration_factor_cps_per_MBq_uncertainty or 0.0) / q
     notes = []
+    rate = None
     if record.dead_time_s is None:
-        dtf, dtf_rel = 1.0, 0.0
         notes.append("no dead time in the calibration record: dead-time losses not corrected")
     elif timepoint.observed_count_rate_cps is None:
-        dtf, dtf_rel = 1.0, 0.0
         notes.append(f"time point '{timepoint.label}': no observed count rate (CountsAccumulated) in the "
                      "SPECT header: dead-time losses not corrected")
     else:
-        rate = timepoint.observed_count_rate_cps
+        rate, rate_notes = count_rate.dead_time_count_rate_cps(timepoint, _count_rate_definition(record))
+        notes.extend(rate_notes)
+    if rate is None:
+        dtf, dtf_rel = 1.0, 0.0
+    else:
+        near_maximum = deadtime.near_maximum_warning(record.dead_time_s, rate, f"time point '{timepoint.label}'")
+        if near_maximum:
+            notes.append(near_maximum)
         dtf = float(record.dead_time_factor(rate))
         tau_rel = (record.dead_time_s_uncertainty or 0.0) / record.dead_time_s
         # d ln(DTF) / d ln(tau) = ln(DTF) / (1 - ln(DTF)) for the paralysable model (from eq. 7's fixed point).
         log_dtf = np.log(dtf)
         dtf_rel = abs(log_dtf / (1.0 - log_dtf)) * tau_rel
-    return ScanFactors(float(timepoint.duration_s), q, q_rel, dtf, dtf_rel,
-                       timepoint.observed_count_rate_cps, notes)
+    return ScanFactors(float(timepoint.duration_s), q, q_rel, dtf, dtf_rel, rate, notes)
+
+
+def _count_rate_definition(record):
+    definition = getattr(record, "dead_time_count_rate", None)
+    return deadtime.count_rate_definition() if definition is None else definition
 
 
 def activity_map_MBq(counts, factors):

@@ -9,8 +9,8 @@ Steps (each reported through ``log``):
    by the calibrated adaptive threshold;
 4. activity from counts (EANM eq. 9): per VOI with recovery, per voxel without;
 5. time-activity curves per VOI (model selection by AICc, coverage test) and per voxel;
-6. absorbed dose: voxel S-value kernel for the SPECT voxel size convolved with the TIA map;
-   local deposition and sphere S values side by side;
+6. absorbed dose: voxel S-value kernel for the SPECT voxel size, reaching the whole map (photons),
+   convolved with the TIA map; local deposition and sphere S values side by side;
 7. per VOI: mean, single-voxel and 27-voxel-block extremes, DVH, BED, EUD and uncertainties.
 
 How VOI figures are formed: partial-volume correction applies to VOI values, not to single voxels.
@@ -50,7 +50,8 @@ class DoseOptions:
     tac_head: str = None
     #: Uptake half-time (h) from a tracer study or a population value, for tac_head="uptake".
     uptake_half_life_h: float = None
-    kernel_half_width: int = 10
+    #: Reach of the voxel S-value kernel in voxels; None: the whole map (every photon absorbed in it).
+    kernel_half_width: int = None
     density_correction: bool = False
     deformable_registration: bool = False
     seed_points_ras_mm: dict = None
@@ -75,6 +76,10 @@ class DoseOptions:
     administered_activity_MBq: float = None
 
     def __post_init__(self):
+        if self.kernel_half_width is not None:
+            from MIBGDosimetryLib.physics.kernels import validate_reach
+
+            validate_reach(self.kernel_half_width)
         if self.partial_volume not in PARTIAL_VOLUME_METHODS:
             raise ValueError(f"Unknown partial-volume method '{self.partial_volume}'; choose one of "
                              f"{', '.join(PARTIAL_VOLUME_METHODS)}.")
@@ -178,7 +183,8 @@ def calculate(study, record, options, log=print):
     background_tia = _background_tia(pv_info, times_h, options)
     tia_map, scales = _corrected_tia_map(voxel_tia, vois, voi_results, body, background_tia)
     pv_info["region_scale_factors"] = scales
-    log(f"Convolving with the {kernel.shape[0]}^3 voxel S-value kernel for {reference.spacing_mm} mm voxels")
+    log(f"Convolving with the {' x '.join(map(str, kernel.shape))} voxel S-value kernel for "
+        f"{reference.spacing_mm} mm voxels")
     dose_map = _dose(tia_map, kernel, density, options)
     voxel_dose_map = _dose(voxel_tia, kernel, density, options)
 
@@ -331,6 +337,7 @@ def _voi_activities(vois, registered, factors, record, reference, body, options)
     the counting uncertainty per time point and the relative uncertainty of the partial-volume
     correction, common to all time points of a VOI.
     """
+    from MIBGDosimetryLib.workflow import recovery_scope
     from MIBGDosimetryLib.workflow.partial_volume import gtm_activities
 
     fwhm, fwhm_u, fwhm_source = _resolution(record, options)
@@ -359,13 +366,31 @@ def _voi_activities(vois, registered, factors, record, reference, body, options)
             warnings.append(f"the GTM system is ill-conditioned (condition number {gtm_info['condition_number']:.0f}): "
                             "VOIs too small or too close for the resolution; check the VOIs")
         return activity, relative, pv_relative, info
+    if method == "recovery":
+        info["recovery_curve_not_applied"] = {}
+        volume_range_ml = recovery_scope.calibrated_volume_range_ml(record)
     for index, voi in enumerate(vois):
         volume_ml = voi.volume_ml(reference.voxel_volume_ml)
-        recovery = record.recovery_coefficient(volume_ml) if method == "recovery" else (1.0, 0.0)
+        recovery = (1.0, 0.0)
+        if method == "recovery":
+            reason = recovery_scope.recovery_curve_refusal(voi.mask, volume_ml, reference.spacing_mm, volume_range_ml)
+            if reason is None:
+                recovery = record.recovery_coefficient(volume_ml)
+            else:
+                voi.warnings.append(recovery_scope.refusal_warning(reason, gtm=fwhm is not None))
+                info["recovery_curve_not_applied"][voi.name] = reason
         pv_relative[index] = recovery[1] / recovery[0]
         for t, (spect, f) in enumerate(zip(registered, factors)):
             activity[index, t], relative[index, t] = activity_module.voi_activity_MBq(spect.array, voi.mask, f,
                                                                                       recovery)
+    refused = [i for i, voi in enumerate(vois) if voi.name in info.get("recovery_curve_not_applied", {})]
+    if refused and fwhm is not None:
+        # VOIs outside the curve's scope take their GTM activities (all VOIs and the body as regions).
+        gtm = gtm_activities(vois, [s.array for s in registered], [f.mbq_per_count for f in factors], body, fwhm,
+                             fwhm_u, reference.spacing_mm)
+        activity[refused], relative[refused], pv_relative[refused] = (gtm[0][refused], gtm[1][refused],
+                                                                      gtm[2][refused])
+        info.update(gtm_fwhm_mm=fwhm, fwhm_source=fwhm_source)
     return activity, relative, pv_relative, info
 
 
@@ -408,10 +433,11 @@ def _voxel_tia(times_h, activity_maps, reference, options, log, vois=(), tac_fit
     (:func:`~MIBGDosimetryLib.voxel_tac.regional_voxel_tia`); an explicit model fits every voxel on its
     own (:func:`~MIBGDosimetryLib.voxel_tac.fit_voxels`).
     """
-    from MIBGDosimetryLib.physics.kernels import voxel_s_kernel
+    from MIBGDosimetryLib.physics.kernels import whole_map_kernel
     from MIBGDosimetryLib.voxel_tac import fit_voxels, regional_voxel_tia, summed_region_fit
 
-    kernel = voxel_s_kernel(reference.spacing_mm, options.kernel_half_width)
+    kernel = whole_map_kernel(reference.spacing_mm, reference.array.shape,
+                              max_half_width=options.kernel_half_width)
     if options.voxel_model != "auto" or not tac_fits:
         tia_map, info = fit_voxels(times_h, activity_maps, model=options.voxel_model)
         log(f"  {info['voxels']} voxels integrated in {info['elapsed_s']:.1f} s: {info['counts']}")
@@ -472,8 +498,11 @@ def _corrected_tia_map(voxel_tia, vois, voi_results, body, background_tia):
 
 def _dose(tia_map, kernel, density, options):
     from MIBGDosimetryLib.dose.absorbed_dose import dose_map_Gy
+    from MIBGDosimetryLib.physics.materials import get_material
 
-    return dose_map_Gy(tia_map, kernel, density if options.density_correction else None)
+    # The kernel is made for soft tissue at its nominal density (see _voxel_tia).
+    return dose_map_Gy(tia_map, kernel, density if options.density_correction else None,
+                       kernel_density_g_cm3=get_material("soft_tissue").nominal_density_g_cm3)
 
 
 def _voi_dose(voi, entry, fit, tia_map, dose_map, voxel_dose_map, density, reference, tissues, options):
@@ -591,6 +620,7 @@ def _timepoint_entry(tp, registration, factors):
         "label": tp.label, "hours_after_administration": tp.hours_after_administration,
         "mid_acquisition_hours": tp.mid_acquisition_hours, "duration_s": tp.duration_s,
         "observed_count_rate_cps": tp.observed_count_rate_cps, "dead_time_factor": factors.dead_time_factor,
+        "dead_time_count_rate_cps": factors.observed_count_rate_cps,
         "registration": registration.to_dict(), "warnings": list(tp.warnings),
     }
 
@@ -627,7 +657,8 @@ def _provenance(options, record):
                    "+ 1), weighted least squares with scatter-scaled covariance, stated activity before the first "
                    "scan; per voxel: the kinetics of the voxel's VOI with the voxel's own amplitude "
                    "(voxel_model auto) or the exponential models fitted per voxel",
-            "dose": "TIA map convolved (FFT) with the 131I voxel S-value kernel computed for the SPECT voxel size; "
+            "dose": "TIA map convolved (FFT) with the 131I voxel S-value kernel computed for the SPECT voxel size "
+                    "(soft tissue, 1.04 g/cm3), reaching the whole map unless kernel_half_width limits it; "
                     "VOI means scaled by the recovery-corrected VOI TIA over the voxel TIA",
             "bed": "linear-quadratic model with Lea-Catcheside factor of the fitted dose-rate curve",
             "eud": "EUD: the uniform dose whose BED equals the EUBED = -ln(mean exp(-alpha BED)) / alpha over the "
