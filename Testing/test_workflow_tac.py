@@ -62,7 +62,7 @@ def test_voxel_tia_follows_each_region_and_the_corrected_map_sums_to_the_voi_tia
         vois.append(voi)
         results.append(entry)
         fits[name] = fit
-    reference = types.SimpleNamespace(spacing_mm=(4.0, 4.0, 4.0))
+    reference = types.SimpleNamespace(spacing_mm=(4.0, 4.0, 4.0), array=maps[0])
     voxel_tia, _ = _voxel_tia(TIMES_H, maps, reference, DoseOptions(kernel_half_width=1), lambda _: None, vois, fits)
     for voi, entry in zip(vois, results):
         lam = LN2 / (60.0 if voi.name == "lesion" else 20.0)
