@@ -11,6 +11,7 @@ import pytest
 from pydicom.dataset import FileMetaDataset
 from pydicom.uid import ExplicitVRLittleEndian, generate_uid
 
+from MIBGDosimetryLib import compat
 from MIBGDosimetryLib.segmentation.dicom_vois import read_dicom_seg, read_rtstruct
 from MIBGDosimetryLib.volume import LPS_TO_RAS, ImageVolume
 
@@ -171,7 +172,7 @@ def _rtstruct(tmp_path, contours_by_roi):
         observation.RTROIInterpretedType, observation.ROIInterpreter = "ORGAN", ""
         ds.RTROIObservationsSequence.append(observation)
     path = tmp_path / "rtstruct.dcm"
-    ds.save_as(path, enforce_file_format=True)
+    compat.save_dicom_file(ds, path)
     return path
 
 

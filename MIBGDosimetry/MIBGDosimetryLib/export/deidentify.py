@@ -30,6 +30,7 @@ import pydicom
 from pydicom.dataset import Dataset
 from pydicom.uid import UID_dictionary, generate_uid
 
+from MIBGDosimetryLib import compat
 from MIBGDosimetryLib.dicomio.common import atomic_folder
 
 #: PS3.15 E.1-1 action X (remove) for the attributes that identify patients, staff, places and devices.
@@ -322,7 +323,7 @@ def deidentify_study(study_dir, out_dir, mapping_path, pseudonym=None, results_d
             if header is not None:
                 # One file at a time with its pixels: a study of several CTs does not fit in memory at once.
                 clean = deidentifier.apply(pydicom.dcmread(source))
-                clean.save_as(target, enforce_file_format=True)
+                compat.save_dicom_file(clean, target)
             elif suffix == ".json" or suffix in TEXT_SUFFIXES:
                 with open(source, encoding="utf-8") as stream:
                     text = stream.read()
