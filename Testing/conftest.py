@@ -5,7 +5,8 @@ import pathlib
 import pytest
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
-REFERENCE = REPO.parent / "shared" / "reference"
+#: Published tables the tests compare against (test data only; see its README).
+REFERENCE = REPO / "Testing" / "data"
 
 
 @pytest.fixture
@@ -27,5 +28,5 @@ def repo_root():
 @pytest.fixture
 def reference_dir():
     if not REFERENCE.is_dir():
-        pytest.fail(f"The reference data folder {REFERENCE} is missing; it must sit beside the checkout.")
+        pytest.fail(f"The test data folder {REFERENCE} is missing from the checkout.")
     return REFERENCE

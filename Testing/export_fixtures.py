@@ -10,6 +10,8 @@ from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.sequence import Sequence
 from pydicom.uid import ExplicitVRLittleEndian, generate_uid
 
+from MIBGDosimetryLib import compat
+
 CT_IMAGE_STORAGE = "1.2.840.10008.5.1.4.1.1.2"
 NM_IMAGE_STORAGE = "1.2.840.10008.5.1.4.1.1.20"
 
@@ -116,7 +118,7 @@ def write_ct_series(folder, hours=24.0, study_uid=None, frame_uid=None, seed=0, 
         ds.CTDIvol = 1.25 + 0.01 * k
         ds.PixelData = hu[k].tobytes()
         path = os.path.join(folder, f"ct_{k:03d}.dcm")
-        ds.save_as(path, enforce_file_format=True)
+        compat.save_dicom_file(ds, path)
         paths.append(path)
     return paths, hu, {"study": study_uid, "frame": frame_uid, "series": series_uid}
 
@@ -185,7 +187,7 @@ def write_nm_spect(path, hours, study_uid, frame_uid, activity_MBq=5000.0, shape
     ds.PatientGantryRelationshipCodeSequence = Sequence()
     ds.PixelData = (np.arange(np.prod(shape)) % 97).astype(np.uint16).tobytes()
     os.makedirs(os.path.dirname(path), exist_ok=True)
-    ds.save_as(path, enforce_file_format=True)
+    compat.save_dicom_file(ds, path)
     return path
 
 

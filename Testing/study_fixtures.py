@@ -16,6 +16,8 @@ from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.sequence import Sequence
 from pydicom.uid import ExplicitVRLittleEndian, generate_uid
 
+from MIBGDosimetryLib import compat
+
 CT_STORAGE = "1.2.840.10008.5.1.4.1.1.2"
 NM_STORAGE = "1.2.840.10008.5.1.4.1.1.20"
 PET_STORAGE = "1.2.840.10008.5.1.4.1.1.128"
@@ -121,7 +123,7 @@ def write_ct(folder, visit, stored, pixel_spacing_rc, positions_lps, orientation
         _pixels(ds, stored[k])
         _edit(ds, (omit_per_slice or {}).get(k, ()))
         path = os.path.join(folder, f"slice_{stored.shape[0] - k:03d}.dcm")
-        ds.save_as(path, enforce_file_format=True)
+        compat.save_dicom_file(ds, path)
         paths.append(path)
     return paths
 
@@ -207,7 +209,7 @@ def write_nm_tomo(path, visit, stored, pixel_spacing_rc, slice_spacing_mm, posit
     _pixels(ds, stored)
     _edit(ds, omit, replace)
     os.makedirs(os.path.dirname(path), exist_ok=True)
-    ds.save_as(path, enforce_file_format=True)
+    compat.save_dicom_file(ds, path)
     return path
 
 
@@ -300,7 +302,7 @@ def write_nm_projections(path, visit, stored_by_window, windows, frame_duration_
     ds.DetectorInformationSequence = Sequence([detector])
     _pixels(ds, stored_by_window.reshape((n_windows * n_views,) + stored_by_window.shape[2:]))
     os.makedirs(os.path.dirname(path), exist_ok=True)
-    ds.save_as(path, enforce_file_format=True)
+    compat.save_dicom_file(ds, path)
     return path
 
 
@@ -329,7 +331,7 @@ def write_pet_slices(folder, visit, stored, slopes, pixel_spacing_rc, positions_
         ds.RadiopharmaceuticalInformationSequence = Sequence([radiopharmaceutical])
         _pixels(ds, stored[k])
         path = os.path.join(folder, f"pet_{k:03d}.dcm")
-        ds.save_as(path, enforce_file_format=True)
+        compat.save_dicom_file(ds, path)
         paths.append(path)
     return paths
 
@@ -370,7 +372,7 @@ def write_enhanced_pet(path, visit, stored, slopes, pixel_spacing_rc, positions_
     ds.RadiopharmaceuticalInformationSequence = Sequence([radiopharmaceutical])
     _pixels(ds, stored)
     os.makedirs(os.path.dirname(path), exist_ok=True)
-    ds.save_as(path, enforce_file_format=True)
+    compat.save_dicom_file(ds, path)
     return path
 
 
@@ -378,5 +380,5 @@ def write_header_only(path, sop_class, visit, modality):
     """A header-only object (RT Structure Set, Segmentation, RT Dose) for the file listings."""
     ds = _base(sop_class, visit, modality, generate_uid(), 1, modality)
     os.makedirs(os.path.dirname(path), exist_ok=True)
-    ds.save_as(path, enforce_file_format=True)
+    compat.save_dicom_file(ds, path)
     return path

@@ -6,13 +6,13 @@ import io
 import pathlib
 import re
 
-import pydicom
 import pytest
 from pydicom.datadict import tag_for_keyword
 
 from export_fixtures import write_study
 from MIBGDosimetryLib.export.annex_e import ROWS
 from MIBGDosimetryLib.export.confidentiality import Deidentifier
+from MIBGDosimetryLib.export.deidentify import write_dicom
 from MIBGDosimetryLib.export.leakcheck import Identifiers
 from MIBGDosimetryLib.export.mapping import PatientEntry
 from test_deidentify_privacy import planted_dataset
@@ -24,10 +24,7 @@ OUTSIDE = {"private", "curve", "overlay comment", "overlay data", "preamble", "S
 def kept_markers(ds, markers):
     """The labels whose marker is still in the written file."""
     buffer = io.BytesIO()
-    if int(pydicom.__version__.split(".")[0]) >= 3:
-        pydicom.dcmwrite(buffer, ds, enforce_file_format=True)
-    else:
-        pydicom.dcmwrite(buffer, ds, write_like_original=False)
+    write_dicom(ds, buffer)
     data = buffer.getvalue()
     return {label for label, marker in markers.items()
             if re.search(rb"(?<![0-9A-Za-z])" + re.escape(marker.encode()) + rb"(?![0-9A-Za-z])", data)}

@@ -11,6 +11,7 @@ import pytest
 from pydicom.dataset import FileMetaDataset
 from pydicom.uid import ExplicitVRLittleEndian, generate_uid
 
+from MIBGDosimetryLib import compat
 from MIBGDosimetryLib.segmentation.dicom_vois import read_dicom_seg, read_rtstruct
 from MIBGDosimetryLib.volume import LPS_TO_RAS, ImageVolume
 
@@ -77,12 +78,14 @@ def seg_file(tmp_path):
                                               algorithm_type=hd.seg.SegmentAlgorithmTypeValues.MANUAL)
                     for n, (name, code) in enumerate([("liver", codes.SCT.Liver), ("kidney", codes.SCT.Kidney)])]
     pixels = np.stack([truth["liver"], truth["kidney"]], axis=-1).astype(np.uint8)
-    seg = hd.seg.Segmentation(source_images=series, pixel_array=pixels,
-                              segmentation_type=hd.seg.SegmentationTypeValues.BINARY,
-                              segment_descriptions=descriptions, series_instance_uid=generate_uid(),
-                              series_number=2, sop_instance_uid=generate_uid(), instance_number=1,
-                              manufacturer="SlicerMIBGDosimetry tests", manufacturer_model_name="test",
-                              software_versions="0", device_serial_number="0", omit_empty_frames=True)
+    # highdicom 0.22, the release for pydicom 2.4, needs an alias numpy 2 removed (see compat).
+    segmentation = compat.lends_numpy_aliases_to_highdicom(hd.seg.Segmentation)
+    seg = segmentation(source_images=series, pixel_array=pixels,
+                       segmentation_type=hd.seg.SegmentationTypeValues.BINARY,
+                       segment_descriptions=descriptions, series_instance_uid=generate_uid(),
+                       series_number=2, sop_instance_uid=generate_uid(), instance_number=1,
+                       manufacturer="SlicerMIBGDosimetry tests", manufacturer_model_name="test",
+                       software_versions="0", device_serial_number="0", omit_empty_frames=True)
     path = tmp_path / "seg.dcm"
     seg.save_as(path)
     return path, truth
@@ -171,7 +174,7 @@ def _rtstruct(tmp_path, contours_by_roi):
         observation.RTROIInterpretedType, observation.ROIInterpreter = "ORGAN", ""
         ds.RTROIObservationsSequence.append(observation)
     path = tmp_path / "rtstruct.dcm"
-    ds.save_as(path, enforce_file_format=True)
+    compat.save_dicom_file(ds, path)
     return path
 
 

@@ -1,6 +1,5 @@
 """The foundation: MRML scenes, the command line and the demo scene bundle."""
 
-import json
 import subprocess
 import sys
 

@@ -10,6 +10,7 @@ import sys
 import numpy as np
 import pytest
 
+from MIBGDosimetryLib import compat
 from MIBGDosimetryLib.physics import i131, kernels, materials, radial
 from MIBGDosimetryLib.physics.electron_transport import collision_stopping_power_MeV_cm2_g
 from MIBGDosimetryLib.physics.i131 import MGY_PER_MBQ_S_PER_MEV_PER_G
@@ -37,7 +38,7 @@ def value_at(kernel, i, j, k):
 
 def test_decay_data_agrees_with_icrp107_and_ensdf():
     beta_MeV, beta_density = i131.beta_spectrum()
-    beta_mean_MeV = np.trapezoid(beta_MeV * beta_density, beta_MeV)
+    beta_mean_MeV = compat.trapezoid(beta_MeV * beta_density, beta_MeV)
     assert beta_mean_MeV == pytest.approx(i131.BETA_ENERGY_MEV, rel=0.003)
     ce_MeV, ce_yield = i131.conversion_electron_lines()
     auger_MeV, auger_yield = i131.auger_electron_lines()

@@ -8,7 +8,6 @@ import pytest
 import SimpleITK as sitk
 from scipy import ndimage
 
-from MIBGDosimetryLib import mrml
 from MIBGDosimetryLib.registration import register_rigid, resample_counts, resample_image
 from MIBGDosimetryLib.registration import mrml_nodes, quality
 from MIBGDosimetryLib.registration.deformable import register_bspline

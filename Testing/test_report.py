@@ -82,8 +82,9 @@ def test_report_pages_render_and_html_holds_every_voi_and_warning(tmp_path):
     for page in pages:
         height, width = page.shape
         assert width / height == pytest.approx(297 / 210, rel=0.02)
-        # A page with content has many dark pixels and contrast; a blank page has neither.
-        assert page.std() > 10 and (page < 128).mean() > 0.002
+        # A page with content has dark pixels and contrast; a blank page has neither. The sparsest page (the scan
+        # schedule) gives a standard deviation of 10 and 0.2 % dark pixels, depending slightly on the matplotlib release.
+        assert page.std() > 5 and (page < 128).mean() > 0.001
     text = (tmp_path / "out" / "report.html").read_text()
     for voi in results["vois"]:
         assert html.escape(voi["name"]) in text

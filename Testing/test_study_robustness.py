@@ -63,7 +63,7 @@ def _damage(path, rng):
     elements = list(_all_elements(ds))
     container, tag = elements[int(rng.integers(len(elements)))]
     del container[tag]
-    ds.save_as(path, enforce_file_format=False)
+    ds.save_as(path)
     return f"deleted {tag}"
 
 

@@ -3,6 +3,7 @@
 import numpy as np
 import pytest
 
+from MIBGDosimetryLib import compat
 from MIBGDosimetryLib.tac import fit_tac
 from MIBGDosimetryLib.physics.i131 import DECAY_CONSTANT_PER_H
 from MIBGDosimetryLib.voxel_tac import fit_voxels
@@ -59,7 +60,7 @@ def test_zero_noisy_and_empty_voxels_fall_back_and_are_counted():
         values = np.clip(values, 0, None)
         t = np.concatenate([[0.0], TIMES_4])
         a = np.concatenate([[0.0], values])
-        return np.trapezoid(a, t) + values[-1] / DECAY_CONSTANT_PER_H
+        return compat.trapezoid(a, t) + values[-1] / DECAY_CONSTANT_PER_H
 
     for index in [(0, 0, 0), (0, 0, 1), (1, 1, 0)]:
         assert tia[index] == pytest.approx(trapezoid_physical(maps[(slice(None),) + index]), rel=1e-12)

@@ -13,7 +13,7 @@ import pydicom
 from pydicom.dataset import FileMetaDataset
 from pydicom.uid import ExplicitVRLittleEndian, generate_uid
 
-from MIBGDosimetryLib import __version__
+from MIBGDosimetryLib import __version__, compat
 from MIBGDosimetryLib.volume import LPS_TO_RAS
 
 MANUFACTURER = "MIBGDosimetry digital phantom"
@@ -136,7 +136,7 @@ def write_dataset(ds, path):
     handle, temporary = tempfile.mkstemp(prefix=".tmp-", suffix=".dcm", dir=folder)
     os.close(handle)
     try:
-        ds.save_as(temporary, enforce_file_format=True)
+        compat.save_dicom_file(ds, temporary)
         os.replace(temporary, path)
     except BaseException:
         os.unlink(temporary)

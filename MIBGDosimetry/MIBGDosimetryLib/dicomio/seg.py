@@ -4,7 +4,7 @@ import numpy as np
 import pydicom
 from pydicom.uid import generate_uid
 
-from MIBGDosimetryLib import __version__
+from MIBGDosimetryLib import __version__, compat
 from MIBGDosimetryLib.dicomio import common
 
 #: SNOMED CT category of anatomical structures and neoplasms (DICOM CID 7150) and property types
@@ -33,6 +33,7 @@ def segment_codes(name, kind="organ"):
     return TISSUE, TISSUE
 
 
+@compat.lends_numpy_aliases_to_highdicom
 def write_segmentation(masks, kinds, ct_paths, path, series_number=100, series_description="Organ outlines"):
     """Write binary masks on a CT series as one DICOM SEG.
 

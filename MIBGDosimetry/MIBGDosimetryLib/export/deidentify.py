@@ -25,6 +25,7 @@ import re
 import pydicom
 
 from MIBGDosimetryLib.dicomio.common import atomic_folder
+from MIBGDosimetryLib import compat
 from MIBGDosimetryLib.export import mapping as mapping_file
 from MIBGDosimetryLib.export.confidentiality import Deidentifier, ProfileOptions
 from MIBGDosimetryLib.export.leakcheck import Identifiers, scan_folder
@@ -109,13 +110,12 @@ def deidentify_study(study_dir, out_dir, mapping_path, pseudonym=None, results_d
 
 def write_dicom(ds, path):
     """Write ``ds`` as a DICOM file with its file meta, on pydicom 2.4 and 3.x."""
-    if int(pydicom.__version__.split(".")[0]) >= 3:
-        ds.save_as(path, enforce_file_format=True)
-    else:
+    if compat.PYDICOM_MAJOR < 3:
+        # pydicom 2.4 encodes by these flags, which a rebuilt file meta does not set.
         syntax = ds.file_meta.TransferSyntaxUID
         ds.is_little_endian = syntax != pydicom.uid.ExplicitVRBigEndian
         ds.is_implicit_VR = syntax == pydicom.uid.ImplicitVRLittleEndian
-        ds.save_as(path, write_like_original=False)
+    compat.save_dicom_file(ds, path)
 
 
 def _export_names(dicoms):

@@ -20,7 +20,7 @@ import pydicom
 from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.uid import ExplicitVRLittleEndian, generate_uid
 
-from MIBGDosimetryLib import __version__, mrml
+from MIBGDosimetryLib import __version__, compat, mrml
 from MIBGDosimetryLib.export.dicomgeometry import ds_string, frame_stack_geometry, volume_from_frames
 
 RT_DOSE_STORAGE = "1.2.840.10008.5.1.4.1.1.481.2"
@@ -179,7 +179,7 @@ def save_datasets(datasets_and_paths):
             handle, partial = tempfile.mkstemp(prefix=".partial-", suffix=".dcm", dir=os.path.dirname(target))
             os.close(handle)
             partials.append(partial)
-            ds.save_as(partial, enforce_file_format=True)
+            compat.save_dicom_file(ds, partial)
         for partial, target in zip(partials, targets):
             os.replace(partial, target)
             placed.append(target)

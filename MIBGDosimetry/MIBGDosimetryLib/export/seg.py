@@ -11,7 +11,7 @@ import os
 import numpy as np
 import pydicom
 
-from MIBGDosimetryLib import __version__
+from MIBGDosimetryLib import __version__, compat
 from MIBGDosimetryLib.volume import LPS_TO_RAS
 
 #: Position tolerance (mm) when matching mask slices to CT images and SEG frames to grid slices.
@@ -22,6 +22,7 @@ KIND_CODES = {"organ": (("91723000", "Anatomical Structure"), ("91772007", "Orga
               "lesion": (("49755003", "Morphologically Abnormal Structure"), ("108369006", "Neoplasm"))}
 
 
+@compat.lends_numpy_aliases_to_highdicom
 def write_seg(masks, reference, ct_datasets, path, kinds=None, series_description="MIBG dosimetry VOIs",
               algorithm_name="MIBGDosimetry VOIs"):
     """Write VOI masks as a DICOM SEG referencing the CT images; completely or not at all.

@@ -26,6 +26,7 @@ density rho follows by scaling the radius with 1/rho.
 
 import numpy as np
 
+from MIBGDosimetryLib import compat
 from MIBGDosimetryLib.physics.materials import atomic_weights
 
 #: Electron rest energy (MeV), CODATA 2018.
@@ -89,7 +90,7 @@ def moller_cross_section_cm2_g(material, energy_MeV, threshold_MeV):
     # Quadrature in x = 1/W, where the 1/W^2 of the cross section becomes flat.
     x = 1.0 / threshold_MeV + fraction[None, :] * (2.0 / e - 1.0 / threshold_MeV)
     integrand = _moller_shape(e, 1.0 / x)
-    result[possible] = np.trapezoid(integrand, x, axis=1) * -1.0
+    result[possible] = compat.trapezoid(integrand, x, axis=1) * -1.0
     return (2.0 * np.pi * CLASSICAL_ELECTRON_RADIUS_CM ** 2 * ELECTRON_REST_ENERGY_MEV * _electrons_per_g(material)
             / beta2 * result)
 

@@ -22,6 +22,7 @@ Lengths are mass thicknesses (g/cm2), i.e. centimetres at unit density.
 
 import numpy as np
 
+from MIBGDosimetryLib import compat
 from MIBGDosimetryLib.physics.electron_transport import (ELECTRON_REST_ENERGY_MEV, _LogGrid, _rotate,
                                                          isotropic_directions)
 from MIBGDosimetryLib.physics.materials import MAX_PHOTON_ENERGY_MEV, photon_coefficient_cm2_g
@@ -36,8 +37,8 @@ def klein_nishina_mean_transfer_fraction(energy_MeV):
     cos_theta = np.linspace(-1.0, 1.0, 4001)
     ratio = 1.0 / (1.0 + k[:, None] * (1.0 - cos_theta[None, :]))
     differential = ratio ** 2 * (ratio + 1.0 / ratio - (1.0 - cos_theta[None, :] ** 2))
-    sigma = np.trapezoid(differential, cos_theta, axis=1)
-    transfer = np.trapezoid(differential * (1.0 - ratio), cos_theta, axis=1)
+    sigma = compat.trapezoid(differential, cos_theta, axis=1)
+    transfer = compat.trapezoid(differential * (1.0 - ratio), cos_theta, axis=1)
     return transfer / sigma
 
 

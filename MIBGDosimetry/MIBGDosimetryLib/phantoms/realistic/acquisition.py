@@ -98,7 +98,6 @@ def record_counts(rates_cps, parts_cps, camera, frame_s, rng):
     survival = np.exp(-detected * camera.dead_time_s)
     expected = rates_cps * survival[np.newaxis, :, np.newaxis, np.newaxis] * frame_s
     counts = rng.poisson(expected).astype(np.float64)
-    n_views = rates_cps.shape[1]
     peak_rate = rates_cps[0].sum(axis=(1, 2))
     mean_survival = float((peak_rate * survival).sum() / peak_rate.sum()) if peak_rate.sum() > 0 else 1.0
     return Acquisition(
