@@ -30,6 +30,7 @@ import numpy as np
 
 from MIBGDosimetryLib import __version__
 from MIBGDosimetryLib.workflow import activity as activity_module
+from MIBGDosimetryLib.workflow import plausibility, preflight
 from MIBGDosimetryLib.workflow import vois as vois_module
 from MIBGDosimetryLib.workflow.density import density_from_hu
 
@@ -60,6 +61,8 @@ class DoseOptions:
     tracer_studies: tuple = ()
     #: Patient age (years) for the imaging-dose log, when the DICOM headers do not give it.
     patient_age_years: float = None
+    #: Files or folders of the study (relative paths) left out knowingly although unreadable.
+    excluded_paths: tuple = ()
 
     def __post_init__(self):
         if self.partial_volume not in PARTIAL_VOLUME_METHODS:
@@ -102,9 +105,13 @@ def run_dose(study_dir, calibration, options=None, log=print):
         calibration_source = provenance_of([calibration])["inputs"]
     log(f"Reading the study in {study_dir}")
     study = load_study(study_dir)
+    preflight.check_unreadable_files(study, options.excluded_paths)
     if len(study.timepoints) < 3:
         raise ValueError(f"The study has {len(study.timepoints)} time point(s); a time-activity curve needs at "
                          "least 3 (EANM guidance).")
+    preflight.check_reference_index(study, options.reference_index)
+    preflight.check_images(study)
+    log(f"Memory needed: about {preflight.check_memory(study) / 2 ** 20:.0f} MB")
     calculation = calculate(study, record, options, log)
     calculation.results["provenance"]["inputs"] = {
         "study_dir": os.path.abspath(study_dir),
@@ -127,7 +134,8 @@ def calculate(study, record, options, log=print):
         warnings.extend(f"registration of '{tp.label}': {w}" for w in reg.warnings)
 
     density = _density_on_grid(reference_tp, reference)
-    vois = _define_vois(study, record, reference, options, log)
+    vois, vois_without_result = _define_vois(study, record, reference, options, log)
+    warnings.extend(f"VOI '{v['name']}' has no result: {v['reason']}" for v in vois_without_result)
     factors = [activity_module.scan_factors(tp, record) for tp in study.timepoints]
     for f in factors:
         warnings.extend(f.notes)
@@ -138,11 +146,14 @@ def calculate(study, record, options, log=print):
     activities, relative, pv_relative, pv_info = _voi_activities(vois, registered, factors, record, reference, body,
                                                                  options)
     warnings.extend(pv_info.pop("warnings"))
+    plausibility.check_activities(study, vois, activities, activity_maps, times_h, warnings)
     log("Fitting time-activity curves per VOI")
     empty = [index for index in range(len(vois)) if not np.any(activities[index] > 0)]
     for index in empty:
         warnings.append(f"VOI '{vois[index].name}' holds no activity at any time point after the partial-volume "
                         "correction and is left out; check its outline and its neighbours'")
+        vois_without_result.append(vois_module.without_result(
+            vois[index], "no activity at any time point after the partial-volume correction"))
     keep = [index for index in range(len(vois)) if index not in empty]
     vois, activities, relative, pv_relative = ([vois[i] for i in keep], activities[keep], relative[keep],
                                                pv_relative[keep])
@@ -180,6 +191,7 @@ def calculate(study, record, options, log=print):
         "dose_grid": {"shape_kji": list(reference.array.shape), "spacing_mm": list(reference.spacing_mm),
                       "origin_ras_mm": list(reference.origin_ras_mm)},
         "vois": voi_results,
+        "vois_without_result": vois_without_result,
         "warnings": warnings + [f"{e['name']}: {w}" for e in voi_results for w in e["warnings"]],
     }
     return DoseCalculation(results, study, record, reference, registrations, registered, activity_maps,
@@ -267,12 +279,13 @@ def _define_vois(study, record, reference, options, log):
     lesions = vois_module.lesion_vois(reference, seeds, record.threshold_model, organs, fwhm)
     vois = lesions + organs
     vois_module.make_disjoint(vois)
+    dropped = [vois_module.without_result(v, vois_module.empty_reason(v)) for v in vois if not v.mask.any()]
     vois = [v for v in vois if v.mask.any()]
     if not vois:
         raise ValueError("No VOI was found: the study has no segmentation (SEG/RTSTRUCT) and no lesion seed "
                          "points. Add seed points (a .mrk.json file) or organ outlines.")
     vois_module.check_unique_names(vois)
-    return vois
+    return vois, dropped
 
 
 def _body_mask(reference_tp, reference, density):
