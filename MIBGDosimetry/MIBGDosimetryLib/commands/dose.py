@@ -43,11 +43,18 @@ def add_arguments(parser):
 
 
 def run(args):
-    from MIBGDosimetryLib.workflow.dose_workflow import DoseOptions, run_dose
-    from MIBGDosimetryLib.workflow.outputs import write_outputs
-    from MIBGDosimetryLib.workflow.preflight import check_output_folder, check_output_space
+    from MIBGDosimetryLib.workflow.preflight import check_output_folder
+    from MIBGDosimetryLib.workflow.publish import output_lock
 
     check_output_folder(args.out)
+    with output_lock(os.path.abspath(args.out)):
+        return _run_locked(args)
+
+
+def _run_locked(args):
+    from MIBGDosimetryLib.workflow.dose_workflow import DoseOptions, run_dose
+    from MIBGDosimetryLib.workflow.outputs import write_outputs
+    from MIBGDosimetryLib.workflow.preflight import check_output_space
 
     seeds = None
     if args.seeds:

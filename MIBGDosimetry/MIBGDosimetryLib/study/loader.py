@@ -170,8 +170,9 @@ def _acquisition_times(emissions, options, problems):
 
 
 def _patient(scan, problems):
-    """Patient identity; files of more than one PatientID in one folder are an error."""
-    patients = {}
+    """Patient identity; files of more than one PatientID in one folder, or one PatientID under
+    different names, are an error."""
+    patients, names = {}, {}
     for series in scan.series.values():
         for path, header in zip(series.paths, series.headers):
             try:
@@ -179,6 +180,15 @@ def _patient(scan, problems):
             except StudyDataError:
                 identity = ("", "")
             patients.setdefault(identity[0], (identity[1], series, path))
+            if identity[0] and identity[1]:
+                names.setdefault((identity[0], _name_key(identity[1])), (identity[1], series, path))
+    for pid in {pid for pid, _ in names}:
+        variants = [value for (p, _), value in names.items() if p == pid]
+        if len(variants) > 1:
+            listing = "; ".join(f"'{name}' in {where(series=s.label, file=p, root=scan.root)}"
+                                for name, s, p in variants)
+            problems.append(f"PatientID '{pid}' appears under different names ({listing}). The files may belong to "
+                            "different patients: check them and keep only this patient's files in the folder.")
     named = {pid: value for pid, value in patients.items() if pid}
     if len(named) > 1:
         listing = "; ".join(f"PatientID '{pid}' in {where(series=s.label, file=p, root=scan.root)}"
@@ -189,6 +199,11 @@ def _patient(scan, problems):
         return {"id": None, "name": None}
     pid, (name, _, _) = next(iter(named.items()))
     return {"id": pid, "name": name or None}
+
+
+def _name_key(name):
+    """A patient name compared without case, DICOM component separators and spacing."""
+    return " ".join(name.replace("^", " ").upper().split())
 
 
 def _read_emission(series, root):

@@ -61,6 +61,13 @@ class Study:
         """Hours after administration of the time points (acquisition start), in order."""
         return np.array([tp.hours_after_administration for tp in self.timepoints])
 
+    def identification(self):
+        """Who and which administration the study is of, for the results and the report."""
+        return {"patient_name": (self.patient or {}).get("name"), "patient_id": (self.patient or {}).get("id"),
+                "administration_datetime": _iso(self.administration_datetime),
+                "administered_activity_MBq": self.administered_activity_MBq,
+                "radiopharmaceutical": "131I-mIBG"}
+
     def summary(self):
         """A JSON-ready description: per time point hours, modalities, shapes, spacings and warnings."""
         return {

@@ -113,6 +113,10 @@ def run_dose(study_dir, calibration, options=None, log=print):
     preflight.check_images(study)
     log(f"Memory needed: about {preflight.check_memory(study) / 2 ** 20:.0f} MB")
     calculation = calculate(study, record, options, log)
+    calculation.results["identification"] = study.identification()
+    calculation.results["provenance"]["patient"] = " ".join(
+        str(v) for v in (study.patient.get("name"), f"({study.patient.get('id')})" if study.patient.get("id") else None)
+        if v) or None
     calculation.results["provenance"]["inputs"] = {
         "study_dir": os.path.abspath(study_dir),
         "calibration": calibration_source,

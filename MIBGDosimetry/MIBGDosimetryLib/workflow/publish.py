@@ -83,15 +83,20 @@ def remove_stale_staging(out_dir, log=print):
 
 @contextlib.contextmanager
 def output_lock(out_dir):
-    """Hold the lock of ``out_dir`` for the block; refuse when another running process holds it."""
+    """Hold the lock of ``out_dir`` for the block; refuse when another running process holds it. A
+    process that holds the lock already (an outer block) keeps it."""
     path = _lock_path(out_dir)
+    if _lock_owner(path) == os.getpid():
+        yield path
+        return
+    os.makedirs(os.path.dirname(out_dir), exist_ok=True)
     for _ in range(2):
         try:
             handle = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
             break
         except FileExistsError:
             owner = _lock_owner(path)
-            if owner is not None and _pid_alive(owner) and owner != os.getpid():
+            if owner is not None and _pid_alive(owner):
                 raise ValueError(f"Another dose calculation (process {owner}) is writing to {out_dir}; wait for "
                                    f"it to finish or choose another output folder. If no such run exists, remove "
                                    f"the lock file {path}.") from None
