@@ -450,3 +450,25 @@ def test_results_carry_the_patient_and_administration(calculation, study):
     assert identification["patient_name"] == study.patient["name"]
     assert identification["administered_activity_MBq"] == pytest.approx(7400.0)
     assert datetime.datetime.fromisoformat(identification["administration_datetime"]).year == 2026
+
+
+def _paralysable_series(tau_s=4e-6, sensitivity=22.0):
+    """Observed count rates m = n exp(-n tau) of n = S A (EANM eq. 6) for a dead-time series."""
+    activity = np.array([10.0, 50.0, 100.0, 300.0, 600.0, 1000.0, 1500.0, 2000.0])
+    incident = sensitivity * activity
+    return activity, incident * np.exp(-incident * tau_s)
+
+
+def test_a_dead_time_series_the_model_does_not_fit_is_refused_or_warned():
+    from MIBGCalibrationLib.deadtime import fit_dead_time
+
+    activity, observed = _paralysable_series()
+    clean = fit_dead_time(activity, observed)
+    assert clean.tau_s == pytest.approx(4e-6, rel=1e-4) and not clean.warnings
+    bad = observed.copy()
+    bad[4] *= 1.94
+    with pytest.raises(ValueError, match=r"misses the count rate at 600 MBq"):
+        fit_dead_time(activity, bad)
+    off = observed.copy()
+    off[4] *= 1.2
+    assert any("misses the count rate" in w for w in fit_dead_time(activity, off).warnings)

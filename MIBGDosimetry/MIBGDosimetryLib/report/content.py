@@ -5,6 +5,8 @@ Plain data only (strings, rows, numbers) so that the PDF and the HTML show the s
 
 import math
 
+from MIBGDosimetryLib.workflow import severity
+
 #: Columns of the dose table: (heading, key in a VOI result, uncertainty key or None, digits).
 DOSE_COLUMNS = (
     ("VOI", "name", None, None),
@@ -131,9 +133,10 @@ def all_warnings(results):
     for tp in results.get("timepoints", []):
         label = tp.get("label", "time point")
         warnings.extend(f"{label}: {w}" for w in tp.get("warnings", []))
-    for voi in results.get("vois", []):
+    for voi in results.get("vois", []) + results.get("vois_without_result", []):
         warnings.extend(f"{voi.get('name', 'VOI')}: {w}" for w in voi.get("warnings", []))
-    return warnings
+    return [f"[{w['severity'].upper()}] {w['message']}" if w["severity"] == "high" else w["message"]
+            for w in severity.prioritised(warnings)]
 
 
 def title(results):

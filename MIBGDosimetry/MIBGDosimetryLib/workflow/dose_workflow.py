@@ -30,7 +30,7 @@ import numpy as np
 
 from MIBGDosimetryLib import __version__
 from MIBGDosimetryLib.workflow import activity as activity_module
-from MIBGDosimetryLib.workflow import plausibility, preflight
+from MIBGDosimetryLib.workflow import plausibility, preflight, severity
 from MIBGDosimetryLib.workflow import vois as vois_module
 from MIBGDosimetryLib.workflow.density import density_from_hu
 
@@ -196,8 +196,13 @@ def calculate(study, record, options, log=print):
                       "origin_ras_mm": list(reference.origin_ras_mm)},
         "vois": voi_results,
         "vois_without_result": vois_without_result,
-        "warnings": warnings + [f"{e['name']}: {w}" for e in voi_results for w in e["warnings"]],
     }
+    ordered = severity.prioritised(warnings + [f"{e['name']}: {w}" for e in voi_results for w in e["warnings"]])
+    results["warnings"] = [w["message"] for w in ordered]
+    results["warning_severities"] = [w["severity"] for w in ordered]
+    for entry in voi_results + vois_without_result:
+        entry["warning_severity"] = max((severity.severity(w) for w in entry["warnings"]), default=None,
+                                        key=lambda level: level == "high")
     return DoseCalculation(results, study, record, reference, registrations, registered, activity_maps,
                            reference.with_array(tia_map, units="MBq h"), reference.with_array(dose_map, units="Gy"),
                            density, vois, tac_fits, reference.with_array(voxel_tia, units="MBq h"),
