@@ -229,6 +229,17 @@ def test_a_full_output_disk_leaves_the_previous_results_and_no_partial_files(cal
         _unmount(mount)
 
 
+def test_a_full_output_disk_is_refused_before_the_calculation(inputs, tmp_path):
+    mount = _tmpfs(tmp_path / "small", "600k")
+    try:
+        done = subprocess.run(_dose_command(inputs, mount / "dose"), capture_output=True, text=True,
+                              env=_environment(), timeout=600)
+    finally:
+        _unmount(mount)
+    assert done.returncode == 2 and "the results need about" in done.stderr, done.stderr
+    assert "Registering" not in done.stdout
+
+
 # ---------------------------------------------------------------------- 4. no silent loss of time points, VOIs
 def test_an_unreadable_spect_file_refuses_the_study_unless_excluded(study_copy, inputs):
     from MIBGDosimetryLib.study import load_study

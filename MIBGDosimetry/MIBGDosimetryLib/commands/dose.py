@@ -66,8 +66,8 @@ def _run_locked(args):
                           deformable_registration=args.deformable, seed_points_ras_mm=seeds,
                           tissue_parameters_path=args.tissue_parameters,
                           excluded_paths=tuple(os.path.normpath(p) for p in args.exclude_timepoint))
-    calculation = run_dose(args.study_dir, args.calibration, options)
-    check_output_space(args.out, calculation.study)
+    calculation = run_dose(args.study_dir, args.calibration, options,
+                           check_study=lambda study: check_output_space(args.out, study))
     try:
         written = write_outputs(calculation, args.out, dicom=not args.no_dicom, report=not args.no_report)
     except OSError as error:

@@ -90,9 +90,11 @@ class DoseCalculation:
     voxel_dose_map: object = None
 
 
-def run_dose(study_dir, calibration, options=None, log=print):
+def run_dose(study_dir, calibration, options=None, log=print, check_study=None):
     """Run the dose calculation on a study folder with a calibration record (JSON path or
-    :class:`CalibrationRecord`, e.g. from the record node of the MIBG Calibration module)."""
+    :class:`CalibrationRecord`, e.g. from the record node of the MIBG Calibration module).
+    ``check_study(study)``, when given, runs after the study's own checks and before the calculation
+    (e.g. whether the output disk has room for the results)."""
     from MIBGCalibrationLib.record import CalibrationRecord, provenance_of
     from MIBGDosimetryLib.study import load_study
 
@@ -112,6 +114,8 @@ def run_dose(study_dir, calibration, options=None, log=print):
     preflight.check_reference_index(study, options.reference_index)
     preflight.check_images(study)
     log(f"Memory needed: about {preflight.check_memory(study) / 2 ** 20:.0f} MB")
+    if check_study is not None:
+        check_study(study)
     calculation = calculate(study, record, options, log)
     calculation.results["identification"] = study.identification()
     calculation.results["provenance"]["patient"] = " ".join(
