@@ -391,6 +391,24 @@ def test_a_reference_index_out_of_range_gives_a_message(inputs, tmp_path):
     assert "Traceback" not in done.stderr and "Registering" not in done.stdout
 
 
+def test_a_spect_stored_as_float_pixel_data_reads_like_its_integer_original(study_copy, study):
+    from MIBGDosimetryLib.study import load_study
+
+    path = study_copy / "tp2" / "spect.dcm"
+    ds = pydicom.dcmread(path)
+    values = ds.pixel_array.astype(np.float32) * float(getattr(ds, "RescaleSlope", 1.0) or 1.0)
+    del ds.PixelData
+    for keyword in ("BitsStored", "HighBit", "PixelRepresentation", "SmallestImagePixelValue",
+                    "LargestImagePixelValue", "RescaleSlope", "RescaleIntercept"):
+        if keyword in ds:
+            delattr(ds, keyword)
+    ds.BitsAllocated = 32
+    ds.FloatPixelData = values.tobytes()
+    ds.save_as(path)
+    loaded = load_study(str(study_copy))
+    assert np.allclose(loaded.timepoints[1].spect.array, study.timepoints[1].spect.array, rtol=1e-6)
+
+
 def _image_problem(study, change):
     from MIBGDosimetryLib.workflow import preflight
 
