@@ -355,6 +355,21 @@ def test_activity_above_the_decayed_administered_activity_is_refused():
     assert len(problems) == 1 and "tp1" in problems[0] and "'liver'" in problems[0]
 
 
+def test_spect_counts_far_from_the_camera_count_rate_are_refused(study, record):
+    """Q = S = 20 cps/MBq: 2000 cps in the image and 2000 cps observed are 100 MBq both ways."""
+    from MIBGDosimetryLib.workflow import plausibility
+
+    assert plausibility.count_rate_problems(["tp1"], [2000.0], [2000.0], 20.0, 20.0) == []
+    assert plausibility.count_rate_problems(["tp1"], [2000.0 * 9], [2000.0], 20.0, 20.0) == []
+    problems = plausibility.count_rate_problems(["tp1", "tp2"], [2000.0, 2000.0 * 11], [2000.0, 2000.0], 20.0, 20.0)
+    assert len(problems) == 1 and problems[0].startswith("scan tp2")
+    plausibility.check_count_rates(study, record)
+    wrong = copy.deepcopy(study)
+    wrong.timepoints[3].spect.array = np.asarray(wrong.timepoints[3].spect.array, dtype=float) * 1e21
+    with pytest.raises(ValueError, match="scan tp4: the SPECT's counts give"):
+        plausibility.check_count_rates(wrong, record)
+
+
 def test_a_scan_with_a_wrong_rescale_slope_stops_the_calculation(study, record):
     from MIBGDosimetryLib.workflow.dose_workflow import DoseOptions, calculate
 

@@ -113,6 +113,7 @@ def run_dose(study_dir, calibration, options=None, log=print, check_study=None):
                          "least 3 (EANM guidance).")
     preflight.check_reference_index(study, options.reference_index)
     preflight.check_images(study)
+    plausibility.check_count_rates(study, record)
     log(f"Memory needed: about {preflight.check_memory(study) / 2 ** 20:.0f} MB")
     if check_study is not None:
         check_study(study)

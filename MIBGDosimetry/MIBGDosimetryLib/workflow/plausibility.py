@@ -53,3 +53,45 @@ def check_activities(study, vois, voi_activities_MBq, activity_maps_MBq, times_h
         raise ValueError("The activities found are not plausible:\n" + "\n".join(f"- {p}" for p in problems)
                          + "\nCheck the calibration record (Q), the SPECT's RescaleSlope and units, the administered "
                          "activity and that every scan belongs to this patient and administration.")
+
+
+#: Factor by which the activity in a SPECT (its counts over Q) may differ from the activity the camera's
+#: observed count rate gives (over the planar sensitivity of the dead-time series) before a scan is
+#: refused. Attenuation, scatter windows, the field of view and the number of heads make them differ by
+#: up to a few times; a wrong scaling of the image (RescaleSlope, kBq or Bq for MBq) by far more.
+COUNT_RATE_TOLERANCE = 10.0
+
+
+def count_rate_problems(labels, image_cps, observed_cps, q_cps_per_MBq, sensitivity_cps_per_MBq,
+                        tolerance=COUNT_RATE_TOLERANCE):
+    """Problems where a SPECT's total counts per second over Q disagree with its observed count rate over
+    the sensitivity by more than ``tolerance`` times (either way)."""
+    problems = []
+    for label, image, observed in zip(labels, image_cps, observed_cps):
+        if not observed or observed <= 0 or image <= 0:
+            continue
+        from_image, from_rate = image / q_cps_per_MBq, observed / sensitivity_cps_per_MBq
+        ratio = from_image / from_rate
+        if not 1.0 / tolerance <= ratio <= tolerance:
+            problems.append(f"scan {label}: the SPECT's counts give {from_image:.4g} MBq in the field of view but the "
+                            f"camera's observed count rate ({observed:.4g} cps) gives {from_rate:.4g} MBq "
+                            f"({ratio:.3g} times); the image's scaling (RescaleSlope, units) or the header's count "
+                            "rate is wrong")
+    return problems
+
+
+def check_count_rates(study, record):
+    """Stop when a SPECT's counts disagree with its camera count rate under the calibration (see
+    :func:`count_rate_problems`); nothing is checked without the planar sensitivity."""
+    sensitivity = record.sensitivity_cps_per_MBq
+    if not sensitivity:
+        return
+    image_cps = [float(np.clip(np.asarray(tp.spect.array, dtype=float), 0.0, None).sum()) / tp.duration_s
+                 if tp.duration_s else 0.0 for tp in study.timepoints]
+    problems = count_rate_problems([tp.label for tp in study.timepoints], image_cps,
+                                   [tp.observed_count_rate_cps for tp in study.timepoints],
+                                   record.calibration_factor_cps_per_MBq, sensitivity)
+    if problems:
+        raise ValueError("The SPECT counts disagree with the camera's count rates:\n"
+                         + "\n".join(f"- {p}" for p in problems)
+                         + "\nCheck the SPECT series' RescaleSlope and units and the calibration record.")
