@@ -516,3 +516,16 @@ def test_a_dead_time_series_the_model_does_not_fit_is_refused_or_warned():
     off = observed.copy()
     off[4] *= 1.2
     assert any("misses the count rate" in w for w in fit_dead_time(activity, off).warnings)
+
+
+def test_the_report_lists_a_voi_without_result_and_high_warnings_first():
+    from MIBGDosimetryLib.report import content
+
+    results = {"vois": [{"name": "liver", "kind": "organ", "mean_dose_Gy": 2.0, "warnings": ["a note"]}],
+               "vois_without_result": [{"name": "gallbladder", "kind": "organ", "reason": "fully overlapped: every "
+                                        "voxel belongs to 'liver'", "warnings": []}],
+               "warnings": ["calibration is 3 months old", "VOI 'gallbladder' has no result: fully overlapped"]}
+    _, rows = content.dose_table(results)
+    assert rows[1][0] == "gallbladder" and "no result: fully overlapped" in " ".join(rows[1])
+    lines = content.all_warnings(results)
+    assert lines[0].startswith("[HIGH] VOI 'gallbladder' has no result")

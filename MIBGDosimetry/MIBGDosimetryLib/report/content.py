@@ -54,6 +54,12 @@ def dose_table(results):
             else:
                 row.append(number(value, digits))
         rows.append(row)
+    # A VOI that was asked for but has no dose keeps its row, with the reason where the dose would be.
+    for voi in results.get("vois_without_result", []):
+        row = ["-"] * len(DOSE_COLUMNS)
+        row[0], row[1] = str(voi.get("name")), str(voi.get("kind"))
+        row[[c[1] for c in DOSE_COLUMNS].index("mean_dose_Gy")] = f"no result: {voi.get('reason')}"
+        rows.append(row)
     return headings, rows
 
 
