@@ -490,6 +490,7 @@ def test_one_patient_id_under_two_names_is_refused(study_copy):
 
 def test_results_carry_the_patient_and_administration(calculation, study):
     identification = calculation.results["identification"]
+    assert calculation.results["provenance"]["patient"] == f"{study.patient['name']} ({study.patient['id']})"
     assert identification["patient_id"] == study.patient["id"]
     assert identification["patient_name"] == study.patient["name"]
     assert identification["administered_activity_MBq"] == pytest.approx(7400.0)

@@ -63,7 +63,9 @@ class Study:
 
     def identification(self):
         """Who and which administration the study is of, for the results and the report."""
-        return {"patient_name": (self.patient or {}).get("name"), "patient_id": (self.patient or {}).get("id"),
+        name, pid = (self.patient or {}).get("name"), (self.patient or {}).get("id")
+        shown = " ".join(part for part in (name, f"({pid})" if pid else None) if part) or None
+        return {"patient": shown, "patient_name": name, "patient_id": pid,
                 "administration_datetime": _iso(self.administration_datetime),
                 "administered_activity_MBq": self.administered_activity_MBq,
                 "radiopharmaceutical": "131I-mIBG"}

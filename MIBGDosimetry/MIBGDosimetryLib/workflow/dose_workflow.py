@@ -119,9 +119,7 @@ def run_dose(study_dir, calibration, options=None, log=print, check_study=None):
         check_study(study)
     calculation = calculate(study, record, options, log)
     calculation.results["identification"] = study.identification()
-    calculation.results["provenance"]["patient"] = " ".join(
-        str(v) for v in (study.patient.get("name"), f"({study.patient.get('id')})" if study.patient.get("id") else None)
-        if v) or None
+    calculation.results["provenance"]["patient"] = calculation.results["identification"]["patient"]
     calculation.results["provenance"]["inputs"] = {
         "study_dir": os.path.abspath(study_dir),
         "calibration": calibration_source,
