@@ -98,6 +98,12 @@ class DeadTimeFit:
                 "count_rate": dict(self.count_rate), "warnings": list(self.warnings)}
 
 
+#: Relative misfit of one step of the dead-time series above which the fit is warned about, and refused.
+#: Counting noise of a step is well below 1 %, and the paralysable model describes cameras to a few %.
+MAX_RESIDUAL_WARNED = 0.10
+MAX_RESIDUAL_REFUSED = 0.50
+
+
 def read_count_rate_csv(path):
     """Activities (MBq) and observed count rates (cps) from a CSV file with the header activity_MBq,observed_cps."""
     with open(path, newline="") as stream:
@@ -171,6 +177,16 @@ def fit_dead_time(activity_MBq, observed_cps, low_activity_points=LOW_ACTIVITY_P
                         "extend the series to higher activities for a reliable dead time.")
     if not np.isfinite(errors[1]) or errors[1] > 0.25 * tau:
         warnings.append("The dead time is poorly determined by this series (relative uncertainty above 25 %).")
+    residuals = observed / _paralysable_cps(activity, sensitivity, tau) - 1.0
+    worst = int(np.argmax(np.abs(residuals)))
+    misfit = (f"the paralysable model (EANM eq. 6) misses the count rate at {activity[worst]:.4g} MBq by "
+              f"{100 * residuals[worst]:+.0f} %")
+    if abs(residuals[worst]) > MAX_RESIDUAL_REFUSED:
+        raise ValueError(f"The dead-time series does not follow the camera model: {misfit}. Check that each "
+                         "acquisition's activity and count rate belong together (a mislabelled step or a wrong "
+                         "activity).")
+    if abs(residuals[worst]) > MAX_RESIDUAL_WARNED:
+        warnings.append(f"In the dead-time series {misfit}; check that step's activity and count rate.")
     return DeadTimeFit(tau_s=tau, tau_s_uncertainty=float(errors[1]), sensitivity_cps_per_MBq=sensitivity,
                        sensitivity_cps_per_MBq_uncertainty=float(errors[0]),
                        linear_sensitivity_cps_per_MBq=linear_sensitivity, activity_MBq=activity,

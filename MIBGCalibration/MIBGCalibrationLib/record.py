@@ -130,6 +130,10 @@ class CalibrationRecord:
         if data["version"] != RECORD_VERSION:
             raise ValueError(f"Calibration record version {data['version']} cannot be read; this software reads "
                              f"version {RECORD_VERSION}. Recalibrate or use the matching software version.")
+        problems = record_problems(data)
+        if problems:
+            raise ValueError("The calibration record is not valid:\n" + "\n".join(f"- {p}" for p in problems)
+                             + "\nRecalibrate, or correct the record from the calibration's own figures.")
         values = dict(data)
         for name, meaning in FIELDS_ADDED.items():
             if name not in values and values.get("dead_time_s") is not None:
@@ -159,6 +163,11 @@ class CalibrationRecord:
 
     @classmethod
     def from_json(cls, path):
+        if os.path.isdir(path):
+            raise ValueError(f"The calibration record '{path}' is a folder; give the record's JSON file "
+                             "(calibration.json from 'mibgdose calibrate').")
+        if not os.path.isfile(path):
+            raise ValueError(f"The calibration record '{path}' does not exist.")
         try:
             with open(path) as stream:
                 data = json.load(stream)
@@ -187,6 +196,115 @@ class CalibrationRecord:
         except json.JSONDecodeError as error:
             raise ValueError(f"The calibration record node '{node.GetName()}' does not hold valid JSON.") from error
         return cls.from_dict(data)
+
+
+#: Plausible ranges (inclusive lower, exclusive upper) and units of the record's numbers; None means "may be
+#: absent". FWHM: 131I SPECT with high-energy collimators resolves 8-25 mm (EANM guidance); the range is wide.
+#: Dead time: paralysable tau of gamma cameras is of order microseconds.
+NUMBER_RANGES = {
+    "calibration_factor_cps_per_MBq": (0.0, 1e6, "cps/MBq", False),
+    "calibration_factor_cps_per_MBq_uncertainty": (0.0, 1e6, "cps/MBq", False),
+    "resolution_fwhm_mm": (1.0, 100.0, "mm", True),
+    "resolution_fwhm_mm_uncertainty": (0.0, 100.0, "mm", True),
+    "dead_time_s": (0.0, 1e-3, "s", True),
+    "dead_time_s_uncertainty": (0.0, 1e-3, "s", True),
+    "sensitivity_cps_per_MBq": (0.0, 1e6, "cps/MBq", True),
+    "sensitivity_cps_per_MBq_uncertainty": (0.0, 1e6, "cps/MBq", True),
+}
+#: Relative difference above which Q disagrees with the count rate and activity it was measured from.
+Q_CONSISTENCY = 0.02
+
+
+def _is_number(value):
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and np.isfinite(value)
+
+
+def record_problems(data):
+    """Every problem of a record's fields (types, ranges, units, camera, internal consistency), one
+    sentence each; an empty list for a valid record."""
+    problems = []
+    for name, (low, high, unit, optional) in NUMBER_RANGES.items():
+        value = data.get(name)
+        if value is None and optional:
+            continue
+        if not _is_number(value):
+            problems.append(f"{name} must be a number in {unit}, got {value!r} ({type(value).__name__})")
+        elif not (low <= value < high) or (name in ("calibration_factor_cps_per_MBq", "resolution_fwhm_mm",
+                                                     "sensitivity_cps_per_MBq") and value <= low):
+            problems.append(f"{name} = {value!r} {unit} is outside the plausible range [{low:g}, {high:g}) {unit}")
+    q = data.get("calibration_factor_cps_per_MBq")
+    q_u = data.get("calibration_factor_cps_per_MBq_uncertainty")
+    if _is_number(q) and _is_number(q_u) and q > 0 and q_u >= q:
+        problems.append(f"the uncertainty of Q ({q_u:g} cps/MBq) is not smaller than Q ({q:g} cps/MBq)")
+    measured = (data.get("details") or {}).get("calibration_factor") if isinstance(data.get("details"), dict) else None
+    if isinstance(measured, dict) and _is_number(q):
+        rate, activity = measured.get("count_rate_cps"), measured.get("activity_in_voi_MBq")
+        if _is_number(rate) and _is_number(activity) and activity > 0 and rate > 0:
+            expected = rate / activity
+            if abs(q / expected - 1.0) > Q_CONSISTENCY:
+                problems.append(f"calibration_factor_cps_per_MBq = {q:g} cps/MBq disagrees with the count rate and "
+                                f"activity it was measured from ({rate:g} cps / {activity:g} MBq = {expected:g} "
+                                "cps/MBq); the record was altered")
+    camera = data.get("camera")
+    if not isinstance(camera, dict):
+        problems.append(f"camera must be an object with the camera's manufacturer and model, got {camera!r}")
+    else:
+        for key, value in camera.items():
+            if key == "crystal_mm":
+                if not (_is_number(value) and 0 < value < 100):
+                    problems.append(f"camera.crystal_mm = {value!r} must be a crystal thickness in mm (0-100)")
+            elif not isinstance(value, str):
+                problems.append(f"camera.{key} must be text, got {value!r}")
+    if not isinstance(data.get("collimator"), str):
+        problems.append(f"collimator must be text, got {data.get('collimator')!r}")
+    if data.get("radionuclide") not in ("I-131", "131I"):
+        problems.append(f"radionuclide is {data.get('radionuclide')!r}; this software calibrates 131I ('I-131')")
+    problems.extend(_threshold_problems(data.get("threshold_model")))
+    problems.extend(_recovery_problems(data.get("recovery_curve")))
+    return problems
+
+
+def _threshold_problems(model):
+    if model is None:
+        return []
+    if not isinstance(model, dict):
+        return [f"threshold_model must be an object, got {model!r}"]
+    problems = []
+    for key in ("min_fraction", "max_fraction"):
+        value = model.get(key)
+        if not (_is_number(value) and 0 < value < 1):
+            problems.append(f"threshold_model.{key} = {value!r} must be a fraction of the maximum between 0 and 1")
+    for key in ("a", "b", "c", "a_uncertainty", "b_uncertainty", "c_uncertainty"):
+        if key in model and not _is_number(model[key]):
+            problems.append(f"threshold_model.{key} must be a number, got {model[key]!r}")
+    fractions = model.get("knot_fractions")
+    if fractions is not None:
+        if not isinstance(fractions, (list, tuple)) or not all(_is_number(f) for f in fractions):
+            problems.append(f"threshold_model.knot_fractions must be a list of numbers, got {fractions!r}")
+        elif any(not 0 < f < 1 for f in fractions):
+            problems.append(f"threshold_model.knot_fractions {list(fractions)} must all lie between 0 and 1 "
+                            "(fractions of the maximum)")
+    volumes = model.get("knot_volumes_ml")
+    if volumes is not None and (not isinstance(volumes, (list, tuple)) or not all(_is_number(v) and v > 0
+                                                                                   for v in volumes)):
+        problems.append(f"threshold_model.knot_volumes_ml must be positive volumes in mL, got {volumes!r}")
+    if model.get("form", "inverse-volume") == "inverse-volume" and _is_number(model.get("a")) \
+            and not 0 < model["a"] < 1:
+        problems.append(f"threshold_model.a = {model['a']!r} must be a fraction of the maximum between 0 and 1")
+    return problems
+
+
+def _recovery_problems(curve):
+    if curve is None:
+        return []
+    if not isinstance(curve, dict):
+        return [f"recovery_curve must be an object, got {curve!r}"]
+    problems = []
+    for key, low, high in (("r_max", 0.0, 2.0), ("v0_ml", 0.0, 1e4), ("n", 0.0, 10.0)):
+        value = curve.get(key)
+        if not (_is_number(value) and low < value < high):
+            problems.append(f"recovery_curve.{key} = {value!r} must be a number between {low:g} and {high:g}")
+    return problems
 
 
 def _json_default(value):

@@ -5,6 +5,8 @@ Plain data only (strings, rows, numbers) so that the PDF and the HTML show the s
 
 import math
 
+from MIBGDosimetryLib.workflow import severity
+
 #: Columns of the dose table: (heading, key in a VOI result, uncertainty key or None, digits).
 DOSE_COLUMNS = (
     ("VOI", "name", None, None),
@@ -51,6 +53,12 @@ def dose_table(results):
                 row.append(f"{number(value, digits)} ± {number(voi[uncertainty_key], 2)}")
             else:
                 row.append(number(value, digits))
+        rows.append(row)
+    # A VOI that was asked for but has no dose keeps its row, with the reason where the dose would be.
+    for voi in results.get("vois_without_result", []):
+        row = ["-"] * len(DOSE_COLUMNS)
+        row[0], row[1] = str(voi.get("name")), str(voi.get("kind"))
+        row[[c[1] for c in DOSE_COLUMNS].index("mean_dose_Gy")] = f"no result: {voi.get('reason')}"
         rows.append(row)
     return headings, rows
 
@@ -157,9 +165,10 @@ def all_warnings(results):
     for tp in results.get("timepoints", []):
         label = tp.get("label", "time point")
         warnings.extend(f"{label}: {w}" for w in tp.get("warnings", []))
-    for voi in results.get("vois", []):
+    for voi in results.get("vois", []) + results.get("vois_without_result", []):
         warnings.extend(f"{voi.get('name', 'VOI')}: {w}" for w in voi.get("warnings", []))
-    return warnings
+    return [f"[{w['severity'].upper()}] {w['message']}" if w["severity"] == "high" else w["message"]
+            for w in severity.prioritised(warnings)]
 
 
 def title(results):

@@ -56,6 +56,7 @@ def _sections(results, volumes):
     tp_headings, tp_rows = content.timepoint_table(results)
     whole_body = content.whole_body_lines(results)
     return [
+        ("Patient and administration", "pairs", content.key_values(results.get("identification"))),
         ("Provenance", "pairs", content.key_values(results.get("provenance"))),
         ("Calibration used", "pairs", content.key_values(results.get("calibration"))),
         ("Time points and registration quality", "table", (tp_headings, tp_rows)),
@@ -80,7 +81,7 @@ def _write_pdf(results, sections, path):
         first = figures.page_figure()
         first.text(0.05, 0.93, content.title(results), fontsize=18, weight="bold")
         y = 0.86
-        for heading, kind, payload in sections[:2]:
+        for heading, kind, payload in sections[:3]:
             first.text(0.05, y, heading, fontsize=13, weight="bold")
             y -= 0.035
             for key, value in payload:
@@ -90,7 +91,7 @@ def _write_pdf(results, sections, path):
                     break
             y -= 0.02
         pdf.savefig(first)
-        for heading, kind, payload in sections[2:]:
+        for heading, kind, payload in sections[3:]:
             if kind == "table":
                 for page in _table_pages(heading, *payload):
                     pdf.savefig(page)

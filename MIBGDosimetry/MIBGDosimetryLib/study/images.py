@@ -31,6 +31,17 @@ def pixel_frames(ds, path):
     return array
 
 
+#: The elements that can hold an image's pixels (integer, 32-bit and 64-bit float).
+PIXEL_KEYWORDS = ("PixelData", "FloatPixelData", "DoubleFloatPixelData")
+
+
+def drop_pixels(ds):
+    """Remove the pixel data, whichever element holds it, so that only the header is kept."""
+    for keyword in PIXEL_KEYWORDS:
+        if keyword in ds:
+            delattr(ds, keyword)
+
+
 def required(value, keyword, path):
     """``value`` unless it is None, in which case the missing field is reported."""
     if value is None:
@@ -72,8 +83,7 @@ def read_slice_stack(series, root, resample_uneven, output_dtype=None, value_dty
             continue
         slices.extend(new)
         frames_of_reference.setdefault(frame_of_reference, []).append(shown)
-        if "PixelData" in ds:
-            del ds.PixelData
+        drop_pixels(ds)
         headers.append((path, ds))
     without = frames_of_reference.pop(None, [])
     if without and frames_of_reference:

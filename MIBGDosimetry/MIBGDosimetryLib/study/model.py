@@ -61,6 +61,15 @@ class Study:
         """Hours after administration of the time points (acquisition start), in order."""
         return np.array([tp.hours_after_administration for tp in self.timepoints])
 
+    def identification(self):
+        """Who and which administration the study is of, for the results and the report."""
+        name, pid = (self.patient or {}).get("name"), (self.patient or {}).get("id")
+        shown = " ".join(part for part in (name, f"({pid})" if pid else None) if part) or None
+        return {"patient": shown, "patient_name": name, "patient_id": pid,
+                "administration_datetime": _iso(self.administration_datetime),
+                "administered_activity_MBq": self.administered_activity_MBq,
+                "radiopharmaceutical": "131I-mIBG"}
+
     def summary(self):
         """A JSON-ready description: per time point hours, modalities, shapes, spacings and warnings."""
         return {

@@ -38,6 +38,8 @@ PET_CLASSES = {PET_IMAGE, LEGACY_ENHANCED_PET_IMAGE, ENHANCED_PET_IMAGE}
 EXPECTED_MODALITY = {**{c: "CT" for c in CT_CLASSES}, NM_IMAGE: "NM", **{c: "PT" for c in PET_CLASSES},
                      RT_DOSE: "RTDOSE", RT_STRUCTURE_SET: "RTSTRUCT", SEGMENTATION: "SEG"}
 
+#: File in every output folder of a dose calculation; such folders are never read as study input.
+OUTPUT_MARKER_FILE = "mibgdose-output.json"
 #: Extensions of documents that are never DICOM; such files are listed as ignored, not as unreadable.
 NON_DICOM_EXTENSIONS = {".json", ".csv", ".tsv", ".txt", ".md", ".pdf", ".png", ".jpg", ".jpeg", ".html",
                         ".xml", ".yaml", ".yml", ".log", ".nrrd", ".nii", ".gz", ".mrb", ".mrml", ".zip", ".py"}
@@ -85,6 +87,11 @@ def scan_folder(root):
     scan = FolderScan(root)
     for folder, subfolders, names in os.walk(root):
         subfolders[:] = sorted(d for d in subfolders if not d.startswith("."))
+        for name in [d for d in subfolders if is_output_folder(os.path.join(folder, d))]:
+            subfolders.remove(name)
+            scan.ignored_files.append(os.path.join(folder, name))
+            scan.warnings.append(f"{where(file=os.path.join(folder, name), root=root)}: not read, the folder holds "
+                                 "the results of an earlier dose calculation.")
         for name in sorted(names):
             path = os.path.join(folder, name)
             if name.startswith("."):
@@ -100,6 +107,16 @@ def scan_folder(root):
     for series in scan.series.values():
         _check_modality(scan, series)
     return scan
+
+
+def is_output_folder(path):
+    """Whether ``path`` is a folder of results written by a dose calculation: it holds the marker file
+    (:data:`OUTPUT_MARKER_FILE`), or results.json with the scene (versions that wrote no marker)."""
+    if not os.path.isdir(path):
+        return False
+    if os.path.isfile(os.path.join(path, OUTPUT_MARKER_FILE)):
+        return True
+    return all(os.path.isfile(os.path.join(path, name)) for name in ("results.json", "dosimetry.mrb"))
 
 
 def _add_file(scan, path):

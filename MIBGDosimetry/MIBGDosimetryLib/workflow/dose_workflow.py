@@ -30,6 +30,7 @@ import numpy as np
 
 from MIBGDosimetryLib import __version__
 from MIBGDosimetryLib.workflow import activity as activity_module
+from MIBGDosimetryLib.workflow import plausibility, preflight, severity
 from MIBGDosimetryLib.workflow import vois as vois_module
 from MIBGDosimetryLib.workflow.density import density_from_hu
 
@@ -74,6 +75,8 @@ class DoseOptions:
     blood_samples: str = None
     patient_mass_kg: float = None
     administered_activity_MBq: float = None
+    #: Files or folders of the study (relative paths) left out knowingly although unreadable.
+    excluded_paths: tuple = ()
 
     def __post_init__(self):
         if self.kernel_half_width is not None:
@@ -107,9 +110,11 @@ class DoseCalculation:
     voxel_dose_map: object = None
 
 
-def run_dose(study_dir, calibration, options=None, log=print):
+def run_dose(study_dir, calibration, options=None, log=print, check_study=None):
     """Run the dose calculation on a study folder with a calibration record (JSON path or
-    :class:`CalibrationRecord`, e.g. from the record node of the MIBG Calibration module)."""
+    :class:`CalibrationRecord`, e.g. from the record node of the MIBG Calibration module).
+    ``check_study(study)``, when given, runs after the study's own checks and before the calculation
+    (e.g. whether the output disk has room for the results)."""
     from MIBGCalibrationLib.record import CalibrationRecord, provenance_of
     from MIBGDosimetryLib.study import load_study
 
@@ -122,10 +127,19 @@ def run_dose(study_dir, calibration, options=None, log=print):
         calibration_source = provenance_of([calibration])["inputs"]
     log(f"Reading the study in {study_dir}")
     study = load_study(study_dir)
+    preflight.check_unreadable_files(study, options.excluded_paths)
     if len(study.timepoints) < 3:
         raise ValueError(f"The study has {len(study.timepoints)} time point(s); a time-activity curve needs at "
                          "least 3 (EANM guidance).")
+    preflight.check_reference_index(study, options.reference_index)
+    preflight.check_images(study)
+    plausibility.check_count_rates(study, record)
+    log(f"Memory needed: about {preflight.check_memory(study) / 2 ** 20:.0f} MB")
+    if check_study is not None:
+        check_study(study)
     calculation = calculate(study, record, options, log)
+    calculation.results["identification"] = study.identification()
+    calculation.results["provenance"]["patient"] = calculation.results["identification"]["patient"]
     calculation.results["provenance"]["inputs"] = {
         "study_dir": os.path.abspath(study_dir),
         "calibration": calibration_source,
@@ -151,7 +165,8 @@ def calculate(study, record, options, log=print):
         warnings.extend(f"registration of '{tp.label}': {w}" for w in reg.warnings)
 
     density = _density_on_grid(reference_tp, reference)
-    vois = _define_vois(study, record, reference, options, log)
+    vois, vois_without_result = _define_vois(study, record, reference, options, log)
+    warnings.extend(f"VOI '{v['name']}' has no result: {v['reason']}" for v in vois_without_result)
     factors = [activity_module.scan_factors(tp, record) for tp in study.timepoints]
     for f in factors:
         warnings.extend(f.notes)
@@ -162,12 +177,15 @@ def calculate(study, record, options, log=print):
     activities, relative, pv_relative, pv_info = _voi_activities(vois, registered, factors, record, reference, body,
                                                                  options)
     warnings.extend(pv_info.pop("warnings"))
+    plausibility.check_activities(study, vois, activities, activity_maps, times_h, warnings)
     log("Fitting time-activity curves per VOI")
     empty = [index for index in range(len(vois)) if np.count_nonzero(activities[index] > 0) < 2]
     for index in empty:
         warnings.append(f"VOI '{vois[index].name}' holds activity at fewer than 2 time points after the "
                         "partial-volume correction, so it gets no TIA and is left out; check its outline and its "
                         "neighbours'")
+        vois_without_result.append(vois_module.without_result(
+            vois[index], "activity at fewer than 2 time points after the partial-volume correction"))
     keep = [index for index in range(len(vois)) if index not in empty]
     vois, activities, relative, pv_relative = ([vois[i] for i in keep], activities[keep], relative[keep],
                                                pv_relative[keep])
@@ -214,8 +232,14 @@ def calculate(study, record, options, log=print):
         "dose_grid": {"shape_kji": list(reference.array.shape), "spacing_mm": list(reference.spacing_mm),
                       "origin_ras_mm": list(reference.origin_ras_mm)},
         "vois": voi_results,
-        "warnings": warnings + [f"{e['name']}: {w}" for e in voi_results for w in e["warnings"]],
+        "vois_without_result": vois_without_result,
     }
+    ordered = severity.prioritised(warnings + [f"{e['name']}: {w}" for e in voi_results for w in e["warnings"]])
+    results["warnings"] = [w["message"] for w in ordered]
+    results["warning_severities"] = [w["severity"] for w in ordered]
+    for entry in voi_results + vois_without_result:
+        entry["warning_severity"] = max((severity.severity(w) for w in entry["warnings"]), default=None,
+                                        key=lambda level: level == "high")
     return DoseCalculation(results, study, record, reference, registrations, registered, activity_maps,
                            reference.with_array(tia_map, units="MBq h"), reference.with_array(dose_map, units="Gy"),
                            density, vois, tac_fits, reference.with_array(voxel_tia, units="MBq h"),
@@ -301,12 +325,13 @@ def _define_vois(study, record, reference, options, log):
     lesions = vois_module.lesion_vois(reference, seeds, record.threshold_model, organs, fwhm)
     vois = lesions + organs
     vois_module.make_disjoint(vois)
+    dropped = [vois_module.without_result(v, vois_module.empty_reason(v)) for v in vois if not v.mask.any()]
     vois = [v for v in vois if v.mask.any()]
     if not vois:
         raise ValueError("No VOI was found: the study has no segmentation (SEG/RTSTRUCT) and no lesion seed "
                          "points. Add seed points (a .mrk.json file) or organ outlines.")
     vois_module.check_unique_names(vois)
-    return vois
+    return vois, dropped
 
 
 def _body_mask(reference_tp, reference, density):

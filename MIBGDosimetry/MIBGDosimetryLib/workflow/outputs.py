@@ -1,14 +1,14 @@
 """Outputs of a dose calculation: results.json, result tables, the Slicer scene, RT Dose, SEG and report.
 
-Everything is written into a staging folder beside the output folder and moved into place only when
-complete, so an interrupted run leaves no half-written results; existing files of the same names are
-replaced, other files in the folder are left alone.
+Everything is written into a staging folder beside the output folder, checked, and published as one
+unit by renaming the whole folder (:mod:`MIBGDosimetryLib.workflow.publish`): an interrupted or failed
+run leaves the output folder with the complete earlier results or the complete new ones, never a mix;
+earlier results are kept beside it as ``<out>.previous-<UTC time>``.
 """
 
 import json
 import os
 import shutil
-import tempfile
 
 import numpy as np
 
@@ -22,31 +22,53 @@ TABLE_FIELDS = ["name", "kind", "volume_ml", "mass_g", "tia_MBq_h", "tia_uncerta
 
 
 def write_outputs(calculation, out_dir, log=print, dicom=True, report=True, scene=True):
-    """Write every output of ``calculation`` (:class:`DoseCalculation`) into ``out_dir``; return their paths."""
+    """Write every output of ``calculation`` (:class:`DoseCalculation`) as the folder ``out_dir``; return
+    their paths. Raises ValueError (nothing published) when the folder cannot be written."""
+    from MIBGDosimetryLib.workflow import publish
+
     out_dir = os.path.abspath(out_dir)
-    os.makedirs(out_dir, exist_ok=True)
-    staging = tempfile.mkdtemp(prefix=".mibg-dose-", dir=out_dir)
-    try:
-        written = {}
-        written["results"] = _write_json(calculation.results, os.path.join(staging, "results.json"))
-        written["table"] = _write_table(calculation.results, os.path.join(staging, "results.tsv"))
-        if scene:
-            log("Writing the Slicer scene")
-            written["scene"] = save_scene(calculation, os.path.join(staging, "dosimetry.mrb"))
-        if dicom:
-            log("Writing DICOM RT Dose and SEG")
-            written.update(_write_dicom(calculation, staging))
-        if report:
-            log("Writing the report")
-            written.update(_write_report(calculation, staging))
-        final = {}
-        for key, path in written.items():
-            target = os.path.join(out_dir, os.path.basename(path))
-            os.replace(path, target)
-            final[key] = target
-        return final
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
+    publish.check_target(out_dir)
+    os.makedirs(os.path.dirname(out_dir), exist_ok=True)
+    with publish.output_lock(out_dir):
+        publish.remove_stale_staging(out_dir, log)
+        publish.recover_interrupted_publish(out_dir, log)
+        staging = publish.new_staging(out_dir)
+        try:
+            written = _write_all(calculation, staging, log, dicom, report, scene)
+            publish.kill_point("staging-written")
+            _check_written(written)
+            publish.write_marker(staging, [os.path.basename(p) for p in written.values()])
+            publish.publish(staging, out_dir, log)
+        except BaseException:
+            shutil.rmtree(staging, ignore_errors=True)
+            raise
+    return {key: os.path.join(out_dir, os.path.basename(path)) for key, path in written.items()}
+
+
+def _write_all(calculation, staging, log, dicom, report, scene):
+    written = {}
+    written["results"] = _write_json(calculation.results, os.path.join(staging, "results.json"))
+    written["table"] = _write_table(calculation.results, os.path.join(staging, "results.tsv"))
+    if scene:
+        log("Writing the Slicer scene")
+        written["scene"] = save_scene(calculation, os.path.join(staging, "dosimetry.mrb"))
+    if dicom:
+        log("Writing DICOM RT Dose and SEG")
+        written.update(_write_dicom(calculation, staging))
+    if report:
+        log("Writing the report")
+        written.update(_write_report(calculation, staging))
+    return written
+
+
+def _check_written(written):
+    """Every output present and not empty, results.json readable, before anything is published."""
+    for key, path in written.items():
+        if not os.path.isfile(path) or os.path.getsize(path) == 0:
+            raise ValueError(f"The output {os.path.basename(path)} ({key}) was not written completely; nothing "
+                               "was published. Check the free space of the output disk.")
+    with open(written["results"]) as stream:
+        json.load(stream)
 
 
 def clean_results(results):

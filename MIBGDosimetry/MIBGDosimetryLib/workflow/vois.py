@@ -114,13 +114,35 @@ def _refine(voi, reference, fwhm_mm, allowed, refine_lesion):
 def make_disjoint(vois):
     """Make VOIs disjoint in the order given: a voxel belongs to the first VOI that claims it (lesions
     are given first, so a lesion inside an organ keeps its voxels). Each VOI that gives up voxels
-    says so in its warnings."""
+    says so in its warnings, and its finer outline volume (``details["volume_ml"]``, from which its mass
+    is taken) shrinks by the fraction of voxels it gave up, so that volume, mass and dose all refer to
+    the voxels the VOI keeps."""
     for index, voi in enumerate(vois):
+        before = int(np.count_nonzero(voi.mask))
         for earlier in vois[:index]:
             overlap = int(np.count_nonzero(voi.mask & earlier.mask))
             if overlap:
                 voi.mask = voi.mask & ~earlier.mask
                 voi.warnings.append(f"{overlap} voxel(s) shared with {earlier.kind} '{earlier.name}' are counted there")
+                voi.details.setdefault("overlapped_by", []).append(earlier.name)
+        after = int(np.count_nonzero(voi.mask))
+        if before and after < before and voi.details.get("volume_ml"):
+            voi.details["outline_volume_ml"] = voi.details["volume_ml"]
+            voi.details["volume_ml"] = voi.details["volume_ml"] * after / before
+
+
+def without_result(voi, reason):
+    """The results entry of a requested VOI that has no dose, with the reason."""
+    return {"name": voi.name, "kind": voi.kind, "source": voi.source, "mean_dose_Gy": None, "reason": reason,
+            "warnings": list(voi.warnings)}
+
+
+def empty_reason(voi):
+    """Why a VOI has no voxel left on the SPECT grid."""
+    overlapped = voi.details.get("overlapped_by")
+    if overlapped:
+        return f"fully overlapped: every voxel belongs to {', '.join(repr(n) for n in overlapped)}"
+    return "empty: the outline covers no voxel of the SPECT grid"
 
 
 def check_unique_names(vois):
