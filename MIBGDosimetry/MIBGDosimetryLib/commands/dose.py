@@ -23,6 +23,9 @@ def add_arguments(parser):
     parser.add_argument("--deformable", action="store_true", help="add a B-spline stage to the CT registration")
     parser.add_argument("--seeds", help="lesion seed points (Slicer markups .mrk.json) instead of those in the study")
     parser.add_argument("--tissue-parameters", help="radiobiological tissue-parameter table (JSON)")
+    parser.add_argument("--accept-radionuclide", action="store_true",
+                        help="use emission series whose headers name another radionuclide than 131I (code, half-life "
+                             "or energy windows) as 131I; only when you know the headers are wrong")
     parser.add_argument("--no-dicom", action="store_true", help="do not write RT Dose and SEG")
     parser.add_argument("--no-report", action="store_true", help="do not write the PDF/HTML report")
 
@@ -39,7 +42,8 @@ def run(args):
     options = DoseOptions(reference_index=args.reference, tac_model=args.tac_model, voxel_model=args.voxel_model,
                           kernel_half_width=args.kernel_half_width, density_correction=args.density_correction,
                           deformable_registration=args.deformable, seed_points_ras_mm=seeds,
-                          tissue_parameters_path=args.tissue_parameters)
+                          tissue_parameters_path=args.tissue_parameters,
+                          accept_radionuclide=args.accept_radionuclide)
     calculation = run_dose(args.study_dir, args.calibration, options)
     written = write_outputs(calculation, args.out, dicom=not args.no_dicom, report=not args.no_report)
     summary = {"written": written,

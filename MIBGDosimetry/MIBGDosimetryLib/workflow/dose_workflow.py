@@ -60,6 +60,8 @@ class DoseOptions:
     tracer_studies: tuple = ()
     #: Patient age (years) for the imaging-dose log, when the DICOM headers do not give it.
     patient_age_years: float = None
+    #: Use emission series whose headers say they are not 131I as 131I (the user knows better).
+    accept_radionuclide: bool = False
 
     def __post_init__(self):
         if self.partial_volume not in PARTIAL_VOLUME_METHODS:
@@ -101,7 +103,7 @@ def run_dose(study_dir, calibration, options=None, log=print):
         record = CalibrationRecord.from_json(calibration)
         calibration_source = provenance_of([calibration])["inputs"]
     log(f"Reading the study in {study_dir}")
-    study = load_study(study_dir)
+    study = load_study(study_dir, accept_radionuclide=options.accept_radionuclide)
     if len(study.timepoints) < 3:
         raise ValueError(f"The study has {len(study.timepoints)} time point(s); a time-activity curve needs at "
                          "least 3 (EANM guidance).")
@@ -117,7 +119,13 @@ def calculate(study, record, options, log=print):
     """The dose calculation on a loaded study (:class:`Study`) and :class:`CalibrationRecord`."""
     from MIBGDosimetryLib.registration.timepoints import register_timepoints
 
+    from MIBGDosimetryLib.workflow.calibration_match import CalibrationMismatchError, compare_with_record
+
     warnings = list(study.warnings) + list(record.warnings)
+    match_warnings, refusal = compare_with_record(study.timepoints, record)
+    if refusal:
+        raise CalibrationMismatchError(f"The study does not match the calibration: {refusal}.")
+    warnings.extend(f"calibration match: {w}" for w in match_warnings)
     reference_tp = study.timepoints[options.reference_index]
     log(f"Registering {len(study.timepoints)} time points to '{reference_tp.label}'")
     registrations, registered = register_timepoints(study.timepoints, options.reference_index,
@@ -531,6 +539,7 @@ def _timepoint_entry(tp, registration, factors):
         "label": tp.label, "hours_after_administration": tp.hours_after_administration,
         "mid_acquisition_hours": tp.mid_acquisition_hours, "duration_s": tp.duration_s,
         "observed_count_rate_cps": tp.observed_count_rate_cps, "dead_time_factor": factors.dead_time_factor,
+        "units_path": factors.units_path,
         "registration": registration.to_dict(), "warnings": list(tp.warnings),
     }
 
