@@ -21,8 +21,12 @@ def pixel_frames(ds, path):
         with dicomfields.quiet_pydicom():
             array = np.asarray(ds.pixel_array)
     except Exception as error:  # pydicom's decoders raise many kinds of errors for damaged data
-        raise StudyDataError(f"file '{path}': field PixelData cannot be decoded ({type(error).__name__}: {error})",
-                             file=path, field="PixelData") from None
+        syntax = getattr(getattr(ds, "file_meta", None), "TransferSyntaxUID", None)
+        shown = f" in transfer syntax {syntax.name} ({syntax})" if syntax else ""
+        raise StudyDataError(f"file '{path}': field PixelData{shown} cannot be decoded ({type(error).__name__}: "
+                             f"{error}); if the data are not damaged, install the decoders the project lists "
+                             f"(pylibjpeg, pylibjpeg-libjpeg, pylibjpeg-openjpeg) or re-export the series "
+                             f"uncompressed", file=path, field="PixelData") from None
     if array.ndim == 2:
         array = array[np.newaxis]
     if array.ndim != 3:
