@@ -56,8 +56,11 @@ def located(function, path, *args):
         raise StudyDataError(f"file '{path}': {error}", file=path, field=error.field) from None
 
 
-def read_slice_stack(series, root, resample_uneven, output_dtype=None, value_dtype=np.float64):
+def read_slice_stack(series, root, resample_uneven, output_dtype=None, value_dtype=np.float64, counts_per_voxel=False):
     """Stack a slice-per-file series (CT, PET) or an enhanced multi-frame series; returns (grid, warnings, datasets).
+
+    Uneven slice spacing is resampled onto the median spacing when ``resample_uneven`` (keeping the
+    total when ``counts_per_voxel``), else refused.
 
     Only headers of the stacked files are kept in ``datasets`` (pixel data dropped after use).
     """
@@ -90,7 +93,7 @@ def read_slice_stack(series, root, resample_uneven, output_dtype=None, value_dty
                              f"in different frames of reference ({listing}); separate them into their own series",
                              series=series.uid, field="FrameOfReferenceUID")
     try:
-        grid = stack_slices(slices, resample_uneven, output_dtype, value_dtype)
+        grid = stack_slices(slices, resample_uneven, output_dtype, value_dtype, counts_per_voxel)
     except StudyDataError as error:
         raise StudyDataError(f"{where(series=series.label)}: {error}", series=series.uid) from None
     notes.extend(f"{where(series=series.label)}: {note}" for note in grid.notes)

@@ -28,7 +28,7 @@ from MIBGDosimetryLib.study.model import Study, TimePoint
 from MIBGDosimetryLib.study.overrides import check_scope, load_overrides
 from MIBGDosimetryLib.study.projections import read_projection_file
 from MIBGDosimetryLib.study.scan import NM_IMAGE, read_dataset, scan_folder, sop_class_name
-from MIBGDosimetryLib.study.value_units import mapped_values
+from MIBGDosimetryLib.study.value_units import mapped_values, read_value_units
 from MIBGDosimetryLib.volume import ImageVolume
 
 #: A CT (or projection data) of another frame of reference but the same DICOM study is paired with a
@@ -243,7 +243,9 @@ def _read_emission(series, root):
         headers = [ds]
         warnings = [f"{where(series=series.label)}: {note}" for note in notes]
     else:
-        grid, warnings, pairs = read_slice_stack(series, root, resample_uneven=False)
+        # Uneven slices are resampled as for CT; counts images keep their total, Bq/ml images their values.
+        counts = read_value_units(series.headers[0])["units"] != "Bq/ml"
+        grid, warnings, pairs = read_slice_stack(series, root, resample_uneven=True, counts_per_voxel=counts)
         headers = [ds for _, ds in pairs]
         rescale = {}
         warnings.append(f"{where(series=series.label, file=first)}: reconstructed emission image stored as "

@@ -115,7 +115,8 @@ def _decay_to_acquisition(timepoint, path):
         return 1.0 / float(path["decay_factor"])
     from MIBGDosimetryLib.physics import i131
 
-    half_life_h = ((getattr(timepoint, "metadata", None) or {}).get("half_life_s") or i131.HALF_LIFE_H * 3600.0) / 3600.0
+    metadata = getattr(timepoint, "metadata", None) or {}
+    half_life_h = (metadata.get("half_life_s") or i131.HALF_LIFE_H * 3600.0) / 3600.0
     elapsed_h = timepoint.duration_s / 7200.0
     if correction == "ADMIN":
         elapsed_h += timepoint.hours_after_administration
