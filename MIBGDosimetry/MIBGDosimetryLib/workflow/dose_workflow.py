@@ -135,7 +135,7 @@ def calculate(study, record, options, log=print):
         warnings.extend(f"registration of '{tp.label}': {w}" for w in reg.warnings)
 
     density = _density_on_grid(reference_tp, reference)
-    vois = _define_vois(study, record, reference, options, log)
+    vois = _define_vois(study, record, reference, options, log, registrations)
     factors = [activity_module.scan_factors(tp, record) for tp in study.timepoints]
     for f in factors:
         warnings.extend(f.notes)
@@ -266,9 +266,10 @@ def _density_on_grid(reference_tp, reference):
     return density_from_hu(hu)
 
 
-def _define_vois(study, record, reference, options, log):
-    reference_ct = study.timepoints[options.reference_index].ct
-    organs = vois_module.organ_vois(study.segmentation_files, reference, reference_ct)
+def _define_vois(study, record, reference, options, log, registrations):
+    from MIBGDosimetryLib.workflow.outline_frames import organ_vois_by_frame
+
+    organs = organ_vois_by_frame(study, registrations, reference, options.reference_index)
     seeds = options.seed_points_ras_mm if options.seed_points_ras_mm is not None else study.seed_points
     log(f"Delineating {len(seeds)} lesion(s) by the adaptive threshold, {len(organs)} organ(s) from segmentations")
     fwhm = options.resolution_fwhm_mm or getattr(record, "resolution_fwhm_mm", None)
