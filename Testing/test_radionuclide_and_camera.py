@@ -101,3 +101,10 @@ def test_low_or_other_energy_collimator_refused(tmp_path):
                                                                                                 "MEGP"}}})
     _, refusal = compare_with_record(load_study(str(tmp_path / "me")).timepoints, _record())
     assert "medium-energy collimator ('MEGP') but the calibration with a high-energy one ('HEGP')" in refusal
+
+
+def test_series_of_other_sop_classes_are_named_not_given_as_uids(tmp_path):
+    visit = fx.Visit(fx.datetime.datetime(2026, 3, 2, 14, 0))
+    fx.write_header_only(str(tmp_path / "sc.dcm"), "1.2.840.10008.5.1.4.1.1.7", visit, "OT")
+    with pytest.raises(StudyDataError, match=r"found: Secondary Capture Image Storage 'OT' .*not used for dosimetry"):
+        load_study(str(tmp_path))

@@ -25,7 +25,10 @@ def _read(path, sop_class, what):
     except (OSError, pydicom.errors.InvalidDicomError) as error:
         raise ValueError(f"Cannot read '{path}' as DICOM: {error}.") from error
     if str(dataset.get("SOPClassUID", "")) != sop_class:
-        raise ValueError(f"'{path}' is not a DICOM {what} (SOP class {dataset.get('SOPClassUID', 'missing')}).")
+        from MIBGDosimetryLib.study.scan import sop_class_name
+
+        found = sop_class_name(str(dataset.get("SOPClassUID", "")))
+        raise ValueError(f"'{path}' is not a DICOM {what} (it is a {found} object).")
     return dataset
 
 

@@ -38,11 +38,13 @@ def outline_frame_of_reference(path):
 
 
 def _frames_of(timepoint):
+    """Frames of reference of a time point's SPECT and CT."""
     metadata = timepoint.metadata or {}
-    return {uid for uid in (metadata.get("frame_of_reference_uid"), metadata.get("ct_frame_of_reference_uid"),
-                            (timepoint.spect.metadata or {}).get("frame_of_reference_uid"),
-                            None if timepoint.ct is None else (timepoint.ct.metadata or {}).get("frame_of_reference_uid"))
-            if uid}
+    candidates = [metadata.get("frame_of_reference_uid"), metadata.get("ct_frame_of_reference_uid"),
+                  (timepoint.spect.metadata or {}).get("frame_of_reference_uid")]
+    if timepoint.ct is not None:
+        candidates.append((timepoint.ct.metadata or {}).get("frame_of_reference_uid"))
+    return {uid for uid in candidates if uid}
 
 
 def organ_vois_by_frame(study, registrations, reference, reference_index):
