@@ -194,3 +194,36 @@ def test_mean_doses_within_10_percent_for_other_seeds_and_lesion_sizes(demo, tmp
             errors[voi["name"]] = voi["mean_dose_Gy"] / true["mean_dose_Gy"] - 1
     assert len(errors) >= 10
     assert all(abs(e) <= 0.10 for e in errors.values()), errors
+
+
+def test_the_same_study_stored_in_bq_per_ml_gives_the_same_doses(demo, tmp_path):
+    """The demo's SPECTs rewritten as a quantitative vendor reconstruction would store them (Units
+    BQML, activity concentration C / (Q t V) by EANM eq. 9 written out here) give the doses of the
+    counts study: the calibration is applied once, not again."""
+    from MIBGCalibrationLib.record import CalibrationRecord
+    from MIBGDosimetryLib.workflow.dose_workflow import run_dose
+
+    study = tmp_path / "study"
+    shutil.copytree(demo["out"] / "patient-study", study)
+    q = CalibrationRecord.from_json(str(demo["out"] / "calibration.json")).calibration_factor_cps_per_MBq
+    converted = 0
+    for path in sorted(p for p in study.rglob("*") if p.is_file() and p.suffix not in (".json", ".csv")):
+        ds = pydicom.dcmread(path, force=True)
+        if ds.get("Modality") != "NM" or "RECON" not in str(list(ds.get("ImageType", []))[2:3]):
+            continue
+        duration_s = sum(int(r.NumberOfFramesInRotation) * float(r.ActualFrameDuration)
+                         for r in ds.RotationInformationSequence) / 1000.0
+        voxel_ml = float(ds.PixelSpacing[0]) * float(ds.PixelSpacing[1]) * float(ds.SpacingBetweenSlices) / 1000.0
+        slope = float(ds.get("RescaleSlope", 1.0)) * 1e6 / (q * duration_s * voxel_ml)
+        ds.RescaleSlope, ds.RescaleIntercept, ds.Units = f"{slope:.12g}", "0", "BQML"
+        ds.save_as(path)
+        converted += 1
+    assert converted >= 3
+    calculation = run_dose(str(study), str(demo["out"] / "calibration.json"), log=lambda *_: None)
+    expected = {v["name"]: v["mean_dose_Gy"] for v in _results(demo)["vois"]}
+    found = {v["name"]: v["mean_dose_Gy"] for v in calculation.results["vois"]}
+    assert set(found) == set(expected)
+    for name, dose in expected.items():
+        assert found[name] == pytest.approx(dose, rel=0.01), name
+    assert all(tp["units_path"]["units"] == "Bq/ml" and tp["units_path"]["calibration_applied"] is False
+               for tp in calculation.results["timepoints"])
