@@ -69,19 +69,22 @@ def _record(**changes):
 
 
 def test_camera_set_up_compared_with_the_record(tmp_path):
-    fx.write_study(str(tmp_path / "ok"), hours=(4.0,))
+    fx.write_study(str(tmp_path / "ok"), hours=(4.0,),
+                   spect_kwargs={0: {"replace": {"ConvolutionKernel": "Butterworth"}}})
     study = load_study(str(tmp_path / "ok"))
     warnings, refusal = compare_with_record(study.timepoints, _record())
     assert (warnings, refusal) == ([], None)
     warnings, refusal = compare_with_record(study.timepoints, _record(
         camera={"manufacturer": "Other", "model": "Test Camera"}, collimator="HEAP",
-        energy_windows=[{"lower_keV": 330.0, "upper_keV": 400.0}], image_grid={"voxel_size_mm": [2.2, 2.4, 3.9]}))
+        energy_windows=[{"lower_keV": 330.0, "upper_keV": 400.0}], image_grid={"voxel_size_mm": [2.2, 2.4, 3.9]},
+        post_filter="Gaussian 8 mm"))
     assert refusal is None
     assert any("camera manufacturer 'Test Manufacturer' differs" in w for w in warnings)
     assert any("collimator 'HEGP' differs from the calibration record's 'HEAP' (same energy class)" in w
                for w in warnings)
     assert any("energy windows (327.6-400.4 keV) differ" in w for w in warnings)
     assert any("voxel size" in w for w in warnings)
+    assert any("post-filter 'Butterworth' (ConvolutionKernel) differs" in w for w in warnings)
     old = CalibrationRecord.from_dict({k: v for k, v in _record(camera={}, collimator="", energy_windows=[])
                                        .to_dict().items() if k not in ("image_grid", "post_filter")})
     warnings, refusal = compare_with_record(study.timepoints, old)

@@ -39,6 +39,8 @@ class EmissionInfo:
     camera: dict = dataclasses.field(default_factory=dict)
     collimator: dict = dataclasses.field(default_factory=dict)
     energy_windows: list = dataclasses.field(default_factory=list)
+    #: ReconstructionMethod and ConvolutionKernel (the post-filter) where the header gives them.
+    reconstruction: dict = dataclasses.field(default_factory=dict)
     #: Why the series is not a 131I acquisition (code, half-life, energy windows); empty when nothing says so.
     other_radionuclide: list = dataclasses.field(default_factory=list)
     problems: dict = dataclasses.field(default_factory=dict)
@@ -236,6 +238,8 @@ def _equipment(info, ds):
         info.collimator = {"name": _guard(info, "CollimatorGridName", dicomfields.text, detector, "CollimatorGridName"),
                            "type": _guard(info, "CollimatorType", dicomfields.text, detector, "CollimatorType")}
     info.energy_windows = read_energy_windows(info, ds)
+    info.reconstruction = {"method": _guard(info, "ReconstructionMethod", dicomfields.text, ds, "ReconstructionMethod"),
+                           "filter": _guard(info, "ConvolutionKernel", dicomfields.text, ds, "ConvolutionKernel")}
 
 
 def read_energy_windows(info, ds):

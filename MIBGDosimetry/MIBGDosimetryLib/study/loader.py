@@ -456,6 +456,7 @@ def _timepoint(label, emission, administration, source, problems):
         rate = overrides["observed_count_rate_cps"]
     metadata = {
         "camera": info.camera, "collimator": info.collimator, "energy_windows": info.energy_windows,
+        "reconstruction": info.reconstruction,
         "administered_activity_MBq": info.administered_activity_MBq, "radionuclide": info.radionuclide,
         "radiopharmaceutical": info.radiopharmaceutical, "half_life_s": info.half_life_s,
         "counts_accumulated": info.counts_accumulated, "spect_series_instance_uid": emission.series.uid,

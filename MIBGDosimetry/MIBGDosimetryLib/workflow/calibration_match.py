@@ -86,6 +86,11 @@ def compare_with_record(timepoints, record):
                                                                       record.energy_windows or []))
         if grid:
             warnings.extend(f"{label}: {w}" for w in _grid_differences(tp.spect, grid))
+        study_filter = (tp.metadata.get("reconstruction") or {}).get("filter")
+        record_filter = getattr(record, "post_filter", None)
+        if study_filter and record_filter and study_filter.strip().upper() != record_filter.strip().upper():
+            warnings.append(f"{label}: post-filter '{study_filter}' (ConvolutionKernel) differs from the calibration "
+                            f"record's '{record_filter}'")
     return list(dict.fromkeys(warnings)), refusal
 
 
