@@ -123,6 +123,19 @@ def _decay_to_acquisition(timepoint, path):
     return float(np.exp(-np.log(2.0) * elapsed_h / half_life_h))
 
 
+def counts_image(volume, timepoint, record):
+    """``volume`` (a time point's SPECT, possibly moved to another grid) in detected counts per voxel.
+
+    Lesion delineation weights its fit for Poisson noise and judges it by a chi-square, which holds for
+    counts only; an image in Bq/ml is turned back into the counts behind it (through the calibration)
+    so that it is delineated exactly as the same acquisition stored in counts would be.
+    """
+    factors = scan_factors(timepoint, record)
+    if factors.counts_per_value == 1.0:
+        return volume
+    return volume.with_array(np.asarray(volume.array, dtype=np.float64) * factors.counts_per_value)
+
+
 def activity_map_MBq(counts, factors):
     """Activity per voxel (MBq) of a counts map (EANM eq. 9 without recovery)."""
     return np.clip(np.asarray(counts, dtype=np.float64), 0.0, None) * factors.mbq_per_count

@@ -118,7 +118,6 @@ def run_dose(study_dir, calibration, options=None, log=print):
 def calculate(study, record, options, log=print):
     """The dose calculation on a loaded study (:class:`Study`) and :class:`CalibrationRecord`."""
     from MIBGDosimetryLib.registration.timepoints import register_timepoints
-
     from MIBGDosimetryLib.workflow.calibration_match import CalibrationMismatchError, compare_with_record
 
     warnings = list(study.warnings) + list(record.warnings)
@@ -273,7 +272,8 @@ def _define_vois(study, record, reference, options, log, registrations):
     seeds = options.seed_points_ras_mm if options.seed_points_ras_mm is not None else study.seed_points
     log(f"Delineating {len(seeds)} lesion(s) by the adaptive threshold, {len(organs)} organ(s) from segmentations")
     fwhm = options.resolution_fwhm_mm or getattr(record, "resolution_fwhm_mm", None)
-    lesions = vois_module.lesion_vois(reference, seeds, record.threshold_model, organs, fwhm)
+    counts = activity_module.counts_image(reference, study.timepoints[options.reference_index], record)
+    lesions = vois_module.lesion_vois(counts, seeds, record.threshold_model, organs, fwhm)
     vois = lesions + organs
     vois_module.make_disjoint(vois)
     vois = [v for v in vois if v.mask.any()]
