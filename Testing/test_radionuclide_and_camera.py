@@ -111,3 +111,28 @@ def test_series_of_other_sop_classes_are_named_not_given_as_uids(tmp_path):
     fx.write_header_only(str(tmp_path / "sc.dcm"), "1.2.840.10008.5.1.4.1.1.7", visit, "OT")
     with pytest.raises(StudyDataError, match=r"found: Secondary Capture Image Storage 'OT' .*not used for dosimetry"):
         load_study(str(tmp_path))
+
+
+def test_dose_calculation_refuses_a_low_energy_collimator_before_computing(tmp_path):
+    from MIBGDosimetryLib.workflow.calibration_match import CalibrationMismatchError
+    from MIBGDosimetryLib.workflow.dose_workflow import DoseOptions, calculate
+
+    fx.write_study(str(tmp_path), hours=(4.0, 24.0, 72.0),
+                   spect_kwargs={i: {"replace_detector": {"CollimatorGridName": "LEHR"}} for i in range(3)})
+    study = load_study(str(tmp_path))
+    with pytest.raises(CalibrationMismatchError, match="low-energy collimator"):
+        calculate(study, _record(), DoseOptions(), log=lambda *_: None)
+
+
+def test_command_line_accepts_another_radionuclide_knowingly(tmp_path, capsys):
+    import json
+
+    from MIBGDosimetryLib.cli import main as cli_main
+
+    fx.write_study(str(tmp_path), hours=(4.0, 24.0), spect_kwargs={i: TC99M for i in range(2)})
+    assert cli_main(["study", str(tmp_path)]) != 0
+    assert "not a 131I acquisition" in capsys.readouterr().err
+    assert cli_main(["study", str(tmp_path), "--accept-radionuclide"]) == 0
+    summary = json.loads(capsys.readouterr().out)
+    assert len(summary["timepoints"]) == 2
+    assert summary["timepoints"][0]["units_path"]["units"] == "counts"
