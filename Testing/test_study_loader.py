@@ -317,7 +317,6 @@ def test_seed_points_are_read_as_ras(tmp_path):
     study = load_study(str(tmp_path))
     np.testing.assert_array_equal(study.seed_points["adrenal"], [-10.0, 20.0, 30.0])
     np.testing.assert_array_equal(study.seed_points["bone"], [1.0, 2.0, 3.0])
-    assert any("'seeds.mrk.json': markups states no frame of reference" in w for w in study.warnings)
     (tmp_path / "more.mrk.json").write_text(json.dumps(markups))
     with pytest.raises(StudyDataError, match="'adrenal' is defined twice"):
         load_study(str(tmp_path))

@@ -19,9 +19,6 @@ def read_seed_points(paths, root=None):
     points, origins, notes = {}, {}, []
     for path in paths:
         shown = os.path.relpath(path, root) if root else path
-        # Slicer markups files carry no DICOM frame of reference, so where they were placed cannot be checked.
-        notes.append(f"file '{shown}': markups states no frame of reference; its points are taken to be placed on "
-                     f"the reference time point's images")
         for label, position in _points_of_file(path, shown, notes):
             if label in points:
                 raise StudyDataError(f"Seed point '{label}' is defined twice: in '{origins[label]}' and in '{shown}'. "
