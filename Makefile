@@ -24,7 +24,7 @@ venv: $(STAMP)
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e ".[test,lint,compare]"
+	$(PY) -m pip install --quiet -e ".[test,lint,compare,codecs]"
 	touch $(STAMP)
 
 # The constraints pin what the application bundles: a dependency that needs a newer release fails to

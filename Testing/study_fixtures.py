@@ -132,7 +132,8 @@ def write_nm_tomo(path, visit, stored, pixel_spacing_rc, slice_spacing_mm, posit
                   administration=None, activity_Bq=3.7e9, frames_in_rotation=(60,), frame_duration_ms=(20000,),
                   counts_accumulated=12345678, rescale_slope=None, windows=(("PEAK", 327.6, 400.4),), description="SPECT",
                   omit=(), omit_radiopharmaceutical=(), omit_rotation=(), omit_detector=(), replace=None,
-                  replace_radiopharmaceutical=None):
+                  replace_radiopharmaceutical=None, replace_detector=None,
+                  radionuclide_code=("1368003", "SCT", "^131^Iodine")):
     """An NM Image file of reconstructed tomography, frames along the normal of ``orientation``."""
     ds = _base(NM_STORAGE, visit, "NM", generate_uid(), 1, description)
     ds.ImageType = ["ORIGINAL", "PRIMARY", "RECON TOMO", "EMISSION"]
@@ -166,7 +167,7 @@ def write_nm_tomo(path, visit, stored, pixel_spacing_rc, slice_spacing_mm, posit
     radiopharmaceutical.RadionuclideTotalDose = _fmt(activity_Bq / 1e6)  # MBq in NM objects
     radiopharmaceutical.RadionuclideHalfLife = _fmt(I131_HALF_LIFE_S)
     code = Dataset()
-    code.CodeValue, code.CodingSchemeDesignator, code.CodeMeaning = "1368003", "SCT", "^131^Iodine"
+    code.CodeValue, code.CodingSchemeDesignator, code.CodeMeaning = radionuclide_code
     radiopharmaceutical.RadionuclideCodeSequence = Sequence([code])
     _edit(radiopharmaceutical, omit_radiopharmaceutical, replace_radiopharmaceutical)
     ds.RadiopharmaceuticalInformationSequence = Sequence([radiopharmaceutical])
@@ -191,7 +192,7 @@ def write_nm_tomo(path, visit, stored, pixel_spacing_rc, slice_spacing_mm, posit
     detector.CollimatorType = "PARA"
     detector.ImagePositionPatient = [_fmt(v) for v in position_lps]
     detector.ImageOrientationPatient = [_fmt(v) for v in orientation]
-    _edit(detector, omit_detector)
+    _edit(detector, omit_detector, replace_detector)
     ds.DetectorInformationSequence = Sequence([detector])
     ds.NumberOfDetectors = 1
 

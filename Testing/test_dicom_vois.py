@@ -205,11 +205,20 @@ def test_rtstruct_contours_fill_their_slices_with_holes(tmp_path):
     assert not masks["node"][9:].any() and not masks["node"][:5].any()
 
 
-def test_oblique_rtstruct_contours_are_refused(tmp_path):
+def test_oblique_rtstruct_contour_is_filled_on_its_own_plane_and_a_warped_one_refused(tmp_path):
     tilted = _circle_lps((0.0, 0.0), 15.0, 0.0)
     tilted[:, 2] = 0.5 * tilted[:, 0]
-    with pytest.raises(ValueError, match="not parallel"):
-        read_rtstruct(_rtstruct(tmp_path, {"tilted": [tilted]}), _ct_grid())
+    mask = read_rtstruct(_rtstruct(tmp_path, {"tilted": [tilted]}), _ct_grid())["tilted"]
+    # A lone plane stands for a slab as thick as the grid's largest voxel extent along its normal
+    # (the 3 mm slices, seen at the tilt: 3 / sqrt(1.25)); the tilted disc is an ellipse of semi-axes
+    # 15 mm and 15 * sqrt(1.25) mm.
+    slab_mm = CT_SPACING_MM[2] / np.sqrt(1.25)
+    expected_mm3 = np.pi * 15.0 * 15.0 * np.sqrt(1.25) * slab_mm
+    assert mask.sum() * np.prod(CT_SPACING_MM) == pytest.approx(expected_mm3, rel=0.15)
+    warped = _circle_lps((0.0, 0.0), 15.0, 0.0)
+    warped[::2, 2] = 3.0
+    with pytest.raises(ValueError, match="not planar"):
+        read_rtstruct(_rtstruct(tmp_path, {"warped": [warped]}), _ct_grid())
 
 
 def test_patient_phantom_organ_segmentation_reads_back(tmp_path):

@@ -52,3 +52,16 @@ def test_masks_off_the_ct_grid_or_empty_are_refused(tmp_path, ct):
     with pytest.raises(ValueError, match="resample"):
         seg.write_seg({"liver": mask[:, :, :-1]}, reference, datasets, tmp_path / "c.dcm")
     assert list(tmp_path.glob("*.dcm")) == []
+
+
+@pytest.mark.parametrize("source_value", ["", "PASSPORT"])
+def test_seg_of_a_ct_with_an_empty_or_invalid_type_of_patient_id_is_valid(tmp_path, ct, source_value):
+    """Archives write TypeOfPatientID empty or with values outside TEXT / RFID / BARCODE; the SEG
+    must not inherit them (Patient module, DICOM PS3.3 C.7.1.1)."""
+    reference, datasets, _ = ct
+    for ds in datasets:
+        ds.TypeOfPatientID = source_value
+    k, j, i = np.indices(reference.array.shape)
+    path = seg.write_seg({"liver": (i < 10) & (k > 1)}, reference, datasets, tmp_path / "seg.dcm")
+    assert dciodvfy_errors(path) == []
+    assert "TypeOfPatientID" not in pydicom.dcmread(path)

@@ -379,10 +379,15 @@ def test_spect_stored_as_pet_slices_and_as_enhanced_pet(tmp_path):
     assert_geometry(tp.spect, positions[0], (1, 0, 0, 0, 1, 0), (2.0, 3.0, 4.0))
     assert tp.duration_s == 900.0
 
-    fx.write_pet_slices(str(tmp_path / "c"), visit, stored, slopes, (3.0, 2.0),
+    # Uneven slices (gaps 4 and 5 mm) are resampled as a CT's would be, with the counts kept: a uniform
+    # activity gives each slice counts in proportion to the thickness it stands for (4, 4.5 and 5 mm).
+    fx.write_pet_slices(str(tmp_path / "c"), visit, np.full((3, 2, 4), 1000, np.uint16), [4.0, 4.5, 5.0], (3.0, 2.0),
                         [np.array([0, 0, z]) for z in (0.0, 4.0, 9.0)], ADMINISTRATION, 900000)
-    with pytest.raises(StudyDataError, match="uneven slice spacing"):
-        load_study(str(tmp_path / "c"))
+    study = load_study(str(tmp_path / "c"))
+    spect = study.timepoints[0].spect
+    assert spect.spacing_mm[2] == pytest.approx(4.5)
+    np.testing.assert_allclose(spect.array, 4500.0, rtol=1e-12)
+    assert any("uneven slice spacing" in w and "total counts kept" in w for w in study.warnings)
 
 
 def test_study_in_mrml_scene(study_dir, mrml_context):

@@ -31,6 +31,8 @@ NODE_ATTRIBUTE = "MIBGCalibration.Record"
 ATTRIBUTE_VERSION = "MIBGCalibration.RecordVersion"
 ATTRIBUTE_Q = "MIBGCalibration.Q_cps_per_MBq"
 ATTRIBUTE_DATE = "MIBGCalibration.Date"
+#: Fields added after version 1 records were first written; older records read them as None.
+OPTIONAL_FIELDS = ("image_grid", "post_filter")
 
 
 def file_sha256(path):
@@ -81,6 +83,10 @@ class CalibrationRecord:
     scatter_correction: dict = None
     attenuation_correction: dict = None
     osem_updates: dict = None
+    #: Reconstruction grid of the calibration images: {"matrix_ij": [columns, rows], "voxel_size_mm": [i, j, k]}.
+    image_grid: dict = None
+    #: Post-reconstruction filter (e.g. "Gaussian 8 mm"); None when none was used or it is not known.
+    post_filter: str = None
     details: dict = dataclasses.field(default_factory=dict)
     warnings: list = dataclasses.field(default_factory=list)
     provenance: dict = dataclasses.field(default_factory=dict)
@@ -122,7 +128,7 @@ class CalibrationRecord:
             raise ValueError("A calibration record must be a JSON object.")
         known = [f.name for f in dataclasses.fields(cls)]
         unknown = sorted(set(data) - set(known))
-        missing = sorted(set(known) - set(data) - set(FIELDS_ADDED))
+        missing = sorted(set(known) - set(data) - set(FIELDS_ADDED) - set(OPTIONAL_FIELDS))
         if unknown:
             raise ValueError(f"Unknown fields in the calibration record: {unknown}.")
         if missing:

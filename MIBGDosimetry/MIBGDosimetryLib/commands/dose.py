@@ -48,6 +48,9 @@ def add_arguments(parser):
     parser.add_argument("--mass-kg", dest="mass_kg", type=float, help="patient mass (kg), for the whole-body dose")
     parser.add_argument("--administered-MBq", dest="administered_MBq", type=float,
                         help="administered activity (MBq) when the study's DICOM does not give it")
+    parser.add_argument("--accept-radionuclide", action="store_true",
+                        help="use emission series whose headers name another radionuclide than 131I (code, half-life "
+                             "or energy windows) as 131I; only when you know the headers are wrong")
     parser.add_argument("--no-dicom", action="store_true", help="do not write RT Dose and SEG")
     parser.add_argument("--no-report", action="store_true", help="do not write the PDF/HTML report")
     parser.add_argument("--exclude-timepoint", action="append", default=[], metavar="PATH",
@@ -83,7 +86,8 @@ def _run_locked(args):
                           tissue_parameters_path=args.tissue_parameters,
                           wholebody_measurements=args.wholebody_measurements, blood_samples=args.blood,
                           patient_mass_kg=args.mass_kg, administered_activity_MBq=args.administered_MBq,
-                          excluded_paths=tuple(os.path.normpath(p) for p in args.exclude_timepoint))
+                          excluded_paths=tuple(os.path.normpath(p) for p in args.exclude_timepoint),
+                          accept_radionuclide=args.accept_radionuclide)
     calculation = run_dose(args.study_dir, args.calibration, options,
                            check_study=lambda study: check_output_space(args.out, study))
     try:

@@ -13,11 +13,14 @@ def add_arguments(parser):
     parser.add_argument("--overrides", metavar="F",
                         help="JSON file of values that replace or complete the DICOM data (default: "
                              "DIR/mibg-overrides.json when present)")
+    parser.add_argument("--accept-radionuclide", action="store_true",
+                        help="use emission series whose headers name another radionuclide than 131I as 131I")
 
 
 def run(args):
     from MIBGDosimetryLib.study import load_study
 
-    study = load_study(args.folder, overrides=args.overrides)
+    study = load_study(args.folder, overrides=args.overrides,
+                       accept_radionuclide=args.accept_radionuclide)
     print(json.dumps(study.summary(), indent=2))
     return 0

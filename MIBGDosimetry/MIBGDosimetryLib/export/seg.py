@@ -71,10 +71,23 @@ def write_seg(masks, reference, ct_datasets, path, kinds=None, series_descriptio
         software_versions=__version__, device_serial_number="1", series_description=series_description,
         content_label="VOIS", content_description="VOIs of the absorbed-dose calculation",
         content_creator_name="", omit_empty_frames=True)
+    _drop_invalid_type_of_patient_id(seg)
     from MIBGDosimetryLib.export.rtdose import save_dataset
 
     save_dataset(seg, path)
     return os.path.abspath(path)
+
+
+#: Defined terms of TypeOfPatientID (0010,0022), a Type 3 attribute of the Patient module (PS3.3 C.7.1.1).
+TYPE_OF_PATIENT_ID_TERMS = {"TEXT", "RFID", "BARCODE"}
+
+
+def _drop_invalid_type_of_patient_id(dataset):
+    """TypeOfPatientID copied from the CT is kept only when it holds a defined term; an empty or
+    other value is left out (the attribute is optional)."""
+    if "TypeOfPatientID" in dataset and str(dataset.TypeOfPatientID or "").strip().upper() not in \
+            TYPE_OF_PATIENT_ID_TERMS:
+        del dataset.TypeOfPatientID
 
 
 def read_seg_masks(path, reference):

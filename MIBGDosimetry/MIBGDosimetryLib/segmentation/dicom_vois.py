@@ -4,14 +4,15 @@ Both return ``{name: boolean mask}`` on the grid of the reference ImageVolume (u
 time point's SPECT or CT). DICOM coordinates are LPS; they are converted to RAS at the edge.
 SEG frames are stacked by their position along the slice normal (ImagePositionPatient) into a volume
 in the SEG's own geometry, which is then carried onto the reference grid by nearest neighbour.
-RTSTRUCT closed planar contours are filled on the reference slice they lie in (even-odd rule, so
-that a contour inside another one cuts a hole).
+RTSTRUCT closed planar contours are filled on their own planes and carried onto the reference grid
+as a fractional occupancy (:mod:`MIBGDosimetryLib.segmentation.contour_raster`).
 """
 
 import numpy as np
 import pydicom
 
 from MIBGDosimetryLib.registration.resample import resample_mask
+from MIBGDosimetryLib.segmentation.contour_raster import contour_occupancy
 from MIBGDosimetryLib.volume import LPS_TO_RAS, ImageVolume
 
 SEGMENTATION_STORAGE = "1.2.840.10008.5.1.4.1.1.66.4"
@@ -24,7 +25,10 @@ def _read(path, sop_class, what):
     except (OSError, pydicom.errors.InvalidDicomError) as error:
         raise ValueError(f"Cannot read '{path}' as DICOM: {error}.") from error
     if str(dataset.get("SOPClassUID", "")) != sop_class:
-        raise ValueError(f"'{path}' is not a DICOM {what} (SOP class {dataset.get('SOPClassUID', 'missing')}).")
+        from MIBGDosimetryLib.study.scan import sop_class_name
+
+        found = sop_class_name(str(dataset.get("SOPClassUID", "")))
+        raise ValueError(f"'{path}' is not a DICOM {what} (it is a {found} object).")
     return dataset
 
 
@@ -92,52 +96,31 @@ def _slice_spacing(dataset, distinct_heights):
     return 1.0
 
 
-def _fill_polygon(points_ij, shape_ji):
-    """Voxel centres (j, i) inside a polygon given by continuous (i, j) vertices, even-odd rule."""
-    inside = np.zeros(shape_ji, dtype=bool)
-    low = np.maximum(0, np.floor(points_ij.min(0)).astype(int))
-    high = np.minimum(np.array(shape_ji[::-1]) - 1, np.ceil(points_ij.max(0)).astype(int))
-    if np.any(high < low):
-        return inside
-    jj, ii = np.mgrid[low[1]:high[1] + 1, low[0]:high[0] + 1].astype(float)
-    crossing = np.zeros(ii.shape, dtype=bool)
-    x1, y1 = points_ij[:, 0], points_ij[:, 1]
-    x2, y2 = np.roll(x1, -1), np.roll(y1, -1)
-    for a, b, c, d in zip(x1, y1, x2, y2):
-        if b == d:
-            continue
-        spans = (b > jj) != (d > jj)
-        x_cross = a + (jj - b) * (c - a) / (d - b)
-        crossing ^= spans & (ii < x_cross)
-    inside[low[1]:high[1] + 1, low[0]:high[0] + 1] = crossing
-    return inside
-
-
-def read_rtstruct(path, reference):
+def read_rtstruct(path, reference, threshold=0.5):
     """ROIs of an RT structure set as ``{ROI name: mask}`` on the grid of ImageVolume ``reference``.
 
-    Closed planar contours must lie in planes parallel to the reference slices (axial contours on an
-    axial grid); each is filled on the nearest reference slice.
+    Each ROI's closed planar contours are rasterised on their own planes and carried onto the
+    reference grid as a fractional occupancy (:mod:`contour_raster`); a voxel belongs to the ROI when
+    at least ``threshold`` of it lies inside. Contours may be finer or coarser than the reference
+    slices and need not be parallel to them, but the contours of one ROI must share one plane
+    orientation.
     """
+    return {name: occupancy >= threshold for name, occupancy in read_rtstruct_occupancy(path, reference).items()}
+
+
+def read_rtstruct_occupancy(path, reference):
+    """ROIs of an RT structure set as ``{ROI name: fraction of each voxel inside}`` on ``reference``."""
     dataset = _read(path, RT_STRUCTURE_SET_STORAGE, "RT structure set (RTSTRUCT)")
     names = {int(item.ROINumber): str(item.ROIName) for item in dataset.get("StructureSetROISequence", [])}
     if not names:
         raise ValueError(f"The RT structure set '{path}' defines no ROIs.")
-    masks = {}
+    contours_of = {}
     for roi in dataset.get("ROIContourSequence", []):
         number = int(roi.ReferencedROINumber)
         name = names.get(number, f"ROI {number}")
-        mask = np.zeros(reference.array.shape, dtype=bool)
+        contours = contours_of.setdefault(name, [])
         for contour in roi.get("ContourSequence", []):
             if contour.get("ContourGeometricType", "") != "CLOSED_PLANAR":
                 continue
-            points_lps = np.asarray(contour.ContourData, dtype=float).reshape(-1, 3)
-            ijk = reference.ijk_of_ras(points_lps @ LPS_TO_RAS.T)
-            if np.ptp(ijk[:, 2]) > 0.5:
-                raise ValueError(f"A contour of '{name}' is not parallel to the slices of the reference image; "
-                                 "resample the structure set to an axial image first.")
-            k = int(np.round(ijk[:, 2].mean()))
-            if 0 <= k < mask.shape[0]:
-                mask[k] ^= _fill_polygon(ijk[:, :2], mask.shape[1:])
-        masks[name] = masks.get(name, np.zeros(mask.shape, dtype=bool)) | mask
-    return masks
+            contours.append(np.asarray(contour.ContourData, dtype=float).reshape(-1, 3))
+    return {name: contour_occupancy(contours, reference, name) for name, contours in contours_of.items()}

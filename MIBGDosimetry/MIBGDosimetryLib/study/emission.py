@@ -11,16 +11,13 @@ import datetime
 
 from MIBGDosimetryLib.study import dicomfields
 from MIBGDosimetryLib.study.errors import FieldError
+from MIBGDosimetryLib.study.radionuclide import radionuclide_problems
+from MIBGDosimetryLib.study.value_units import read_value_units
 
-#: 131I half-life used only to recognise the radionuclide: ENSDF (NNDC) 8.0252 d, in seconds.
-I131_HALF_LIFE_S = 8.0252 * 86400.0
 #: Acquisitions longer than this are taken as a wrong duration (a SPECT lasts minutes, not days).
 LONGEST_PLAUSIBLE_DURATION_S = 6 * 3600.0
 #: Administered activities outside this range (MBq) are taken as a wrong value or a wrong unit.
 PLAUSIBLE_ACTIVITY_MBQ = (1.0, 100000.0)
-#: Units (0054,1001) values meaning counts; other values are passed on as they are.
-COUNT_UNITS = {"CNTS", "COUNTS"}
-UNIT_NAMES = {"BQML": "Bq/ml", "PROPCNTS": "proportional to counts", "CPS": "counts/s"}
 
 
 @dataclasses.dataclass
@@ -37,12 +34,17 @@ class EmissionInfo:
     radiopharmaceutical: str = None
     half_life_s: float = None
     units: str = "counts"
+    units_path: dict = dataclasses.field(default_factory=dict)
+    radionuclide_code: tuple = None
     camera: dict = dataclasses.field(default_factory=dict)
     collimator: dict = dataclasses.field(default_factory=dict)
     #: NumberOfDetectors (0054,0021): detectors whose counts the acquisition holds.
     number_of_detectors: int = None
     energy_windows: list = dataclasses.field(default_factory=list)
-    other_radionuclide: bool = False
+    #: ReconstructionMethod and ConvolutionKernel (the post-filter) where the header gives them.
+    reconstruction: dict = dataclasses.field(default_factory=dict)
+    #: Why the series is not a 131I acquisition (code, half-life, energy windows); empty when nothing says so.
+    other_radionuclide: list = dataclasses.field(default_factory=list)
     problems: dict = dataclasses.field(default_factory=dict)
     notes: list = dataclasses.field(default_factory=list)
 
@@ -57,6 +59,7 @@ def read_emission_info(headers):
     _administration(info, first)
     _units(info, first)
     _equipment(info, first)
+    info.other_radionuclide = radionuclide_problems(info.radionuclide_code, info.half_life_s, info.energy_windows)
     return info
 
 
@@ -189,14 +192,13 @@ def _administration(info, ds):
     code = _guard(info, "RadionuclideCodeSequence", dicomfields.first_item, item, "RadionuclideCodeSequence")
     if code is not None:
         info.radionuclide = _guard(info, "CodeMeaning", dicomfields.text, code, "CodeMeaning")
+        info.radionuclide_code = (_guard(info, "CodingSchemeDesignator", dicomfields.text, code,
+                                         "CodingSchemeDesignator"),
+                                  _guard(info, "CodeValue", dicomfields.text, code, "CodeValue"), info.radionuclide)
     info.half_life_s = _guard(info, "RadionuclideHalfLife", dicomfields.number, item, "RadionuclideHalfLife")
     if info.half_life_s is None and info.radionuclide is None:
         info.notes.append("fields RadionuclideHalfLife and RadionuclideCodeSequence are missing; the radionuclide is "
                           "taken to be 131I")
-    if info.half_life_s is not None and abs(info.half_life_s / I131_HALF_LIFE_S - 1) > 0.01:
-        info.other_radionuclide = True
-        info.notes.append(f"field RadionuclideHalfLife is {info.half_life_s:g} s, not the 131I half-life "
-                          f"({I131_HALF_LIFE_S:g} s); check that this is a 131I acquisition")
 
 
 def _administered_activity(info, total_dose, modality):
@@ -221,11 +223,9 @@ def _administered_activity(info, total_dose, modality):
 
 
 def _units(info, ds):
-    units = _guard(info, "Units", dicomfields.text, ds, "Units")
-    if units is not None and units.upper() not in COUNT_UNITS:
-        info.units = UNIT_NAMES.get(units.upper(), units)
-        info.notes.append(f"field Units is '{units}': the voxel values are not counts ({info.units}); a camera "
-                          f"calibration must not be applied to them again")
+    info.units_path = read_value_units(ds)
+    info.units = info.units_path["units"]
+    info.notes.extend(info.units_path["notes"])
 
 
 def _equipment(info, ds):
@@ -242,6 +242,8 @@ def _equipment(info, ds):
     detectors = _guard(info, "NumberOfDetectors", dicomfields.integer, ds, "NumberOfDetectors")
     info.number_of_detectors = detectors if detectors is not None and detectors > 0 else None
     info.energy_windows = read_energy_windows(info, ds)
+    info.reconstruction = {"method": _guard(info, "ReconstructionMethod", dicomfields.text, ds, "ReconstructionMethod"),
+                           "filter": _guard(info, "ConvolutionKernel", dicomfields.text, ds, "ConvolutionKernel")}
 
 
 def read_energy_windows(info, ds):

@@ -76,12 +76,15 @@ def multiframe_grid(pixels, position_lps_mm, orientation, pixel_spacing_mm, slic
                 LPS_TO_RAS @ directions_lps, notes)
 
 
-def stack_slices(slices, resample_uneven, output_dtype=None, value_dtype=np.float64):
+def stack_slices(slices, resample_uneven, output_dtype=None, value_dtype=np.float64, counts_per_voxel=False):
     """Stack 2-D slices (any order) along their common normal.
 
     Slices must share orientation, pixel spacing and matrix size and lie on one straight line
     along the normal (no gantry tilt); otherwise a StudyDataError names the files. Uneven gaps are
-    resampled linearly onto the median gap when ``resample_uneven`` (with a note), else rejected.
+    resampled linearly onto the median gap when ``resample_uneven`` (with a note), else rejected. With
+    ``counts_per_voxel`` (emission counts) each slice's values are first divided by the thickness it
+    stands for (half-way to its neighbours) and the resampled values multiplied by the new spacing,
+    so that the total counts are kept.
     Stored values become real values with each slice's rescale slope and intercept, computed in
     ``value_dtype`` and returned as ``output_dtype`` when that holds every value exactly.
     """
@@ -128,9 +131,14 @@ def stack_slices(slices, resample_uneven, output_dtype=None, value_dtype=np.floa
                        f"({gaps[n]:.4g} mm)")
         if not resample_uneven:
             raise StudyDataError(description)
+        if counts_per_voxel:
+            thickness = np.concatenate([[gaps[0]], (gaps[:-1] + gaps[1:]) / 2.0, [gaps[-1]]])
+            values = values / thickness[:, None, None]
         values = _resample_along_normal(values, distance, median_gap).astype(value_dtype)
+        if counts_per_voxel:
+            values = values * median_gap
         notes.append(f"{description}; resampled by linear interpolation onto a regular {median_gap:.4g} mm grid "
-                     f"of {values.shape[0]} slices")
+                     f"of {values.shape[0]} slices" + (" with the total counts kept" if counts_per_voxel else ""))
         slice_spacing = median_gap
     else:
         slice_spacing = float((distance[-1] - distance[0]) / (len(slices) - 1))

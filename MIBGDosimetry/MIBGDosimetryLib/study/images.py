@@ -21,8 +21,12 @@ def pixel_frames(ds, path):
         with dicomfields.quiet_pydicom():
             array = np.asarray(ds.pixel_array)
     except Exception as error:  # pydicom's decoders raise many kinds of errors for damaged data
-        raise StudyDataError(f"file '{path}': field PixelData cannot be decoded ({type(error).__name__}: {error})",
-                             file=path, field="PixelData") from None
+        syntax = getattr(getattr(ds, "file_meta", None), "TransferSyntaxUID", None)
+        shown = f" in transfer syntax {syntax.name} ({syntax})" if syntax else ""
+        raise StudyDataError(f"file '{path}': field PixelData{shown} cannot be decoded ({type(error).__name__}: "
+                             f"{error}); if the data are not damaged, install the decoders the project lists "
+                             f"(pylibjpeg, pylibjpeg-libjpeg, pylibjpeg-openjpeg) or re-export the series "
+                             f"uncompressed", file=path, field="PixelData") from None
     if array.ndim == 2:
         array = array[np.newaxis]
     if array.ndim != 3:
@@ -63,8 +67,11 @@ def located(function, path, *args):
         raise StudyDataError(f"file '{path}': {error}", file=path, field=error.field) from None
 
 
-def read_slice_stack(series, root, resample_uneven, output_dtype=None, value_dtype=np.float64):
+def read_slice_stack(series, root, resample_uneven, output_dtype=None, value_dtype=np.float64, counts_per_voxel=False):
     """Stack a slice-per-file series (CT, PET) or an enhanced multi-frame series; returns (grid, warnings, datasets).
+
+    Uneven slice spacing is resampled onto the median spacing when ``resample_uneven`` (keeping the
+    total when ``counts_per_voxel``), else refused.
 
     Only headers of the stacked files are kept in ``datasets`` (pixel data dropped after use).
     """
@@ -96,7 +103,7 @@ def read_slice_stack(series, root, resample_uneven, output_dtype=None, value_dty
                              f"in different frames of reference ({listing}); separate them into their own series",
                              series=series.uid, field="FrameOfReferenceUID")
     try:
-        grid = stack_slices(slices, resample_uneven, output_dtype, value_dtype)
+        grid = stack_slices(slices, resample_uneven, output_dtype, value_dtype, counts_per_voxel)
     except StudyDataError as error:
         raise StudyDataError(f"{where(series=series.label)}: {error}", series=series.uid) from None
     notes.extend(f"{where(series=series.label)}: {note}" for note in grid.notes)

@@ -27,7 +27,8 @@ from MIBGDosimetryLib.study.markups import read_seed_points
 from MIBGDosimetryLib.study.model import Study, TimePoint
 from MIBGDosimetryLib.study.overrides import check_scope, load_overrides
 from MIBGDosimetryLib.study.projections import read_projection_file, window_count_rates_cps
-from MIBGDosimetryLib.study.scan import NM_IMAGE, SOP_CLASS_NAMES, read_dataset, scan_folder
+from MIBGDosimetryLib.study.scan import NM_IMAGE, read_dataset, scan_folder, sop_class_name
+from MIBGDosimetryLib.study.value_units import mapped_values, read_value_units
 from MIBGDosimetryLib.volume import ImageVolume
 
 #: A CT (or projection data) of another frame of reference but the same DICOM study is paired with a
@@ -62,12 +63,15 @@ class _CT:
     acquisition_datetime: object
 
 
-def load_study(path, overrides=None):
+def load_study(path, overrides=None, accept_radionuclide=False):
     """Read the study under ``path`` into a :class:`Study`.
 
     ``overrides`` is a dict or the path of a JSON overrides file (see
     :mod:`MIBGDosimetryLib.study.overrides`); when None, ``mibg-overrides.json`` in the folder is
-    used if present. Raises StudyDataError (a ValueError) listing every problem that prevents loading.
+    used if present. Emission series whose headers say they are not 131I (radionuclide code,
+    half-life, energy windows) are left out with the reason, unless ``accept_radionuclide`` is set
+    (they are then used as 131I, with a warning). Raises StudyDataError (a ValueError) listing every
+    problem that prevents loading.
     """
     scan = scan_folder(path)
     root = scan.root
@@ -76,14 +80,11 @@ def load_study(path, overrides=None):
     if options.entries:
         warnings.append(f"Overrides read from {options.source}.")
     patient = _patient(scan, problems)
-    found = _read_all_series(scan, options, warnings, problems)
+    found = _read_all_series(scan, options, warnings, problems, accept_radionuclide)
     emissions, cts, unused = found["emissions"], found["cts"], found["unused"]
     _acquisition_times(emissions, options, problems)
     if not emissions and not problems:
-        listing = ", ".join(f"{SOP_CLASS_NAMES.get(s.sop_class_uid, s.sop_class_uid)} '{s.description}'"
-                            for s in scan.series.values()) or "no DICOM series"
-        raise StudyDataError(f"No reconstructed SPECT (NM reconstructed tomography) was found in '{root}' "
-                             f"(found: {listing}).")
+        raise StudyDataError(_no_emission_message(scan, unused))
     if problems:
         raise StudyDataError(problems)
 
@@ -117,7 +118,33 @@ def load_study(path, overrides=None):
                  [os.path.relpath(f, root) for f in scan.ignored_files], warnings)
 
 
-def _read_all_series(scan, options, warnings, problems):
+def _no_emission_message(scan, unused):
+    """Why no series of the folder was taken as a reconstructed 131I SPECT, series by series."""
+    reasons = {entry["series_instance_uid"]: entry["reason"] for entry in unused}
+    lines = []
+    for series in scan.series.values():
+        reason = reasons.get(series.uid) or _role_reason(series)
+        lines.append(f"{sop_class_name(series.sop_class_uid)} '{series.description}' (series {series.uid}): {reason}")
+    listing = "; ".join(lines) or "no DICOM series"
+    return (f"No reconstructed SPECT of 131I (NM reconstructed tomography, or SPECT stored as PET objects) was found "
+            f"in '{scan.root}' (found: {listing}).")
+
+
+def _role_reason(series):
+    if series.role == "projection":
+        image_type = "\\".join(dicomfields.texts(series.headers[0], "ImageType")) or "missing"
+        return (f"ImageType {image_type} is not a reconstruction (the third value must be RECON TOMO or RECON "
+                f"GATED TOMO); projections and planar images are not used as time points")
+    if series.role == "ct":
+        return "CT"
+    if series.role == "localizer":
+        return "CT localizer"
+    if series.role in ("segmentation", "rtdose"):
+        return "not an emission image"
+    return "not used for dosimetry"
+
+
+def _read_all_series(scan, options, warnings, problems, accept_radionuclide=False):
     """Read every series by its role: emission volumes, CT volumes, and the file lists of the others."""
     root = scan.root
     found = {"emissions": [], "cts": [], "projection_files": [], "segmentation_files": [], "rt_dose_files": [],
@@ -133,11 +160,18 @@ def _read_all_series(scan, options, warnings, problems):
             except StudyDataError as error:
                 problems.append(str(error))
                 continue
-            if emission is not None:
-                found["emissions"].append(emission)
-            else:
-                found["unused"].append(_unused(series, root, "emission image of another radionuclide than 131I"))
-                warnings.append(f"{where(series=series.label, file=first)}: not used, the radionuclide is not 131I.")
+            other = emission.info.other_radionuclide
+            if other and not accept_radionuclide:
+                reason = f"not a 131I acquisition: {'; '.join(other)}"
+                found["unused"].append(_unused(series, root, reason))
+                warnings.append(f"{where(series=series.label, file=first)}: not used, {reason}. If it is 131I data "
+                                f"nonetheless, accept it knowingly with --accept-radionuclide.")
+                continue
+            if other:
+                emission.warnings.append(f"{where(series=series.label, file=first)}: used as 131I as asked "
+                                         f"(--accept-radionuclide) although {'; '.join(other)}; the 131I half-life "
+                                         f"and S values are applied")
+            found["emissions"].append(emission)
         elif series.role == "ct":
             try:
                 found["cts"].append(_read_ct(series, root, warnings))
@@ -150,7 +184,7 @@ def _read_all_series(scan, options, warnings, problems):
             found[key].extend(series.paths)
         else:
             reason = "CT localizer" if series.role == "localizer" else (
-                f"SOP class {SOP_CLASS_NAMES.get(series.sop_class_uid, series.sop_class_uid)} not used for dosimetry")
+                f"SOP class {sop_class_name(series.sop_class_uid)} not used for dosimetry")
             found["unused"].append(_unused(series, root, reason))
     return found
 
@@ -212,7 +246,7 @@ def _patient(scan, problems):
 
 
 def _read_emission(series, root):
-    """The volume and facts of an emission series; None for a non-131I PET-style series."""
+    """The volume and facts of an emission series (values in the units of its units path)."""
     first = os.path.relpath(series.paths[0], root)
     if series.sop_class_uid == NM_IMAGE:
         if len(series.paths) != 1:
@@ -229,25 +263,46 @@ def _read_emission(series, root):
         headers = [ds]
         warnings = [f"{where(series=series.label)}: {note}" for note in notes]
     else:
-        grid, warnings, pairs = read_slice_stack(series, root, resample_uneven=False)
+        # Uneven slices are resampled as for CT; counts images keep their total, Bq/ml images their values.
+        counts = read_value_units(series.headers[0])["units"] != "Bq/ml"
+        grid, warnings, pairs = read_slice_stack(series, root, resample_uneven=True, counts_per_voxel=counts)
         headers = [ds for _, ds in pairs]
         rescale = {}
         warnings.append(f"{where(series=series.label, file=first)}: reconstructed emission image stored as "
-                        f"{SOP_CLASS_NAMES.get(series.sop_class_uid)} objects (modality {series.modality}); read as "
+                        f"{sop_class_name(series.sop_class_uid)} objects (modality {series.modality}); read as "
                         f"SPECT.")
     info = read_emission_info(headers)
-    if series.sop_class_uid != NM_IMAGE and info.other_radionuclide:
-        return None
+    array = _activity_values(series, grid.array, info, rescale, first)
     warnings.extend(f"{where(series=series.label, file=first)}: {note}" for note in info.notes)
     frame_of_reference = _optional_text(headers[0], "FrameOfReferenceUID")
     study_uid = _optional_text(headers[0], "StudyInstanceUID")
-    volume = ImageVolume(grid.array, grid.spacing_mm, grid.origin_ras_mm, grid.directions, info.units, {
+    volume = ImageVolume(array, grid.spacing_mm, grid.origin_ras_mm, grid.directions, info.units, {
         "modality": "SPECT", "series_instance_uid": series.uid, "series_description": series.description,
         "study_instance_uid": study_uid, "frame_of_reference_uid": frame_of_reference,
-        "sop_class": SOP_CLASS_NAMES.get(series.sop_class_uid), "files": [os.path.relpath(p, root) for p in series.paths],
+        "sop_class": sop_class_name(series.sop_class_uid), "files": [os.path.relpath(p, root) for p in series.paths],
         "sop_instance_uids": [_optional_text(ds, "SOPInstanceUID") for ds in headers],
         **{k: v for k, v in rescale.items() if v is not None}})
     return _Emission(series, volume, info, first, study_uid, frame_of_reference, warnings)
+
+
+def _activity_values(series, values, info, rescale, first):
+    """The voxel values in the units of ``info.units_path``: a RealWorldValueMapping is applied to
+    the stored values of an NM image; units that cannot become activity are refused."""
+    path = info.units_path
+    if path["problem"]:
+        raise StudyDataError(f"{where(series=series.label, file=first)}: {path['problem']}", series=series.uid,
+                             file=first)
+    mapping = path["real_world_value_mapping"]
+    if mapping is None:
+        return values
+    if series.sop_class_uid != NM_IMAGE:
+        raise StudyDataError(f"{where(series=series.label, file=first)}: a RealWorldValueMappingSequence in a "
+                             f"slice-per-file series is not supported; export the series with Units BQML",
+                             series=series.uid, file=first)
+    slope = rescale.get("rescale_slope")
+    intercept = rescale.get("rescale_intercept")
+    stored = (values - (intercept or 0.0)) / (1.0 if slope is None else slope)
+    return mapped_values(stored, mapping)
 
 
 def _read_ct(series, root, warnings):
@@ -270,7 +325,7 @@ def _read_ct(series, root, warnings):
     volume = ImageVolume(grid.array, grid.spacing_mm, grid.origin_ras_mm, grid.directions, "HU", {
         "modality": "CT", "series_instance_uid": series.uid, "series_description": series.description,
         "study_instance_uid": study_uid, "frame_of_reference_uid": frame_of_reference,
-        "sop_class": SOP_CLASS_NAMES.get(series.sop_class_uid),
+        "sop_class": sop_class_name(series.sop_class_uid),
         "files": [os.path.relpath(p, root) for p, _ in headers],
         "sop_instance_uids": [_optional_text(ds, "SOPInstanceUID") for _, ds in headers]})
     return _CT(series, volume, study_uid, frame_of_reference, acquisition)
@@ -422,13 +477,14 @@ def _timepoint(label, emission, administration, source, problems):
         rate, rate_source = overrides["observed_count_rate_cps"], "override"
     metadata = {
         "camera": info.camera, "collimator": info.collimator, "energy_windows": info.energy_windows,
+        "reconstruction": info.reconstruction,
         "administered_activity_MBq": info.administered_activity_MBq, "radionuclide": info.radionuclide,
         "radiopharmaceutical": info.radiopharmaceutical, "half_life_s": info.half_life_s,
         "counts_accumulated": info.counts_accumulated, "count_rate_source": rate_source,
         "number_of_detectors": info.number_of_detectors,
         "spect_series_instance_uid": emission.series.uid,
         "study_instance_uid": emission.study_uid, "frame_of_reference_uid": emission.frame_of_reference_uid,
-        "spect_file": emission.file, "units": info.units,
+        "spect_file": emission.file, "units": info.units, "units_path": info.units_path,
     }
     return TimePoint(label, hours, info.acquisition_datetime, duration_s, emission.volume, None, rate, metadata,
                      list(emission.warnings))
@@ -534,7 +590,7 @@ def _attach_projections(timepoints, emissions, paths, unused, warnings, root):
 
 def _unused(series, root, reason):
     return {"series_instance_uid": series.uid, "description": series.description,
-            "sop_class": SOP_CLASS_NAMES.get(series.sop_class_uid, series.sop_class_uid),
+            "sop_class": sop_class_name(series.sop_class_uid),
             "role": series.role, "files": [os.path.relpath(p, root) for p in series.paths], "reason": reason}
 
 

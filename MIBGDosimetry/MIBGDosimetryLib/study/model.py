@@ -112,6 +112,7 @@ def _timepoint_summary(tp):
         "camera": tp.metadata.get("camera"),
         "collimator": tp.metadata.get("collimator"),
         "energy_windows": tp.metadata.get("energy_windows"),
+        "units_path": tp.metadata.get("units_path"),
         "projections": [{k: v for k, v in p.items() if k != "headers"} for p in tp.projections],
         "warnings": list(tp.warnings),
     }

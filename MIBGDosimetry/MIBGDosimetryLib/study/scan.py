@@ -32,6 +32,18 @@ SOP_CLASS_NAMES = {
     ENHANCED_PET_IMAGE: "Enhanced PET Image", RT_DOSE: "RT Dose", RT_STRUCTURE_SET: "RT Structure Set",
     SEGMENTATION: "Segmentation",
 }
+
+
+def sop_class_name(uid):
+    """A SOP class by name ("NM Image", "Secondary Capture Image Storage"), the UID itself when unknown."""
+    if uid in SOP_CLASS_NAMES:
+        return SOP_CLASS_NAMES[uid]
+    if not uid:
+        return "missing SOP class"
+    name = pydicom.uid.UID(uid).name
+    return name if name and name != uid else f"unknown SOP class {uid}"
+
+
 CT_CLASSES = {CT_IMAGE, ENHANCED_CT_IMAGE, LEGACY_ENHANCED_CT_IMAGE}
 PET_CLASSES = {PET_IMAGE, LEGACY_ENHANCED_PET_IMAGE, ENHANCED_PET_IMAGE}
 #: Modality each known image SOP class should carry.
@@ -150,8 +162,8 @@ def _add_file(scan, path):
         series = SeriesFiles(uid, sop_class, modality, description, role)
         scan.series[(uid, role)] = series
     elif sop_class != series.sop_class_uid:
-        reason = (f"its SOP class {sop_class} differs from the SOP class {series.sop_class_uid} of the other files "
-                  f"of series {uid}")
+        reason = (f"its SOP class {sop_class_name(sop_class)} differs from the SOP class "
+                  f"{sop_class_name(series.sop_class_uid)} of the other files of series {uid}")
         scan.unreadable_files.append((path, reason))
         scan.warnings.append(f"{where(file=path, root=scan.root)}: skipped, {reason}.")
         return
@@ -204,7 +216,7 @@ def _role(sop_class, image_type):
 
 def _check_modality(scan, series):
     expected = EXPECTED_MODALITY.get(series.sop_class_uid)
-    name = SOP_CLASS_NAMES.get(series.sop_class_uid, series.sop_class_uid)
+    name = sop_class_name(series.sop_class_uid)
     if series.role == "other":
         scan.warnings.append(
             f"{where(series=series.label, file=series.paths[0], root=scan.root)}: ignored, SOP class {name} "

@@ -77,6 +77,8 @@ class DoseOptions:
     administered_activity_MBq: float = None
     #: Files or folders of the study (relative paths) left out knowingly although unreadable.
     excluded_paths: tuple = ()
+    #: Use emission series whose headers say they are not 131I as 131I (the user knows better).
+    accept_radionuclide: bool = False
 
     def __post_init__(self):
         if self.kernel_half_width is not None:
@@ -126,7 +128,7 @@ def run_dose(study_dir, calibration, options=None, log=print, check_study=None):
         record = CalibrationRecord.from_json(calibration)
         calibration_source = provenance_of([calibration])["inputs"]
     log(f"Reading the study in {study_dir}")
-    study = load_study(study_dir)
+    study = load_study(study_dir, accept_radionuclide=options.accept_radionuclide)
     preflight.check_unreadable_files(study, options.excluded_paths)
     if len(study.timepoints) < 3:
         raise ValueError(f"The study has {len(study.timepoints)} time point(s); a time-activity curve needs at "
@@ -150,12 +152,17 @@ def run_dose(study_dir, calibration, options=None, log=print, check_study=None):
 def calculate(study, record, options, log=print):
     """The dose calculation on a loaded study (:class:`Study`) and :class:`CalibrationRecord`."""
     from MIBGDosimetryLib.registration.timepoints import register_timepoints
+    from MIBGDosimetryLib.workflow.calibration_match import CalibrationMismatchError, compare_with_record
 
     warnings = list(study.warnings) + list(record.warnings)
     if options.wholebody_measurements:
         from MIBGDosimetryLib.wholebody.study_results import check_whole_body_inputs
 
         check_whole_body_inputs(options, study)
+    match_warnings, refusal = compare_with_record(study.timepoints, record)
+    if refusal:
+        raise CalibrationMismatchError(f"The study does not match the calibration: {refusal}.")
+    warnings.extend(f"calibration match: {w}" for w in match_warnings)
     reference_tp = study.timepoints[options.reference_index]
     log(f"Registering {len(study.timepoints)} time points to '{reference_tp.label}'")
     registrations, registered = register_timepoints(study.timepoints, options.reference_index,
@@ -165,7 +172,7 @@ def calculate(study, record, options, log=print):
         warnings.extend(f"registration of '{tp.label}': {w}" for w in reg.warnings)
 
     density = _density_on_grid(reference_tp, reference)
-    vois, vois_without_result = _define_vois(study, record, reference, options, log)
+    vois, vois_without_result = _define_vois(study, record, reference, options, log, registrations)
     warnings.extend(f"VOI '{v['name']}' has no result: {v['reason']}" for v in vois_without_result)
     factors = [activity_module.scan_factors(tp, record) for tp in study.timepoints]
     for f in factors:
@@ -316,13 +323,15 @@ def _density_on_grid(reference_tp, reference):
     return density_from_hu(hu)
 
 
-def _define_vois(study, record, reference, options, log):
-    reference_ct = study.timepoints[options.reference_index].ct
-    organs = vois_module.organ_vois(study.segmentation_files, reference, reference_ct)
+def _define_vois(study, record, reference, options, log, registrations):
+    from MIBGDosimetryLib.workflow.outline_frames import organ_vois_by_frame
+
+    organs = organ_vois_by_frame(study, registrations, reference, options.reference_index)
     seeds = options.seed_points_ras_mm if options.seed_points_ras_mm is not None else study.seed_points
     log(f"Delineating {len(seeds)} lesion(s) by the adaptive threshold, {len(organs)} organ(s) from segmentations")
     fwhm = options.resolution_fwhm_mm or getattr(record, "resolution_fwhm_mm", None)
-    lesions = vois_module.lesion_vois(reference, seeds, record.threshold_model, organs, fwhm)
+    counts = activity_module.counts_image(reference, study.timepoints[options.reference_index], record)
+    lesions = vois_module.lesion_vois(counts, seeds, record.threshold_model, organs, fwhm)
     vois = lesions + organs
     vois_module.make_disjoint(vois)
     dropped = [vois_module.without_result(v, vois_module.empty_reason(v)) for v in vois if not v.mask.any()]
@@ -646,6 +655,7 @@ def _timepoint_entry(tp, registration, factors):
         "mid_acquisition_hours": tp.mid_acquisition_hours, "duration_s": tp.duration_s,
         "observed_count_rate_cps": tp.observed_count_rate_cps, "dead_time_factor": factors.dead_time_factor,
         "dead_time_count_rate_cps": factors.observed_count_rate_cps,
+        "units_path": factors.units_path,
         "registration": registration.to_dict(), "warnings": list(tp.warnings),
     }
 
