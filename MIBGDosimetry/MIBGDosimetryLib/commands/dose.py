@@ -2,6 +2,8 @@
 
 import json
 
+from MIBGDosimetryLib.segmentation.segment_vois import RULE_TEXT
+
 NAME = "dose"
 HELP = "compute absorbed doses per VOI and per voxel for a SPECT/CT study and write results, scene, RT Dose, SEG and report"
 
@@ -29,6 +31,10 @@ def add_arguments(parser):
                         help="scale the kernel dose by 1/density from the CT")
     parser.add_argument("--deformable", action="store_true", help="add a B-spline stage to the CT registration")
     parser.add_argument("--seeds", help="lesion seed points (Slicer markups .mrk.json) instead of those in the study")
+    parser.add_argument("--segmentation", metavar="FILE",
+                        help="VOIs drawn in Slicer: a segmentation saved from Slicer (.seg.nrrd, on any grid, e.g. the "
+                             "reference CT) or a DICOM SEG/RTSTRUCT, used instead of the study's own outlines; "
+                             + RULE_TEXT + "; seed points with a segment's name are not delineated again")
     parser.add_argument("--tissue-parameters", help="radiobiological tissue-parameter table (JSON)")
     parser.add_argument("--wholebody-measurements",
                         help="whole-body readings (CSV, see 'mibgdose wholebody') for the whole-body and red-marrow "
@@ -57,7 +63,7 @@ def run(args):
                           tissue_parameters_path=args.tissue_parameters,
                           wholebody_measurements=args.wholebody_measurements, blood_samples=args.blood,
                           patient_mass_kg=args.mass_kg, administered_activity_MBq=args.administered_MBq)
-    calculation = run_dose(args.study_dir, args.calibration, options)
+    calculation = run_dose(args.study_dir, args.calibration, options, segmentation=args.segmentation)
     written = write_outputs(calculation, args.out, dicom=not args.no_dicom, report=not args.no_report)
     summary = {"written": written,
                "vois": [{k: v.get(k) for k in ("name", "mean_dose_Gy", "dose_uncertainty_Gy", "tac_model",

@@ -102,9 +102,13 @@ class DoseCalculation:
     voxel_dose_map: object = None
 
 
-def run_dose(study_dir, calibration, options=None, log=print):
+def run_dose(study_dir, calibration, options=None, log=print, segmentation=None):
     """Run the dose calculation on a study folder with a calibration record (JSON path or
-    :class:`CalibrationRecord`, e.g. from the record node of the MIBG Calibration module)."""
+    :class:`CalibrationRecord`, e.g. from the record node of the MIBG Calibration module).
+
+    ``segmentation`` (a ``.seg.nrrd`` saved from Slicer, or a DICOM SEG/RTSTRUCT) replaces the
+    study's own organ outlines; see :mod:`MIBGDosimetryLib.segmentation.segment_vois` for how its
+    segments become organs and lesions."""
     from MIBGCalibrationLib.record import CalibrationRecord, provenance_of
     from MIBGDosimetryLib.study import load_study
 
@@ -120,16 +124,30 @@ def run_dose(study_dir, calibration, options=None, log=print):
     if len(study.timepoints) < 3:
         raise ValueError(f"The study has {len(study.timepoints)} time point(s); a time-activity curve needs at "
                          "least 3 (EANM guidance).")
-    calculation = calculate(study, record, options, log)
+    vois = None
+    if segmentation is not None:
+        from MIBGDosimetryLib.segmentation.segment_vois import vois_from_file
+
+        log(f"Reading the VOIs from {segmentation}")
+        seeds = options.seed_points_ras_mm if options.seed_points_ras_mm is not None else study.seed_points
+        vois = vois_from_file(segmentation, study.timepoints[options.reference_index].spect, lesion_names=seeds)
+    calculation = calculate(study, record, options, log, vois=vois)
     calculation.results["provenance"]["inputs"] = {
         "study_dir": os.path.abspath(study_dir),
         "calibration": calibration_source,
     }
+    if segmentation is not None:
+        calculation.results["provenance"]["inputs"]["segmentation"] = os.path.abspath(segmentation)
     return calculation
 
 
-def calculate(study, record, options, log=print):
-    """The dose calculation on a loaded study (:class:`Study`) and :class:`CalibrationRecord`."""
+def calculate(study, record, options, log=print, vois=None, registration=None):
+    """The dose calculation on a loaded study (:class:`Study`) and :class:`CalibrationRecord`.
+
+    ``vois`` (:class:`Voi` list on the reference SPECT grid) replaces the study's organ outlines and
+    the seed-point lesions of the same names; ``registration`` = ``(results, registered_spects)``
+    replaces the registration (e.g. transforms checked or corrected in the Slicer scene).
+    """
     from MIBGDosimetryLib.registration.timepoints import register_timepoints
 
     warnings = list(study.warnings) + list(record.warnings)
@@ -138,15 +156,18 @@ def calculate(study, record, options, log=print):
 
         check_whole_body_inputs(options, study)
     reference_tp = study.timepoints[options.reference_index]
-    log(f"Registering {len(study.timepoints)} time points to '{reference_tp.label}'")
-    registrations, registered = register_timepoints(study.timepoints, options.reference_index,
-                                                    deformable=options.deformable_registration)
+    if registration is None:
+        log(f"Registering {len(study.timepoints)} time points to '{reference_tp.label}'")
+        registrations, registered = register_timepoints(study.timepoints, options.reference_index,
+                                                        deformable=options.deformable_registration)
+    else:
+        registrations, registered = registration
     reference = registered[options.reference_index]
     for tp, reg in zip(study.timepoints, registrations):
         warnings.extend(f"registration of '{tp.label}': {w}" for w in reg.warnings)
 
     density = _density_on_grid(reference_tp, reference)
-    vois = _define_vois(study, record, reference, options, log)
+    vois = _define_vois(study, record, reference, options, log, vois)
     factors = [activity_module.scan_factors(tp, record) for tp in study.timepoints]
     for f in factors:
         warnings.extend(f.notes)
@@ -286,13 +307,19 @@ def _density_on_grid(reference_tp, reference):
     return density_from_hu(hu)
 
 
-def _define_vois(study, record, reference, options, log):
+def _define_vois(study, record, reference, options, log, given=None):
     reference_ct = study.timepoints[options.reference_index].ct
-    organs = vois_module.organ_vois(study.segmentation_files, reference, reference_ct)
     seeds = options.seed_points_ras_mm if options.seed_points_ras_mm is not None else study.seed_points
-    log(f"Delineating {len(seeds)} lesion(s) by the adaptive threshold, {len(organs)} organ(s) from segmentations")
+    if given is None:
+        organs, drawn = vois_module.organ_vois(study.segmentation_files, reference, reference_ct), []
+    else:
+        organs = [v for v in given if v.kind == "organ"]
+        drawn = [v for v in given if v.kind == "lesion"]
+        seeds = {name: point for name, point in seeds.items() if name not in {v.name for v in given}}
+    log(f"Delineating {len(seeds)} lesion(s) by the adaptive threshold, {len(drawn)} drawn lesion(s), "
+        f"{len(organs)} organ(s) from segmentations")
     fwhm = options.resolution_fwhm_mm or getattr(record, "resolution_fwhm_mm", None)
-    lesions = vois_module.lesion_vois(reference, seeds, record.threshold_model, organs, fwhm)
+    lesions = drawn + vois_module.lesion_vois(reference, seeds, record.threshold_model, organs, fwhm)
     vois = lesions + organs
     vois_module.make_disjoint(vois)
     vois = [v for v in vois if v.mask.any()]
