@@ -160,3 +160,225 @@ def _merge_seg_files(path, paths, grid_for_write):
     finally:
         context.scene.Clear(1)
     return str(path)
+
+
+# The scene logic on real MRML nodes. The tests below share one scene, registered once, and run in
+# file order: the first ones leave the scene as it was, the last ones edit it.
+
+@pytest.fixture(scope="module")
+def scene(phantom, study):
+    """The study in a scene as a user would have it: volumes, metadata tables, the calibration record
+    node and a segmentation drawn on the reference CT (organs and lesions from the truth, lesions
+    tagged as such); registered, with a first dose calculation."""
+    from MIBGCalibrationLib.record import CalibrationRecord
+    from MIBGDosimetryLib.scene.logic import SceneDoseLogic, add_study
+    from MIBGDosimetryLib.segmentation.segment_vois import VOI_TYPE_TAG
+    from MIBGDosimetryLib.segmentation.segments import add_mask_segment
+    from MIBGDosimetryLib.workflow.dose_workflow import DoseOptions
+
+    context = mrml.new_scene()
+    timepoints = add_study(context, study)
+    calibration = CalibrationRecord.from_json(phantom["calibration"]).to_node(context.scene)
+    segmentation = context.scene.AddNewNodeByClass("vtkMRMLSegmentationNode", "Organs and lesions")
+    segmentation.CreateDefaultDisplayNodes()
+    segmentation.SetReferenceImageGeometryParameterFromVolumeNode(timepoints[0].ct)
+    ct = study.timepoints[0].ct
+    for name, (kind, mask) in phantom["structures"].items():
+        segment_id = add_mask_segment(context.scene, segmentation, mask, ct, name)
+        segmentation.GetSegmentation().GetSegment(segment_id).SetTag(VOI_TYPE_TAG, kind)
+    logic = SceneDoseLogic(context)
+    parameters = logic.new_parameter_node()
+    logic.set_inputs(parameters, timepoints, segmentation, calibration)
+    messages = []
+    logic.register(parameters, progress=messages.append)
+    options = DoseOptions(partial_volume="none")
+    first = logic.compute_dose(parameters, options, progress=messages.append)
+    yield {"context": context, "logic": logic, "parameters": parameters, "segmentation": segmentation,
+           "options": options, "first": first, "messages": messages, "ct": ct, "reference": study.timepoints[0].spect}
+    context.scene.Clear(1)
+
+
+def _snapshot(scene):
+    """Node IDs of the scene and the content of the parameter node's result nodes."""
+    from MIBGDosimetryLib.scene import logic as scene_logic
+
+    context, parameters = scene["context"], scene["parameters"]
+    nodes = context.scene.GetNodes()
+    ids = sorted(nodes.GetItemAsObject(n).GetID() for n in range(nodes.GetNumberOfItems()))
+    references = {role: parameters.GetNodeReferenceID(role) for role in scene_logic.RESULT_ROLES}
+    dose = mrml.array_from_volume(context.scene, parameters.GetNodeReference(scene_logic.DOSE_ROLE))
+    return {"ids": ids, "references": references, "dose_sum": float(dose.sum()),
+            "table": mrml.table_columns(parameters.GetNodeReference(scene_logic.RESULTS_TABLE_ROLE)),
+            "json": parameters.GetNodeReference(scene_logic.RESULTS_TEXT_ROLE).GetText(),
+            "transforms": [node.GetID() for node in scene["logic"].transform_nodes(parameters)]}
+
+
+def test_scene_run_references_its_results_and_matches_the_truth_segments(scene):
+    from MIBGDosimetryLib.scene import logic as scene_logic
+
+    parameters = scene["parameters"]
+    first = scene["first"]
+    for role in scene_logic.RESULT_ROLES:
+        assert parameters.GetNodeReference(role) is not None, role
+    dose_node = parameters.GetNodeReference(scene_logic.DOSE_ROLE)
+    assert dose_node.GetAttribute(mrml.DOSE_VOLUME_ATTRIBUTE) == "1"
+    assert np.array_equal(mrml.array_from_volume(scene["context"].scene, dose_node), first.dose_map.array)
+    kinds = {v["name"]: v["kind"] for v in first.results["vois"]}
+    assert kinds == {name: kind for name, (kind, _) in _structures(scene).items()}
+    assert len(scene["logic"].transform_nodes(parameters)) == len(first.study.timepoints)
+    assert not any(m.startswith("Registering") for m in scene["messages"][1:]), "the dose step registered again"
+
+
+def _structures(scene):
+    segmentation = scene["segmentation"].GetSegmentation()
+    from MIBGDosimetryLib.segmentation.segment_vois import segment_tag
+
+    return {segmentation.GetNthSegment(n).GetName(): (segment_tag(segmentation.GetNthSegment(n)), None)
+            for n in range(segmentation.GetNumberOfSegments())}
+
+
+def test_cancel_mid_run_leaves_the_scene_as_it_was(scene):
+    from MIBGDosimetryLib.scene.logic import DoseRunCancelled
+
+    before = _snapshot(scene)
+    cancelled = {"flag": False}
+    seen = []
+
+    def progress(message):
+        seen.append(message)
+        if message.startswith("Fitting time-activity curves per voxel"):
+            cancelled["flag"] = True
+
+    with pytest.raises(DoseRunCancelled):
+        scene["logic"].compute_dose(scene["parameters"], scene["options"], progress=progress,
+                                    cancel=lambda: cancelled["flag"])
+    assert seen[-1].startswith("Fitting time-activity curves per voxel")
+    assert _snapshot(scene) == before
+
+
+def test_a_rerun_replaces_the_results_instead_of_adding_nodes(scene):
+    before = _snapshot(scene)
+    again = scene["logic"].compute_dose(scene["parameters"], scene["options"])
+    after = _snapshot(scene)
+    assert len(after["ids"]) == len(before["ids"])
+    assert after["references"] != before["references"]
+    assert not set(after["references"].values()) & set(after["ids"]) - set(after["references"].values())
+    assert not set(before["references"].values()) & set(after["ids"])
+    assert _doses(again) == _doses(scene["first"])
+
+
+def test_scene_bundle_reopens_with_resolving_references_and_identical_numbers(scene, tmp_path):
+    from MIBGDosimetryLib.scene import logic as scene_logic
+
+    path = mrml.save_bundle(scene["context"], str(tmp_path / "dosimetry.mrb"))
+    reopened = mrml.load_bundle(path)
+    try:
+        nodes = reopened.scene.GetNodesByClass("vtkMRMLScriptedModuleNode")
+        parameters = [nodes.GetItemAsObject(n) for n in range(nodes.GetNumberOfItems())
+                      if nodes.GetItemAsObject(n).GetAttribute("ModuleName") == scene_logic.MODULE_NAME]
+        assert len(parameters) == 1
+        parameters = parameters[0]
+        for role in (scene_logic.SEGMENTATION_ROLE, scene_logic.CALIBRATION_ROLE) + scene_logic.RESULT_ROLES:
+            assert parameters.GetNodeReference(role) is not None, role
+        for role in (scene_logic.SPECT_ROLE, scene_logic.CT_ROLE, scene_logic.METADATA_ROLE,
+                     scene_logic.TRANSFORM_ROLE):
+            count = parameters.GetNumberOfNodeReferences(role)
+            assert count == len(scene["first"].study.timepoints), role
+            assert all(parameters.GetNthNodeReference(role, n) is not None for n in range(count)), role
+        logic = scene_logic.SceneDoseLogic(reopened)
+        again = logic.compute_dose(parameters, scene["options"])
+        expected = _doses(scene["first"])
+        # Differences seen are below 1e-7 relative (round-off of the reloaded inputs, amplified by the fits).
+        assert _doses(again) == pytest.approx(expected, rel=1e-6)
+    finally:
+        reopened.scene.Clear(1)
+
+
+def test_edited_segments_change_exactly_the_edited_vois(scene):
+    """A lesion grown by a 4.4 mm margin and the upper half of the liver erased, as Segment Editor
+    effects do (binary labelmap replaced in the segment): only those two VOIs change; the lesion
+    follows the counts and volumes of the two outlines summed directly on the reference SPECT."""
+    from MIBGDosimetryLib.segmentation.segment_vois import segment_on_own_grid
+    from MIBGDosimetryLib.segmentation.segments import set_segment_mask
+
+    context, segmentation, ct = scene["context"], scene["segmentation"], scene["ct"]
+    before = scene["logic"].compute_dose(scene["parameters"], scene["options"])
+    ids = {segmentation.GetSegmentation().GetNthSegment(n).GetName(): segmentation.GetSegmentation().GetNthSegmentID(n)
+           for n in range(segmentation.GetSegmentation().GetNumberOfSegments())}
+    k, j, i = np.indices(ct.array.shape)
+    ras = ct.ras_of_ijk(np.stack([i, j, k], axis=-1))
+    lesion = scene_lesion = _phantom_lesion(scene)
+    margin_mm = 4.4
+    grown = np.linalg.norm(ras - np.asarray(lesion.centre_ras_mm), axis=-1) <= lesion.diameter_mm / 2 + margin_mm
+    set_segment_mask(context.scene, segmentation, ids[EDITED_LESION], grown, ct)
+    liver = segment_on_own_grid(segmentation, ids["liver"])
+    liver_mask = mrml_mask_on(liver, ct)
+    upper = ras[..., 2] > float(np.median(ras[..., 2][liver_mask]))
+    set_segment_mask(context.scene, segmentation, ids["liver"], liver_mask & ~upper, ct)
+    after = scene["logic"].compute_dose(scene["parameters"], scene["options"])
+
+    doses_before, doses_after = _doses(before), _doses(after)
+    for name in doses_before:
+        if name not in (EDITED_LESION, "liver"):
+            assert doses_after[name] == pytest.approx(doses_before[name], rel=5e-3), name
+    volumes = {v["name"]: v["volume_ml"] for v in after.results["vois"]}
+    assert volumes["liver"] == pytest.approx(np.count_nonzero(liver_mask & ~upper) * ct.voxel_volume_ml, rel=1e-9)
+    reference = scene["reference"]
+    kk, jj, ii = np.indices(reference.array.shape)
+    distance = np.linalg.norm(reference.ras_of_ijk(np.stack([ii, jj, kk], axis=-1)) -
+                              np.asarray(lesion.centre_ras_mm), axis=-1)
+    old_mask = distance <= lesion.diameter_mm / 2
+    new_mask = distance <= lesion.diameter_mm / 2 + margin_mm
+    expected_ratio = (reference.array[new_mask].sum() / reference.array[old_mask].sum() *
+                      np.count_nonzero(old_mask) / np.count_nonzero(new_mask))
+    assert expected_ratio < 0.9
+    assert doses_after[EDITED_LESION] / doses_before[EDITED_LESION] == pytest.approx(expected_ratio, rel=0.05)
+
+
+def _phantom_lesion(scene):
+    from MIBGDosimetryLib.phantoms import patient
+
+    return next(s for s in patient.PatientConfig(seed=1).lesions if s.name == EDITED_LESION)
+
+
+def mrml_mask_on(volume, grid):
+    """A mask on its own grid carried onto ``grid`` (here the same CT grid, so only the extent changes)."""
+    from MIBGDosimetryLib.registration.resample import resample_mask
+
+    return resample_mask(volume.array, volume, grid, np.eye(4))
+
+
+def test_an_edited_registration_transform_is_used_by_the_next_dose_run(scene):
+    """A 10 mm shift added to a time point's transform moves that time point's SPECT on the reference
+    grid by 10 mm the other way (its centre of counts), and only that time point's activities change."""
+    from MIBGDosimetryLib.registration.mrml_nodes import matrix_from_transform_node
+    from MIBGDosimetryLib.registration.mrml_nodes import _vtk_matrix
+
+    before = scene["logic"].compute_dose(scene["parameters"], scene["options"])
+    index = 2
+    node = scene["logic"].transform_nodes(scene["parameters"])[index]
+    matrix = matrix_from_transform_node(node)
+    shift = np.array([10.0, 0.0, 0.0])
+    edited = matrix.copy()
+    edited[:3, 3] += shift
+    node.SetMatrixTransformFromParent(_vtk_matrix(edited))
+    after = scene["logic"].compute_dose(scene["parameters"], scene["options"])
+
+    def centre(volume):
+        k, j, i = np.indices(volume.array.shape)
+        ras = volume.ras_of_ijk(np.stack([i, j, k], axis=-1))
+        weights = np.clip(volume.array, 0, None)
+        return (ras * weights[..., None]).sum(axis=(0, 1, 2)) / weights.sum()
+
+    moved = centre(after.registered_spects[index]) - centre(before.registered_spects[index])
+    expected = -np.linalg.inv(matrix[:3, :3]) @ shift
+    assert np.allclose(moved, expected, atol=0.5), moved
+    for other in range(len(before.registered_spects)):
+        if other != index:
+            assert np.array_equal(after.registered_spects[other].array, before.registered_spects[other].array)
+    tac_before = {v["name"]: v["tac"]["activity_MBq"] for v in before.results["vois"]}
+    tac_after = {v["name"]: v["tac"]["activity_MBq"] for v in after.results["vois"]}
+    assert tac_after[EDITED_LESION][index] < 0.9 * tac_before[EDITED_LESION][index]
+    assert tac_after[EDITED_LESION][:index] == tac_before[EDITED_LESION][:index]
+    timepoint = after.results["timepoints"][index]["registration"]
+    assert "corrected in the scene" in timepoint["kind"]
