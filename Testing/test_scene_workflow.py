@@ -382,3 +382,90 @@ def test_an_edited_registration_transform_is_used_by_the_next_dose_run(scene):
     assert tac_after[EDITED_LESION][:index] == tac_before[EDITED_LESION][:index]
     timepoint = after.results["timepoints"][index]["registration"]
     assert "corrected in the scene" in timepoint["kind"]
+
+
+def test_a_failure_while_storing_results_leaves_the_scene_as_it_was(scene, monkeypatch):
+    """The results table cannot be added (simulated): the dose and TIA nodes already added are removed
+    and the earlier results stay referenced."""
+    from MIBGDosimetryLib.scene import logic as scene_logic
+
+    before = _snapshot(scene)
+
+    def refuse(*_args, **_kwargs):
+        raise RuntimeError("no room for the table")
+
+    monkeypatch.setattr(scene_logic.mrml, "add_table", refuse)
+    with pytest.raises(RuntimeError, match="no room"):
+        scene["logic"].compute_dose(scene["parameters"], scene["options"])
+    monkeypatch.undo()
+    assert _snapshot(scene) == before
+
+
+def test_cancel_during_registration_keeps_the_transforms(scene):
+    from MIBGDosimetryLib.scene.logic import DoseRunCancelled
+
+    before = _snapshot(scene)
+    seen = []
+
+    def progress(message):
+        seen.append(message)
+
+    with pytest.raises(DoseRunCancelled):
+        scene["logic"].register(scene["parameters"], progress=progress, cancel=lambda: len(seen) >= 2)
+    assert len(seen) == 2
+    assert _snapshot(scene) == before
+
+
+def test_mibgdose_dose_command_takes_the_segmentation(phantom, tmp_path, capsys):
+    import json
+
+    from MIBGDosimetryLib.cli import main
+
+    organs = {name: mask for name, (kind, mask) in phantom["structures"].items() if kind == "organ"}
+    path = _write_seg_nrrd(tmp_path / "organs.seg.nrrd", organs,
+                           phantom["grid"].fine_volume(np.zeros(phantom["grid"].fine_shape, dtype=np.uint8)))
+    assert main(["dose", phantom["study"], "--calibration", phantom["calibration"], "--out", str(tmp_path / "out"),
+                 "--segmentation", path, "--no-dicom", "--no-report"]) == 0
+    results = json.loads((tmp_path / "out" / "results.json").read_text())
+    assert results["provenance"]["inputs"]["segmentation"] == os.path.abspath(path)
+    assert {v["name"] for v in results["vois"]} == set(phantom["structures"])
+    capsys.readouterr()
+    missing = str(tmp_path / "missing.seg.nrrd")
+    assert main(["dose", phantom["study"], "--calibration", phantom["calibration"], "--out", str(tmp_path / "out2"),
+                 "--segmentation", missing]) == 2
+    assert "missing.seg.nrrd' does not exist" in capsys.readouterr().err
+    assert not (tmp_path / "out2").exists()
+
+
+@pytest.mark.parametrize("name, tag, seeds, kind", [
+    ("liver", None, (), "organ"), ("Lesion 3", None, (), "lesion"), ("tumour left", None, (), "lesion"),
+    ("node_a", None, ("node_a",), "lesion"), ("lesion-like organ", "organ", (), "organ"),
+    ("kidney", " Lesion ", (), "lesion")])
+def test_segment_kind_rule(name, tag, seeds, kind):
+    from MIBGDosimetryLib.segmentation.segment_vois import voi_kind
+
+    assert voi_kind(name, tag, seeds) == kind
+
+
+def test_bad_segments_are_refused_with_the_segment_named(mrml_context):
+    from MIBGDosimetryLib.segmentation.segment_vois import VOI_TYPE_TAG, vois_from_segmentation_node, voi_kind
+    from MIBGDosimetryLib.segmentation.segments import add_mask_segment
+    from MIBGDosimetryLib.volume import ImageVolume
+
+    with pytest.raises(ValueError, match="'spleen' has MIBG.VOIType = 'tumor'"):
+        voi_kind("spleen", "tumor")
+    grid = ImageVolume(np.zeros((10, 10, 10)), (4.0, 4.0, 4.0))
+    far = ImageVolume(np.zeros((4, 4, 4)), (2.0, 2.0, 2.0), (500.0, 0.0, 0.0))
+    node = mrml_context.scene.AddNewNodeByClass("vtkMRMLSegmentationNode", "drawn")
+    with pytest.raises(ValueError, match="holds no segment"):
+        vois_from_segmentation_node(mrml_context.scene, node, grid)
+    inside = np.zeros((10, 10, 10), dtype=bool)
+    inside[3:6, 3:6, 3:6] = True
+    add_mask_segment(mrml_context.scene, node, inside, grid, "cube")
+    node.GetSegmentation().GetSegment(node.GetSegmentation().GetNthSegmentID(0)).SetTag(VOI_TYPE_TAG, "lesion")
+    (voi,) = vois_from_segmentation_node(mrml_context.scene, node, grid)
+    assert (voi.kind, voi.details["volume_ml"]) == ("lesion", pytest.approx(27 * 0.064))
+    assert np.array_equal(voi.mask, inside)
+    add_mask_segment(mrml_context.scene, node, np.ones((4, 4, 4), dtype=bool), far, "outside")
+    with pytest.raises(ValueError, match="segment 'outside' covers no voxel of the SPECT grid"):
+        vois_from_segmentation_node(mrml_context.scene, node, grid)
