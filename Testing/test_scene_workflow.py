@@ -469,3 +469,20 @@ def test_bad_segments_are_refused_with_the_segment_named(mrml_context):
     add_mask_segment(mrml_context.scene, node, np.ones((4, 4, 4), dtype=bool), far, "outside")
     with pytest.raises(ValueError, match="segment 'outside' covers no voxel of the SPECT grid"):
         vois_from_segmentation_node(mrml_context.scene, node, grid)
+
+
+def test_time_points_out_of_time_order_are_refused(scene):
+    from MIBGDosimetryLib.scene import logic as scene_logic
+
+    parameters = scene["parameters"]
+    count = parameters.GetNumberOfNodeReferences(scene_logic.SPECT_ROLE)
+    reversed_nodes = [scene_logic.TimePointNodes(*(parameters.GetNthNodeReference(role, n) for role in (
+        scene_logic.SPECT_ROLE, scene_logic.CT_ROLE, scene_logic.METADATA_ROLE))) for n in range(count)][::-1]
+    other = scene["logic"].new_parameter_node("reversed")
+    try:
+        scene["logic"].set_inputs(other, reversed_nodes, scene["segmentation"],
+                                  parameters.GetNodeReference(scene_logic.CALIBRATION_ROLE))
+        with pytest.raises(ValueError, match="must be given in time order"):
+            scene["logic"].register(other)
+    finally:
+        scene["context"].scene.RemoveNode(other)

@@ -202,7 +202,10 @@ class SceneDoseLogic:
         if count == 0:
             raise ValueError("No time points are selected; set the SPECT, CT and metadata of each time point.")
         timepoints = [self._timepoint(parameter_node, n) for n in range(count)]
-        timepoints.sort(key=lambda tp: tp.hours_after_administration)
+        hours = [tp.hours_after_administration for tp in timepoints]
+        if any(later <= earlier for earlier, later in zip(hours, hours[1:])):
+            raise ValueError(f"The time points must be given in time order; their hours after administration are "
+                             f"{', '.join(f'{h:g}' for h in hours)}.")
         first = timepoints[0].metadata
         return Study(path="", timepoints=timepoints, administration_datetime=first["administration_datetime"],
                      administered_activity_MBq=first["administered_activity_MBq"])
