@@ -4,6 +4,8 @@ import argparse
 import json
 import os
 
+from MIBGDosimetryLib.segmentation.segment_vois import RULE_TEXT
+
 NAME = "dose"
 HELP = "compute absorbed doses per VOI and per voxel for a SPECT/CT study and write results, scene, RT Dose, SEG and report"
 EPILOG = """Outputs are published as one unit: they are written into a hidden staging folder beside --out,
@@ -40,6 +42,10 @@ def add_arguments(parser):
                         help="scale the kernel dose (soft tissue, 1.04 g/cm3) by 1.04 / density from the CT")
     parser.add_argument("--deformable", action="store_true", help="add a B-spline stage to the CT registration")
     parser.add_argument("--seeds", help="lesion seed points (Slicer markups .mrk.json) instead of those in the study")
+    parser.add_argument("--segmentation", metavar="FILE",
+                        help="VOIs drawn in Slicer: a segmentation saved from Slicer (.seg.nrrd, on any grid, e.g. the "
+                             "reference CT) or a DICOM SEG/RTSTRUCT, used instead of the study's own outlines; "
+                             + RULE_TEXT + "; seed points with a segment's name are not delineated again")
     parser.add_argument("--tissue-parameters", help="radiobiological tissue-parameter table (JSON)")
     parser.add_argument("--wholebody-measurements",
                         help="whole-body readings (CSV, see 'mibgdose wholebody') for the whole-body and red-marrow "
@@ -88,7 +94,7 @@ def _run_locked(args):
                           patient_mass_kg=args.mass_kg, administered_activity_MBq=args.administered_MBq,
                           excluded_paths=tuple(os.path.normpath(p) for p in args.exclude_timepoint),
                           accept_radionuclide=args.accept_radionuclide)
-    calculation = run_dose(args.study_dir, args.calibration, options,
+    calculation = run_dose(args.study_dir, args.calibration, options, segmentation=args.segmentation,
                            check_study=lambda study: check_output_space(args.out, study))
     try:
         written = write_outputs(calculation, args.out, dicom=not args.no_dicom, report=not args.no_report)

@@ -112,11 +112,15 @@ class DoseCalculation:
     voxel_dose_map: object = None
 
 
-def run_dose(study_dir, calibration, options=None, log=print, check_study=None):
+def run_dose(study_dir, calibration, options=None, log=print, check_study=None, segmentation=None):
     """Run the dose calculation on a study folder with a calibration record (JSON path or
     :class:`CalibrationRecord`, e.g. from the record node of the MIBG Calibration module).
     ``check_study(study)``, when given, runs after the study's own checks and before the calculation
-    (e.g. whether the output disk has room for the results)."""
+    (e.g. whether the output disk has room for the results).
+
+    ``segmentation`` (a ``.seg.nrrd`` saved from Slicer, or a DICOM SEG/RTSTRUCT) replaces the
+    study's own organ outlines; see :mod:`MIBGDosimetryLib.segmentation.segment_vois` for how its
+    segments become organs and lesions."""
     from MIBGCalibrationLib.record import CalibrationRecord, provenance_of
     from MIBGDosimetryLib.study import load_study
 
@@ -139,18 +143,32 @@ def run_dose(study_dir, calibration, options=None, log=print, check_study=None):
     log(f"Memory needed: about {preflight.check_memory(study) / 2 ** 20:.0f} MB")
     if check_study is not None:
         check_study(study)
-    calculation = calculate(study, record, options, log)
+    vois = None
+    if segmentation is not None:
+        from MIBGDosimetryLib.segmentation.segment_vois import vois_from_file
+
+        log(f"Reading the VOIs from {segmentation}")
+        seeds = options.seed_points_ras_mm if options.seed_points_ras_mm is not None else study.seed_points
+        vois = vois_from_file(segmentation, study.timepoints[options.reference_index].spect, lesion_names=seeds)
+    calculation = calculate(study, record, options, log, vois=vois)
     calculation.results["identification"] = study.identification()
     calculation.results["provenance"]["patient"] = calculation.results["identification"]["patient"]
     calculation.results["provenance"]["inputs"] = {
         "study_dir": os.path.abspath(study_dir),
         "calibration": calibration_source,
     }
+    if segmentation is not None:
+        calculation.results["provenance"]["inputs"]["segmentation"] = os.path.abspath(segmentation)
     return calculation
 
 
-def calculate(study, record, options, log=print):
-    """The dose calculation on a loaded study (:class:`Study`) and :class:`CalibrationRecord`."""
+def calculate(study, record, options, log=print, vois=None, registration=None):
+    """The dose calculation on a loaded study (:class:`Study`) and :class:`CalibrationRecord`.
+
+    ``vois`` (:class:`Voi` list on the reference SPECT grid) replaces the study's organ outlines and
+    the seed-point lesions of the same names; ``registration`` = ``(results, registered_spects)``
+    replaces the registration (e.g. transforms checked or corrected in the Slicer scene).
+    """
     from MIBGDosimetryLib.registration.timepoints import register_timepoints
     from MIBGDosimetryLib.workflow.calibration_match import CalibrationMismatchError, compare_with_record
 
@@ -164,15 +182,18 @@ def calculate(study, record, options, log=print):
         raise CalibrationMismatchError(f"The study does not match the calibration: {refusal}.")
     warnings.extend(f"calibration match: {w}" for w in match_warnings)
     reference_tp = study.timepoints[options.reference_index]
-    log(f"Registering {len(study.timepoints)} time points to '{reference_tp.label}'")
-    registrations, registered = register_timepoints(study.timepoints, options.reference_index,
-                                                    deformable=options.deformable_registration)
+    if registration is None:
+        log(f"Registering {len(study.timepoints)} time points to '{reference_tp.label}'")
+        registrations, registered = register_timepoints(study.timepoints, options.reference_index,
+                                                        deformable=options.deformable_registration)
+    else:
+        registrations, registered = registration
     reference = registered[options.reference_index]
     for tp, reg in zip(study.timepoints, registrations):
         warnings.extend(f"registration of '{tp.label}': {w}" for w in reg.warnings)
 
     density = _density_on_grid(reference_tp, reference)
-    vois, vois_without_result = _define_vois(study, record, reference, options, log, registrations)
+    vois, vois_without_result = _define_vois(study, record, reference, options, log, registrations, vois)
     warnings.extend(f"VOI '{v['name']}' has no result: {v['reason']}" for v in vois_without_result)
     factors = [activity_module.scan_factors(tp, record) for tp in study.timepoints]
     for f in factors:
@@ -323,15 +344,21 @@ def _density_on_grid(reference_tp, reference):
     return density_from_hu(hu)
 
 
-def _define_vois(study, record, reference, options, log, registrations):
+def _define_vois(study, record, reference, options, log, registrations, given=None):
     from MIBGDosimetryLib.workflow.outline_frames import organ_vois_by_frame
 
-    organs = organ_vois_by_frame(study, registrations, reference, options.reference_index)
     seeds = options.seed_points_ras_mm if options.seed_points_ras_mm is not None else study.seed_points
-    log(f"Delineating {len(seeds)} lesion(s) by the adaptive threshold, {len(organs)} organ(s) from segmentations")
+    if given is None:
+        organs, drawn = organ_vois_by_frame(study, registrations, reference, options.reference_index), []
+    else:
+        organs = [v for v in given if v.kind == "organ"]
+        drawn = [v for v in given if v.kind == "lesion"]
+        seeds = {name: point for name, point in seeds.items() if name not in {v.name for v in given}}
+    log(f"Delineating {len(seeds)} lesion(s) by the adaptive threshold, {len(drawn)} drawn lesion(s), "
+        f"{len(organs)} organ(s) from segmentations")
     fwhm = options.resolution_fwhm_mm or getattr(record, "resolution_fwhm_mm", None)
     counts = activity_module.counts_image(reference, study.timepoints[options.reference_index], record)
-    lesions = vois_module.lesion_vois(counts, seeds, record.threshold_model, organs, fwhm)
+    lesions = drawn + vois_module.lesion_vois(counts, seeds, record.threshold_model, organs, fwhm)
     vois = lesions + organs
     vois_module.make_disjoint(vois)
     dropped = [vois_module.without_result(v, vois_module.empty_reason(v)) for v in vois if not v.mask.any()]

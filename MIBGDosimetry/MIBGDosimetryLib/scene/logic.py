@@ -1,0 +1,320 @@
+"""Registration and dose calculation on the nodes of an MRML scene.
+
+The parameter node (a ``vtkMRMLScriptedModuleNode``) references every input and result:
+
+- per time point (in time order, ``n``-th reference): the SPECT volume, the CT volume (all time
+  points or none) and a metadata table (columns ``field`` and ``value``: TimePoint,
+  HoursAfterAdministration, AcquisitionDateTime, DurationSeconds, ObservedCountRateCps,
+  AdministrationDateTime, AdministeredActivityMBq);
+- the segmentation on the reference time point (segments become VOIs by the rule of
+  :mod:`MIBGDosimetryLib.segmentation.segment_vois`) and the calibration record text node;
+- after :meth:`SceneDoseLogic.register`: one linear transform node per time point (reference ->
+  time point, the convention of :mod:`MIBGDosimetryLib.registration.mrml_nodes`), which the user
+  may correct;
+- after :meth:`SceneDoseLogic.compute_dose`: the dose and TIA volumes, the results table and the
+  full results (JSON text node).
+
+:meth:`~SceneDoseLogic.compute_dose` takes whatever the segmentation and the transform nodes hold
+and never registers again. A step reports through ``progress`` and checks ``cancel`` before it
+starts; results are computed into new nodes and swapped in only at the end, so a cancelled or failed
+run leaves the scene's earlier results untouched.
+"""
+
+import dataclasses
+import datetime
+import json
+
+import numpy as np
+
+from MIBGDosimetryLib import mrml
+
+MODULE_NAME = "MIBGDosimetry"
+SPECT_ROLE = "TimePointSPECT"
+CT_ROLE = "TimePointCT"
+METADATA_ROLE = "TimePointMetadata"
+TRANSFORM_ROLE = "RegistrationTransform"
+SEGMENTATION_ROLE = "Segmentation"
+CALIBRATION_ROLE = "CalibrationRecord"
+DOSE_ROLE = "DoseVolume"
+TIA_ROLE = "TIAVolume"
+RESULTS_TABLE_ROLE = "DoseResultsTable"
+RESULTS_TEXT_ROLE = "DoseResults"
+REFERENCE_INDEX_PARAMETER = "ReferenceIndex"
+RESULT_ROLES = (DOSE_ROLE, TIA_ROLE, RESULTS_TABLE_ROLE, RESULTS_TEXT_ROLE)
+METADATA_FIELDS = ("TimePoint", "HoursAfterAdministration", "AcquisitionDateTime", "DurationSeconds",
+                   "ObservedCountRateCps", "AdministrationDateTime", "AdministeredActivityMBq")
+
+
+class DoseRunCancelled(Exception):
+    """The user cancelled a run; the scene is as it was before the run."""
+
+
+@dataclasses.dataclass
+class TimePointNodes:
+    """The nodes of one time point: SPECT (counts), CT (HU, or None) and the metadata table."""
+
+    spect: object
+    ct: object
+    metadata: object
+
+
+class _Steps:
+    """Progress messages, with the cancel flag checked before each step."""
+
+    def __init__(self, progress, cancel):
+        self.progress = progress
+        self.cancel = getattr(cancel, "is_set", cancel)
+
+    def check(self):
+        if self.cancel is not None and self.cancel():
+            raise DoseRunCancelled("The run was cancelled; the scene keeps its earlier results.")
+
+    def __call__(self, message):
+        self.check()
+        if self.progress is not None:
+            self.progress(message)
+
+
+def metadata_table(scene, study, timepoint, name=None):
+    """A metadata table node for a loaded study's time point (the facts the dose calculation needs)."""
+    from MIBGDosimetryLib.study.mrml_loader import ATTRIBUTE_PREFIX, timepoint_attributes
+
+    attributes = timepoint_attributes(study, timepoint)
+    values = [attributes[ATTRIBUTE_PREFIX + field] for field in METADATA_FIELDS]
+    return mrml.add_table(scene, name or f"{timepoint.label} acquisition", {"field": list(METADATA_FIELDS),
+                                                                             "value": values})
+
+
+def add_study(context, study):
+    """Put a loaded study into the scene as a user would find it (volumes, sequences, subject hierarchy)
+    with one metadata table per time point; returns the :class:`TimePointNodes` list."""
+    from MIBGDosimetryLib.study.mrml_loader import load_study_into_scene
+
+    nodes = load_study_into_scene(study, context)
+    return [TimePointNodes(spect, ct, metadata_table(context.scene, study, tp))
+            for tp, spect, ct in zip(study.timepoints, nodes.spect_nodes, nodes.ct_nodes)]
+
+
+class SceneDoseLogic:
+    """Registration and dose calculation on the nodes referenced by a parameter node."""
+
+    def __init__(self, context):
+        self.context = context
+        self.scene = context.scene
+
+    # Parameter node and inputs
+    def new_parameter_node(self, name="MIBG Dosimetry"):
+        node = self.scene.AddNewNodeByClass("vtkMRMLScriptedModuleNode", name)
+        node.SetAttribute("ModuleName", MODULE_NAME)
+        return node
+
+    def set_inputs(self, parameter_node, timepoints, segmentation_node, calibration_node, reference_index=0):
+        """Reference the inputs from ``parameter_node``; ``timepoints`` is a list of :class:`TimePointNodes`."""
+        if len(timepoints) < 3:
+            raise ValueError(f"{len(timepoints)} time point(s) given; a time-activity curve needs at least 3.")
+        with_ct = [tp.ct is not None for tp in timepoints]
+        if any(with_ct) and not all(with_ct):
+            raise ValueError("Give a CT for every time point or for none (registration is CT to CT or SPECT to "
+                             "SPECT for all time points).")
+        if not 0 <= reference_index < len(timepoints):
+            raise ValueError(f"The reference time point index {reference_index} is outside 0..{len(timepoints) - 1}.")
+        for role in (SPECT_ROLE, CT_ROLE, METADATA_ROLE, TRANSFORM_ROLE):
+            parameter_node.RemoveNodeReferenceIDs(role)
+        for n, tp in enumerate(timepoints):
+            if tp.spect is None or tp.metadata is None:
+                raise ValueError(f"Time point {n + 1} needs a SPECT volume and a metadata table.")
+            parameter_node.SetNthNodeReferenceID(SPECT_ROLE, n, tp.spect.GetID())
+            parameter_node.SetNthNodeReferenceID(METADATA_ROLE, n, tp.metadata.GetID())
+            if tp.ct is not None:
+                parameter_node.SetNthNodeReferenceID(CT_ROLE, n, tp.ct.GetID())
+        parameter_node.SetNodeReferenceID(SEGMENTATION_ROLE, segmentation_node.GetID() if segmentation_node else None)
+        parameter_node.SetNodeReferenceID(CALIBRATION_ROLE, calibration_node.GetID() if calibration_node else None)
+        parameter_node.SetParameter(REFERENCE_INDEX_PARAMETER, str(int(reference_index)))
+
+    def reference_index(self, parameter_node):
+        return int(parameter_node.GetParameter(REFERENCE_INDEX_PARAMETER) or 0)
+
+    def transform_nodes(self, parameter_node):
+        return [parameter_node.GetNthNodeReference(TRANSFORM_ROLE, n)
+                for n in range(parameter_node.GetNumberOfNodeReferences(TRANSFORM_ROLE))]
+
+    # Steps
+    def register(self, parameter_node, progress=None, cancel=None):
+        """Register every time point to the reference one (rigid, CT to CT when CTs are given) and
+        reference one transform node per time point, replacing those of an earlier registration."""
+        from MIBGDosimetryLib.registration.mrml_nodes import add_transform_node
+        from MIBGDosimetryLib.registration.timepoints import register_timepoints
+
+        steps = _Steps(progress, cancel)
+        study = self._study(parameter_node)
+        reference_index = self.reference_index(parameter_node)
+        steps(f"Registering {len(study.timepoints)} time points to '{study.timepoints[reference_index].label}'")
+        results, _ = register_timepoints(study.timepoints, reference_index, log=steps)
+        steps.check()
+        nodes = [add_transform_node(self.scene, result, f"{tp.label} to reference")
+                 for tp, result in zip(study.timepoints, results)]
+        old = self.transform_nodes(parameter_node)
+        parameter_node.RemoveNodeReferenceIDs(TRANSFORM_ROLE)
+        for n, node in enumerate(nodes):
+            parameter_node.SetNthNodeReferenceID(TRANSFORM_ROLE, n, node.GetID())
+        for node in old:
+            if node is not None:
+                _remove(self.scene, node)
+        return nodes
+
+    def compute_dose(self, parameter_node, options=None, progress=None, cancel=None):
+        """Dose from the segmentation's current segments and the referenced transforms (no new
+        registration); returns the :class:`DoseCalculation` and replaces the result nodes."""
+        from MIBGCalibrationLib.record import CalibrationRecord
+        from MIBGDosimetryLib.registration.resample import resample_counts
+        from MIBGDosimetryLib.segmentation.segment_vois import vois_from_segmentation_node
+        from MIBGDosimetryLib.workflow.dose_workflow import DoseOptions, calculate
+
+        steps = _Steps(progress, cancel)
+        options = dataclasses.replace(options or DoseOptions(), reference_index=self.reference_index(parameter_node))
+        study = self._study(parameter_node)
+        record = CalibrationRecord.from_node(parameter_node.GetNodeReference(CALIBRATION_ROLE))
+        transforms = self.transform_nodes(parameter_node)
+        if len(transforms) != len(study.timepoints) or any(node is None for node in transforms):
+            raise ValueError("The time points are not registered yet; run the registration first.")
+        segmentation = parameter_node.GetNodeReference(SEGMENTATION_ROLE)
+        if segmentation is None:
+            raise ValueError("Select the segmentation that holds the organs and lesions.")
+        reference_spect = study.timepoints[options.reference_index].spect
+        registrations, registered = [], []
+        for tp, node in zip(study.timepoints, transforms):
+            steps(f"Moving '{tp.label}' onto the reference grid with the transform '{node.GetName()}'")
+            result = _registration_from_node(node)
+            registrations.append(result)
+            registered.append(resample_counts(tp.spect, reference_spect, result.matrix_ras))
+        steps(f"Taking the VOIs from the segments of '{segmentation.GetName()}'")
+        vois = vois_from_segmentation_node(self.scene, segmentation, reference_spect)
+        calculation = calculate(study, record, options, steps, vois=vois, registration=(registrations, registered))
+        steps.check()
+        self._replace_results(parameter_node, calculation)
+        return calculation
+
+    # Internals
+    def _study(self, parameter_node):
+        from MIBGDosimetryLib.study.model import Study
+
+        count = parameter_node.GetNumberOfNodeReferences(SPECT_ROLE)
+        if count == 0:
+            raise ValueError("No time points are selected; set the SPECT, CT and metadata of each time point.")
+        timepoints = [self._timepoint(parameter_node, n) for n in range(count)]
+        hours = [tp.hours_after_administration for tp in timepoints]
+        if any(later <= earlier for earlier, later in zip(hours, hours[1:])):
+            raise ValueError(f"The time points must be given in time order; their hours after administration are "
+                             f"{', '.join(f'{h:g}' for h in hours)}.")
+        first = timepoints[0].metadata
+        return Study(path="", timepoints=timepoints, administration_datetime=first["administration_datetime"],
+                     administered_activity_MBq=first["administered_activity_MBq"])
+
+    def _timepoint(self, parameter_node, n):
+        from MIBGDosimetryLib.study.model import TimePoint
+        from MIBGDosimetryLib.volume import ImageVolume
+
+        spect_node = parameter_node.GetNthNodeReference(SPECT_ROLE, n)
+        ct_node = parameter_node.GetNthNodeReference(CT_ROLE, n)
+        table = parameter_node.GetNthNodeReference(METADATA_ROLE, n)
+        if spect_node is None or table is None:
+            raise ValueError(f"Time point {n + 1} lacks its SPECT volume or its metadata table.")
+        facts = _facts(table)
+        label = facts["TimePoint"] or spect_node.GetName()
+        administration = facts["AdministrationDateTime"]
+        return TimePoint(
+            label=label,
+            hours_after_administration=_number(facts, "HoursAfterAdministration", label, required=True),
+            acquisition_datetime=datetime.datetime.fromisoformat(facts["AcquisitionDateTime"]),
+            duration_s=_number(facts, "DurationSeconds", label, required=True),
+            spect=ImageVolume.from_node(self.scene, spect_node, units="counts"),
+            ct=None if ct_node is None else ImageVolume.from_node(self.scene, ct_node, units="HU"),
+            observed_count_rate_cps=_number(facts, "ObservedCountRateCps", label),
+            metadata={"administered_activity_MBq": _number(facts, "AdministeredActivityMBq", label),
+                      "administration_datetime": (datetime.datetime.fromisoformat(administration)
+                                                  if administration else None)})
+
+    def _replace_results(self, parameter_node, calculation):
+        """Add the result nodes, then swap the parameter node's references and remove the old nodes;
+        nothing is left behind if adding fails."""
+        from MIBGDosimetryLib.export.rtdose import add_dose_node
+        from MIBGDosimetryLib.workflow.outputs import TABLE_FIELDS, clean_results
+
+        new = {}
+        try:
+            new[DOSE_ROLE] = add_dose_node(self.context, calculation.dose_map, "Absorbed dose (Gy)")
+            new[TIA_ROLE] = calculation.tia_map.to_node(self.scene, "Time-integrated activity (MBq h)")
+            results = calculation.results
+            columns = {field: [_cell(v.get(field)) for v in results["vois"]] for field in TABLE_FIELDS}
+            new[RESULTS_TABLE_ROLE] = mrml.add_table(self.scene, "Dose results", columns)
+            text = self.scene.AddNewNodeByClass("vtkMRMLTextNode", "Dose results (JSON)")
+            text.SetText(json.dumps(clean_results(results)))
+            new[RESULTS_TEXT_ROLE] = text
+        except Exception:
+            for node in new.values():
+                _remove(self.scene, node)
+            raise
+        for role, node in new.items():
+            old = parameter_node.GetNodeReference(role)
+            parameter_node.SetNodeReferenceID(role, node.GetID())
+            if old is not None:
+                _remove(self.scene, old)
+
+
+def _remove(scene, node):
+    """Remove a node with its display and storage nodes (the scene keeps those otherwise)."""
+    companions = []
+    if node.IsA("vtkMRMLDisplayableNode"):
+        companions += [node.GetNthDisplayNode(n) for n in range(node.GetNumberOfDisplayNodes())]
+    if node.IsA("vtkMRMLStorableNode"):
+        companions.append(node.GetStorageNode())
+    scene.RemoveNode(node)
+    for companion in companions:
+        if companion is not None and scene.IsNodePresent(companion):
+            scene.RemoveNode(companion)
+
+
+def _facts(table):
+    columns = mrml.table_columns(table)
+    if "field" not in columns or "value" not in columns:
+        raise ValueError(f"The metadata table '{table.GetName()}' needs the columns 'field' and 'value'.")
+    facts = dict(zip(columns["field"], columns["value"]))
+    missing = [f for f in ("AcquisitionDateTime", "HoursAfterAdministration", "DurationSeconds") if not facts.get(f)]
+    if missing:
+        raise ValueError(f"The metadata table '{table.GetName()}' lacks {', '.join(missing)}.")
+    return {field: facts.get(field, "") for field in METADATA_FIELDS}
+
+
+def _number(facts, field, label, required=False):
+    text = facts.get(field, "")
+    if text == "":
+        if required:
+            raise ValueError(f"Time point '{label}': the metadata table gives no {field}.")
+        return None
+    try:
+        return float(text)
+    except ValueError:
+        raise ValueError(f"Time point '{label}': {field} '{text}' in the metadata table is not a number.") from None
+
+
+def _registration_from_node(node):
+    """A :class:`RegistrationResult` from a transform node: its current matrix, with the quality
+    figures of the registration that made it; a matrix changed since is reported as corrected."""
+    from MIBGDosimetryLib.registration.mrml_nodes import QUALITY_ATTRIBUTE, matrix_from_transform_node
+    from MIBGDosimetryLib.registration.result import RegistrationResult
+
+    matrix = matrix_from_transform_node(node)
+    stored = json.loads(node.GetAttribute(QUALITY_ATTRIBUTE) or "{}")
+    result = RegistrationResult(matrix_ras=matrix, kind=stored.get("kind", "rigid"),
+                                modality=stored.get("modality", "CT"), quality=dict(stored.get("quality", {})),
+                                warnings=list(stored.get("warnings", [])))
+    if "matrix_ras" in stored and not np.allclose(stored["matrix_ras"], matrix, atol=1e-6):
+        result.kind = f"{result.kind}, corrected in the scene"
+        result.quality = {"corrected_in_scene": True}
+        result.warnings = [f"the transform '{node.GetName()}' was changed after the registration; the changed "
+                           "transform is used"]
+    return result
+
+
+def _cell(value):
+    return "" if value is None else value

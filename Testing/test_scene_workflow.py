@@ -1,0 +1,493 @@
+"""The dose calculation on VOIs drawn in Slicer: ``mibgdose dose --segmentation`` with a ``.seg.nrrd``,
+and the scene logic (registration, then dose from whatever the segmentation node and the transform
+nodes hold) on real MRML nodes.
+
+The phantom study and its calibration are generated once for the module; the truth masks come from
+the phantom's anatomy rasterised on the CT grid, not from the study's files. To reuse data generated
+earlier (same seed), point the environment variable MIBG_TEST_PHANTOM_DIR at a folder holding
+``calibration.json`` and ``patient-study``.
+"""
+
+import os
+
+import numpy as np
+import pytest
+import scipy.ndimage
+
+from MIBGDosimetryLib import mrml
+
+#: The lesion edited in the tests: in the pelvis, far from every organ.
+EDITED_LESION = "bone_met_pelvis"
+
+
+@pytest.fixture(scope="module")
+def phantom(tmp_path_factory):
+    """Calibration record and patient study of the demo phantom (seed 1), with the truth anatomy."""
+    from MIBGCalibrationLib.phantom_calibration import calibrate_phantom_folder, write_outputs
+    from MIBGDosimetryLib.phantoms import anatomy as anatomy_module
+    from MIBGDosimetryLib.phantoms import calibration, patient
+
+    out = tmp_path_factory.mktemp("scene-phantom")
+    cached = os.environ.get("MIBG_TEST_PHANTOM_DIR")
+    if cached and os.path.isfile(os.path.join(cached, "calibration.json")):
+        out = cached
+    else:
+        calibration.write_calibration_set(str(out / "calibration-phantom"), calibration.CalibrationConfig(seed=1))
+        write_outputs(calibrate_phantom_folder(str(out / "calibration-phantom"), log=lambda *_: None),
+                      str(out / "calibration.json"))
+        patient.write_patient_study(str(out / "patient-study"), patient.PatientConfig(seed=1))
+    config = patient.PatientConfig(seed=1)
+    anatomy = anatomy_module.child_anatomy(config.administered_activity_MBq, config.lesions)
+    labels, _ = anatomy.labels_and_hu(config.grid.fine_points_ras())
+    structures = {s.name: (s.kind, labels == n + 2) for n, s in enumerate(anatomy.structures)}
+    lesion = next(s for s in config.lesions if s.name == EDITED_LESION)
+    return {"study": os.path.join(out, "patient-study"), "calibration": os.path.join(out, "calibration.json"),
+            "grid": config.grid, "structures": structures, "lesion": lesion}
+
+
+def _quiet(*_):
+    pass
+
+
+def _doses(calculation):
+    return {v["name"]: v["mean_dose_Gy"] for v in calculation.results["vois"]}
+
+
+def _write_seg_nrrd(path, masks, grid, tags=None):
+    """A .seg.nrrd as Slicer saves it, from ``{name: mask}`` on the grid of ImageVolume ``grid``."""
+    from MIBGDosimetryLib.segmentation.segments import add_mask_segment
+
+    context = mrml.new_scene()
+    try:
+        node = context.scene.AddNewNodeByClass("vtkMRMLSegmentationNode", "drawn")
+        for name, mask in masks.items():
+            segment_id = add_mask_segment(context.scene, node, mask, grid, name)
+            for key, value in (tags or {}).get(name, {}).items():
+                node.GetSegmentation().GetSegment(segment_id).SetTag(key, value)
+        storage = context.scene.AddNewNodeByClass("vtkMRMLSegmentationStorageNode")
+        storage.SetFileName(str(path))
+        assert storage.WriteData(node)
+    finally:
+        context.scene.Clear(1)
+    return str(path)
+
+
+def _lesion_on_spect_grid(phantom, reference, grow_voxels=0):
+    """The edited lesion's sphere rasterised on the SPECT grid (voxel centres inside), grown by whole voxels."""
+    k, j, i = np.indices(reference.array.shape)
+    ras = reference.ras_of_ijk(np.stack([i, j, k], axis=-1))
+    distance_mm = np.linalg.norm(ras - np.asarray(phantom["lesion"].centre_ras_mm), axis=-1)
+    mask = distance_mm <= phantom["lesion"].diameter_mm / 2
+    if grow_voxels:
+        mask = scipy.ndimage.binary_dilation(mask, iterations=grow_voxels)
+    return mask
+
+
+@pytest.fixture(scope="module")
+def study(phantom):
+    from MIBGDosimetryLib.study import load_study
+
+    return load_study(phantom["study"])
+
+
+@pytest.fixture(scope="module")
+def folder_run(phantom):
+    from MIBGDosimetryLib.workflow.dose_workflow import run_dose
+
+    return run_dose(phantom["study"], phantom["calibration"], log=_quiet)
+
+
+def test_seg_nrrd_of_the_truth_organs_gives_the_doses_of_the_study_segmentation(phantom, folder_run, tmp_path):
+    from MIBGDosimetryLib.workflow.dose_workflow import run_dose
+
+    organs = {name: mask for name, (kind, mask) in phantom["structures"].items() if kind == "organ"}
+    path = _write_seg_nrrd(tmp_path / "organs.seg.nrrd", organs,
+                           phantom["grid"].fine_volume(np.zeros(phantom["grid"].fine_shape, dtype=np.uint8)))
+    drawn = run_dose(phantom["study"], phantom["calibration"], log=_quiet, segmentation=path)
+    expected, got = _doses(folder_run), _doses(drawn)
+    assert set(got) == set(expected)
+    errors = {name: got[name] / expected[name] - 1 for name in expected}
+    # The segments carry the same masks as the study's SEG (both made from the truth): doses agree to round-off.
+    assert all(abs(e) <= 1e-6 for e in errors.values()), errors
+    sources = {v["name"]: v["source"] for v in drawn.results["vois"]}
+    assert all(sources[name].startswith("segmentation ") for name in organs)
+    assert drawn.results["provenance"]["inputs"]["segmentation"] == os.path.abspath(path)
+
+
+def test_a_grown_lesion_segment_changes_that_lesion_dose_only(phantom, study, tmp_path):
+    """Without partial-volume correction a VOI's activity is the counts inside it, so the grown
+    lesion's mean dose follows the counts and masses inside the two outlines (summed here directly
+    from the reference SPECT), while every other VOI keeps its dose."""
+    from MIBGDosimetryLib.workflow.dose_workflow import DoseOptions, run_dose
+
+    reference = study.timepoints[0].spect
+    fine = phantom["grid"].fine_volume(np.zeros(phantom["grid"].fine_shape, dtype=np.uint8))
+    organs = {name: mask for name, (kind, mask) in phantom["structures"].items() if kind == "organ"}
+    options = DoseOptions(partial_volume="none")
+    runs, masks = {}, {}
+    for grow in (0, 1):
+        masks[grow] = _lesion_on_spect_grid(phantom, reference, grow)
+        organ_path = _write_seg_nrrd(tmp_path / f"organs{grow}.seg.nrrd", organs, fine)
+        lesion_path = _write_seg_nrrd(tmp_path / f"lesion{grow}.seg.nrrd", {EDITED_LESION: masks[grow]}, reference,
+                                      tags={EDITED_LESION: {"MIBG.VOIType": "lesion"}})
+        combined = _merge_seg_files(tmp_path / f"all{grow}.seg.nrrd", [organ_path, lesion_path], fine)
+        runs[grow] = run_dose(phantom["study"], phantom["calibration"], options, log=_quiet, segmentation=combined)
+    before, after = _doses(runs[0]), _doses(runs[1])
+    entries = {v["name"]: v for v in runs[1].results["vois"]}
+    assert entries[EDITED_LESION]["kind"] == "lesion"
+    assert entries[EDITED_LESION]["volume_ml"] == pytest.approx(np.count_nonzero(masks[1]) *
+                                                                  reference.voxel_volume_ml, rel=1e-9)
+    for name in before:
+        if name != EDITED_LESION:
+            assert after[name] == pytest.approx(before[name], rel=2e-3), name
+    counts = {grow: float(reference.array[masks[grow]].sum()) for grow in (0, 1)}
+    voxels = {grow: np.count_nonzero(masks[grow]) for grow in (0, 1)}
+    expected_ratio = (counts[1] / counts[0]) * (voxels[0] / voxels[1])
+    assert expected_ratio < 0.9
+    assert after[EDITED_LESION] / before[EDITED_LESION] == pytest.approx(expected_ratio, rel=0.03)
+
+
+def _merge_seg_files(path, paths, grid_for_write):
+    """One .seg.nrrd holding the segments of several (as a user imports them into one segmentation)."""
+    from MIBGDosimetryLib.segmentation.segment_vois import read_segmentation_file
+
+    context = mrml.new_scene()
+    try:
+        target = read_segmentation_file(context.scene, paths[0])
+        for other in paths[1:]:
+            source = read_segmentation_file(context.scene, other)
+            for n in range(source.GetSegmentation().GetNumberOfSegments()):
+                segment_id = source.GetSegmentation().GetNthSegmentID(n)
+                assert target.GetSegmentation().CopySegmentFromSegmentation(source.GetSegmentation(), segment_id)
+        storage = context.scene.AddNewNodeByClass("vtkMRMLSegmentationStorageNode")
+        storage.SetFileName(str(path))
+        assert storage.WriteData(target)
+    finally:
+        context.scene.Clear(1)
+    return str(path)
+
+
+# The scene logic on real MRML nodes. The tests below share one scene, registered once, and run in
+# file order: the first ones leave the scene as it was, the last ones edit it.
+
+@pytest.fixture(scope="module")
+def scene(phantom, study):
+    """The study in a scene as a user would have it: volumes, metadata tables, the calibration record
+    node and a segmentation drawn on the reference CT (organs and lesions from the truth, lesions
+    tagged as such); registered, with a first dose calculation."""
+    from MIBGCalibrationLib.record import CalibrationRecord
+    from MIBGDosimetryLib.scene.logic import SceneDoseLogic, add_study
+    from MIBGDosimetryLib.segmentation.segment_vois import VOI_TYPE_TAG
+    from MIBGDosimetryLib.segmentation.segments import add_mask_segment
+    from MIBGDosimetryLib.workflow.dose_workflow import DoseOptions
+
+    context = mrml.new_scene()
+    timepoints = add_study(context, study)
+    calibration = CalibrationRecord.from_json(phantom["calibration"]).to_node(context.scene)
+    segmentation = context.scene.AddNewNodeByClass("vtkMRMLSegmentationNode", "Organs and lesions")
+    segmentation.CreateDefaultDisplayNodes()
+    segmentation.SetReferenceImageGeometryParameterFromVolumeNode(timepoints[0].ct)
+    ct = study.timepoints[0].ct
+    for name, (kind, mask) in phantom["structures"].items():
+        segment_id = add_mask_segment(context.scene, segmentation, mask, ct, name)
+        segmentation.GetSegmentation().GetSegment(segment_id).SetTag(VOI_TYPE_TAG, kind)
+    logic = SceneDoseLogic(context)
+    parameters = logic.new_parameter_node()
+    logic.set_inputs(parameters, timepoints, segmentation, calibration)
+    messages = []
+    logic.register(parameters, progress=messages.append)
+    options = DoseOptions(partial_volume="none")
+    first = logic.compute_dose(parameters, options, progress=messages.append)
+    yield {"context": context, "logic": logic, "parameters": parameters, "segmentation": segmentation,
+           "options": options, "first": first, "messages": messages, "ct": ct, "reference": study.timepoints[0].spect}
+    context.scene.Clear(1)
+
+
+def _snapshot(scene):
+    """Node IDs of the scene and the content of the parameter node's result nodes."""
+    from MIBGDosimetryLib.scene import logic as scene_logic
+
+    context, parameters = scene["context"], scene["parameters"]
+    nodes = context.scene.GetNodes()
+    ids = sorted(nodes.GetItemAsObject(n).GetID() for n in range(nodes.GetNumberOfItems()))
+    references = {role: parameters.GetNodeReferenceID(role) for role in scene_logic.RESULT_ROLES}
+    dose = mrml.array_from_volume(context.scene, parameters.GetNodeReference(scene_logic.DOSE_ROLE))
+    return {"ids": ids, "references": references, "dose_sum": float(dose.sum()),
+            "table": mrml.table_columns(parameters.GetNodeReference(scene_logic.RESULTS_TABLE_ROLE)),
+            "json": parameters.GetNodeReference(scene_logic.RESULTS_TEXT_ROLE).GetText(),
+            "transforms": [node.GetID() for node in scene["logic"].transform_nodes(parameters)]}
+
+
+def test_scene_run_references_its_results_and_matches_the_truth_segments(scene):
+    from MIBGDosimetryLib.scene import logic as scene_logic
+
+    parameters = scene["parameters"]
+    first = scene["first"]
+    for role in scene_logic.RESULT_ROLES:
+        assert parameters.GetNodeReference(role) is not None, role
+    dose_node = parameters.GetNodeReference(scene_logic.DOSE_ROLE)
+    assert dose_node.GetAttribute(mrml.DOSE_VOLUME_ATTRIBUTE) == "1"
+    assert np.array_equal(mrml.array_from_volume(scene["context"].scene, dose_node), first.dose_map.array)
+    kinds = {v["name"]: v["kind"] for v in first.results["vois"]}
+    assert kinds == {name: kind for name, (kind, _) in _structures(scene).items()}
+    assert len(scene["logic"].transform_nodes(parameters)) == len(first.study.timepoints)
+    assert not any(m.startswith("Registering") for m in scene["messages"][1:]), "the dose step registered again"
+
+
+def _structures(scene):
+    segmentation = scene["segmentation"].GetSegmentation()
+    from MIBGDosimetryLib.segmentation.segment_vois import segment_tag
+
+    return {segmentation.GetNthSegment(n).GetName(): (segment_tag(segmentation.GetNthSegment(n)), None)
+            for n in range(segmentation.GetNumberOfSegments())}
+
+
+def test_cancel_mid_run_leaves_the_scene_as_it_was(scene):
+    from MIBGDosimetryLib.scene.logic import DoseRunCancelled
+
+    before = _snapshot(scene)
+    cancelled = {"flag": False}
+    seen = []
+
+    def progress(message):
+        seen.append(message)
+        if message.startswith("Fitting time-activity curves per voxel"):
+            cancelled["flag"] = True
+
+    with pytest.raises(DoseRunCancelled):
+        scene["logic"].compute_dose(scene["parameters"], scene["options"], progress=progress,
+                                    cancel=lambda: cancelled["flag"])
+    assert seen[-1].startswith("Fitting time-activity curves per voxel")
+    assert _snapshot(scene) == before
+
+
+def test_a_rerun_replaces_the_results_instead_of_adding_nodes(scene):
+    before = _snapshot(scene)
+    again = scene["logic"].compute_dose(scene["parameters"], scene["options"])
+    after = _snapshot(scene)
+    assert len(after["ids"]) == len(before["ids"])
+    assert after["references"] != before["references"]
+    assert not set(after["references"].values()) & set(after["ids"]) - set(after["references"].values())
+    assert not set(before["references"].values()) & set(after["ids"])
+    assert _doses(again) == _doses(scene["first"])
+
+
+def test_scene_bundle_reopens_with_resolving_references_and_identical_numbers(scene, tmp_path):
+    from MIBGDosimetryLib.scene import logic as scene_logic
+
+    path = mrml.save_bundle(scene["context"], str(tmp_path / "dosimetry.mrb"))
+    reopened = mrml.load_bundle(path)
+    try:
+        nodes = reopened.scene.GetNodesByClass("vtkMRMLScriptedModuleNode")
+        parameters = [nodes.GetItemAsObject(n) for n in range(nodes.GetNumberOfItems())
+                      if nodes.GetItemAsObject(n).GetAttribute("ModuleName") == scene_logic.MODULE_NAME]
+        assert len(parameters) == 1
+        parameters = parameters[0]
+        for role in (scene_logic.SEGMENTATION_ROLE, scene_logic.CALIBRATION_ROLE) + scene_logic.RESULT_ROLES:
+            assert parameters.GetNodeReference(role) is not None, role
+        for role in (scene_logic.SPECT_ROLE, scene_logic.CT_ROLE, scene_logic.METADATA_ROLE,
+                     scene_logic.TRANSFORM_ROLE):
+            count = parameters.GetNumberOfNodeReferences(role)
+            assert count == len(scene["first"].study.timepoints), role
+            assert all(parameters.GetNthNodeReference(role, n) is not None for n in range(count)), role
+        logic = scene_logic.SceneDoseLogic(reopened)
+        again = logic.compute_dose(parameters, scene["options"])
+        expected = _doses(scene["first"])
+        # Differences seen are below 1e-7 relative (round-off of the reloaded inputs, amplified by the fits).
+        assert _doses(again) == pytest.approx(expected, rel=1e-6)
+    finally:
+        reopened.scene.Clear(1)
+
+
+def test_edited_segments_change_exactly_the_edited_vois(scene):
+    """A lesion grown by a 4.4 mm margin and the upper half of the liver erased, as Segment Editor
+    effects do (binary labelmap replaced in the segment): only those two VOIs change; the lesion
+    follows the counts and volumes of the two outlines summed directly on the reference SPECT."""
+    from MIBGDosimetryLib.segmentation.segment_vois import segment_on_own_grid
+    from MIBGDosimetryLib.segmentation.segments import set_segment_mask
+
+    context, segmentation, ct = scene["context"], scene["segmentation"], scene["ct"]
+    before = scene["logic"].compute_dose(scene["parameters"], scene["options"])
+    ids = {segmentation.GetSegmentation().GetNthSegment(n).GetName(): segmentation.GetSegmentation().GetNthSegmentID(n)
+           for n in range(segmentation.GetSegmentation().GetNumberOfSegments())}
+    k, j, i = np.indices(ct.array.shape)
+    ras = ct.ras_of_ijk(np.stack([i, j, k], axis=-1))
+    lesion = _phantom_lesion(scene)
+    margin_mm = 4.4
+    grown = np.linalg.norm(ras - np.asarray(lesion.centre_ras_mm), axis=-1) <= lesion.diameter_mm / 2 + margin_mm
+    set_segment_mask(context.scene, segmentation, ids[EDITED_LESION], grown, ct)
+    liver = segment_on_own_grid(segmentation, ids["liver"])
+    liver_mask = mrml_mask_on(liver, ct)
+    upper = ras[..., 2] > float(np.median(ras[..., 2][liver_mask]))
+    set_segment_mask(context.scene, segmentation, ids["liver"], liver_mask & ~upper, ct)
+    after = scene["logic"].compute_dose(scene["parameters"], scene["options"])
+
+    doses_before, doses_after = _doses(before), _doses(after)
+    for name in doses_before:
+        if name not in (EDITED_LESION, "liver"):
+            assert doses_after[name] == pytest.approx(doses_before[name], rel=5e-3), name
+    volumes = {v["name"]: v["volume_ml"] for v in after.results["vois"]}
+    assert volumes["liver"] == pytest.approx(np.count_nonzero(liver_mask & ~upper) * ct.voxel_volume_ml, rel=1e-9)
+    reference = scene["reference"]
+    kk, jj, ii = np.indices(reference.array.shape)
+    distance = np.linalg.norm(reference.ras_of_ijk(np.stack([ii, jj, kk], axis=-1)) -
+                              np.asarray(lesion.centre_ras_mm), axis=-1)
+    old_mask = distance <= lesion.diameter_mm / 2
+    new_mask = distance <= lesion.diameter_mm / 2 + margin_mm
+    expected_ratio = (reference.array[new_mask].sum() / reference.array[old_mask].sum() *
+                      np.count_nonzero(old_mask) / np.count_nonzero(new_mask))
+    assert expected_ratio < 0.9
+    assert doses_after[EDITED_LESION] / doses_before[EDITED_LESION] == pytest.approx(expected_ratio, rel=0.05)
+
+
+def _phantom_lesion(scene):
+    from MIBGDosimetryLib.phantoms import patient
+
+    return next(s for s in patient.PatientConfig(seed=1).lesions if s.name == EDITED_LESION)
+
+
+def mrml_mask_on(volume, grid):
+    """A mask on its own grid carried onto ``grid`` (here the same CT grid, so only the extent changes)."""
+    from MIBGDosimetryLib.registration.resample import resample_mask
+
+    return resample_mask(volume.array, volume, grid, np.eye(4))
+
+
+def test_an_edited_registration_transform_is_used_by_the_next_dose_run(scene):
+    """A 10 mm shift added to a time point's transform moves that time point's SPECT on the reference
+    grid by 10 mm the other way (its centre of counts), and only that time point's activities change."""
+    from MIBGDosimetryLib.registration.mrml_nodes import matrix_from_transform_node
+    from MIBGDosimetryLib.registration.mrml_nodes import _vtk_matrix
+
+    before = scene["logic"].compute_dose(scene["parameters"], scene["options"])
+    index = 2
+    node = scene["logic"].transform_nodes(scene["parameters"])[index]
+    matrix = matrix_from_transform_node(node)
+    shift = np.array([10.0, 0.0, 0.0])
+    edited = matrix.copy()
+    edited[:3, 3] += shift
+    node.SetMatrixTransformFromParent(_vtk_matrix(edited))
+    after = scene["logic"].compute_dose(scene["parameters"], scene["options"])
+
+    def centre(volume):
+        k, j, i = np.indices(volume.array.shape)
+        ras = volume.ras_of_ijk(np.stack([i, j, k], axis=-1))
+        weights = np.clip(volume.array, 0, None)
+        return (ras * weights[..., None]).sum(axis=(0, 1, 2)) / weights.sum()
+
+    moved = centre(after.registered_spects[index]) - centre(before.registered_spects[index])
+    expected = -np.linalg.inv(matrix[:3, :3]) @ shift
+    assert np.allclose(moved, expected, atol=0.5), moved
+    for other in range(len(before.registered_spects)):
+        if other != index:
+            assert np.array_equal(after.registered_spects[other].array, before.registered_spects[other].array)
+    tac_before = {v["name"]: v["tac"]["activity_MBq"] for v in before.results["vois"]}
+    tac_after = {v["name"]: v["tac"]["activity_MBq"] for v in after.results["vois"]}
+    assert tac_after[EDITED_LESION][index] < 0.9 * tac_before[EDITED_LESION][index]
+    assert tac_after[EDITED_LESION][:index] == tac_before[EDITED_LESION][:index]
+    timepoint = after.results["timepoints"][index]["registration"]
+    assert "corrected in the scene" in timepoint["kind"]
+
+
+def test_a_failure_while_storing_results_leaves_the_scene_as_it_was(scene, monkeypatch):
+    """The results table cannot be added (simulated): the dose and TIA nodes already added are removed
+    and the earlier results stay referenced."""
+    from MIBGDosimetryLib.scene import logic as scene_logic
+
+    before = _snapshot(scene)
+
+    def refuse(*_args, **_kwargs):
+        raise RuntimeError("no room for the table")
+
+    monkeypatch.setattr(scene_logic.mrml, "add_table", refuse)
+    with pytest.raises(RuntimeError, match="no room"):
+        scene["logic"].compute_dose(scene["parameters"], scene["options"])
+    monkeypatch.undo()
+    assert _snapshot(scene) == before
+
+
+def test_cancel_during_registration_keeps_the_transforms(scene):
+    from MIBGDosimetryLib.scene.logic import DoseRunCancelled
+
+    before = _snapshot(scene)
+    seen = []
+
+    def progress(message):
+        seen.append(message)
+
+    with pytest.raises(DoseRunCancelled):
+        scene["logic"].register(scene["parameters"], progress=progress, cancel=lambda: len(seen) >= 2)
+    assert len(seen) == 2
+    assert _snapshot(scene) == before
+
+
+def test_mibgdose_dose_command_takes_the_segmentation(phantom, tmp_path, capsys):
+    import json
+
+    from MIBGDosimetryLib.cli import main
+
+    organs = {name: mask for name, (kind, mask) in phantom["structures"].items() if kind == "organ"}
+    path = _write_seg_nrrd(tmp_path / "organs.seg.nrrd", organs,
+                           phantom["grid"].fine_volume(np.zeros(phantom["grid"].fine_shape, dtype=np.uint8)))
+    assert main(["dose", phantom["study"], "--calibration", phantom["calibration"], "--out", str(tmp_path / "out"),
+                 "--segmentation", path, "--no-dicom", "--no-report"]) == 0
+    results = json.loads((tmp_path / "out" / "results.json").read_text())
+    assert results["provenance"]["inputs"]["segmentation"] == os.path.abspath(path)
+    assert {v["name"] for v in results["vois"]} == set(phantom["structures"])
+    capsys.readouterr()
+    missing = str(tmp_path / "missing.seg.nrrd")
+    assert main(["dose", phantom["study"], "--calibration", phantom["calibration"], "--out", str(tmp_path / "out2"),
+                 "--segmentation", missing]) == 2
+    assert "missing.seg.nrrd' does not exist" in capsys.readouterr().err
+    assert not (tmp_path / "out2").exists()
+
+
+@pytest.mark.parametrize("name, tag, seeds, kind", [
+    ("liver", None, (), "organ"), ("Lesion 3", None, (), "lesion"), ("tumour left", None, (), "lesion"),
+    ("node_a", None, ("node_a",), "lesion"), ("lesion-like organ", "organ", (), "organ"),
+    ("kidney", " Lesion ", (), "lesion")])
+def test_segment_kind_rule(name, tag, seeds, kind):
+    from MIBGDosimetryLib.segmentation.segment_vois import voi_kind
+
+    assert voi_kind(name, tag, seeds) == kind
+
+
+def test_bad_segments_are_refused_with_the_segment_named(mrml_context):
+    from MIBGDosimetryLib.segmentation.segment_vois import VOI_TYPE_TAG, vois_from_segmentation_node, voi_kind
+    from MIBGDosimetryLib.segmentation.segments import add_mask_segment
+    from MIBGDosimetryLib.volume import ImageVolume
+
+    with pytest.raises(ValueError, match="'spleen' has MIBG.VOIType = 'tumor'"):
+        voi_kind("spleen", "tumor")
+    grid = ImageVolume(np.zeros((10, 10, 10)), (4.0, 4.0, 4.0))
+    far = ImageVolume(np.zeros((4, 4, 4)), (2.0, 2.0, 2.0), (500.0, 0.0, 0.0))
+    node = mrml_context.scene.AddNewNodeByClass("vtkMRMLSegmentationNode", "drawn")
+    with pytest.raises(ValueError, match="holds no segment"):
+        vois_from_segmentation_node(mrml_context.scene, node, grid)
+    inside = np.zeros((10, 10, 10), dtype=bool)
+    inside[3:6, 3:6, 3:6] = True
+    add_mask_segment(mrml_context.scene, node, inside, grid, "cube")
+    node.GetSegmentation().GetSegment(node.GetSegmentation().GetNthSegmentID(0)).SetTag(VOI_TYPE_TAG, "lesion")
+    (voi,) = vois_from_segmentation_node(mrml_context.scene, node, grid)
+    assert (voi.kind, voi.details["volume_ml"]) == ("lesion", pytest.approx(27 * 0.064))
+    assert np.array_equal(voi.mask, inside)
+    add_mask_segment(mrml_context.scene, node, np.ones((4, 4, 4), dtype=bool), far, "outside")
+    with pytest.raises(ValueError, match="segment 'outside' covers no voxel of the SPECT grid"):
+        vois_from_segmentation_node(mrml_context.scene, node, grid)
+
+
+def test_time_points_out_of_time_order_are_refused(scene):
+    from MIBGDosimetryLib.scene import logic as scene_logic
+
+    parameters = scene["parameters"]
+    count = parameters.GetNumberOfNodeReferences(scene_logic.SPECT_ROLE)
+    reversed_nodes = [scene_logic.TimePointNodes(*(parameters.GetNthNodeReference(role, n) for role in (
+        scene_logic.SPECT_ROLE, scene_logic.CT_ROLE, scene_logic.METADATA_ROLE))) for n in range(count)][::-1]
+    other = scene["logic"].new_parameter_node("reversed")
+    try:
+        scene["logic"].set_inputs(other, reversed_nodes, scene["segmentation"],
+                                  parameters.GetNodeReference(scene_logic.CALIBRATION_ROLE))
+        with pytest.raises(ValueError, match="must be given in time order"):
+            scene["logic"].register(other)
+    finally:
+        scene["context"].scene.RemoveNode(other)
