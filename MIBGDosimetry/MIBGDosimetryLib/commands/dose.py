@@ -37,6 +37,9 @@ def add_arguments(parser):
     parser.add_argument("--mass-kg", dest="mass_kg", type=float, help="patient mass (kg), for the whole-body dose")
     parser.add_argument("--administered-MBq", dest="administered_MBq", type=float,
                         help="administered activity (MBq) when the study's DICOM does not give it")
+    parser.add_argument("--lesion-outline", default="threshold", choices=["threshold", "threshold+fill", "ct-assisted"],
+                        help="lesion outline: the adaptive threshold, with enclosed cavities (necrotic core) "
+                             "filled, or also CT-assisted for lesions in bone (default: threshold)")
     parser.add_argument("--no-dicom", action="store_true", help="do not write RT Dose and SEG")
     parser.add_argument("--no-report", action="store_true", help="do not write the PDF/HTML report")
 
@@ -56,7 +59,8 @@ def run(args):
                           deformable_registration=args.deformable, seed_points_ras_mm=seeds,
                           tissue_parameters_path=args.tissue_parameters,
                           wholebody_measurements=args.wholebody_measurements, blood_samples=args.blood,
-                          patient_mass_kg=args.mass_kg, administered_activity_MBq=args.administered_MBq)
+                          patient_mass_kg=args.mass_kg, administered_activity_MBq=args.administered_MBq,
+                          lesion_outline=args.lesion_outline)
     calculation = run_dose(args.study_dir, args.calibration, options)
     written = write_outputs(calculation, args.out, dicom=not args.no_dicom, report=not args.no_report)
     summary = {"written": written,

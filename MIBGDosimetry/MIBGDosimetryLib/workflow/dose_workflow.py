@@ -61,6 +61,10 @@ class DoseOptions:
     partial_volume: str = "auto"
     #: Spatial resolution (FWHM, mm) to use instead of the calibration record's.
     resolution_fwhm_mm: float = None
+    #: Lesion outline: "threshold" (adaptive threshold), "threshold+fill" (enclosed cavities such as a
+    #: necrotic core filled) or "ct-assisted" (also uses the CT for lesions in bone); see
+    #: MIBGDosimetryLib.workflow.vois.LESION_OUTLINES.
+    lesion_outline: str = "threshold"
     #: Diagnostic tracer studies for the imaging-dose log: dicts with tracer, activity_MBq, optional
     #: label and dose_coefficient_mSv_per_MBq.
     tracer_studies: tuple = ()
@@ -75,6 +79,9 @@ class DoseOptions:
     administered_activity_MBq: float = None
 
     def __post_init__(self):
+        if self.lesion_outline not in vois_module.LESION_OUTLINES:
+            raise ValueError(f"Unknown lesion outline '{self.lesion_outline}'; choose one of "
+                             f"{', '.join(vois_module.LESION_OUTLINES)}.")
         if self.partial_volume not in PARTIAL_VOLUME_METHODS:
             raise ValueError(f"Unknown partial-volume method '{self.partial_volume}'; choose one of "
                              f"{', '.join(PARTIAL_VOLUME_METHODS)}.")
@@ -292,7 +299,13 @@ def _define_vois(study, record, reference, options, log):
     seeds = options.seed_points_ras_mm if options.seed_points_ras_mm is not None else study.seed_points
     log(f"Delineating {len(seeds)} lesion(s) by the adaptive threshold, {len(organs)} organ(s) from segmentations")
     fwhm = options.resolution_fwhm_mm or getattr(record, "resolution_fwhm_mm", None)
-    lesions = vois_module.lesion_vois(reference, seeds, record.threshold_model, organs, fwhm)
+    ct_hu = None
+    if options.lesion_outline == "ct-assisted" and reference_ct is not None and seeds:
+        from MIBGDosimetryLib.registration.resample import resample_image
+
+        ct_hu = resample_image(reference_ct, reference, np.eye(4), "linear", -1000.0).array
+    lesions = vois_module.lesion_vois(reference, seeds, record.threshold_model, organs, fwhm,
+                                      options.lesion_outline, ct_hu)
     vois = lesions + organs
     vois_module.make_disjoint(vois)
     vois = [v for v in vois if v.mask.any()]
