@@ -61,6 +61,11 @@ class DoseOptions:
     partial_volume: str = "auto"
     #: Spatial resolution (FWHM, mm) to use instead of the calibration record's.
     resolution_fwhm_mm: float = None
+    #: Where the GTM's resolution comes from without resolution_fwhm_mm: "recoveries" (the FWHM whose
+    #: Gaussian-blurred spheres reproduce the calibration's measured recovery coefficients, see
+    #: MIBGCalibrationLib.resolution.fwhm_from_recoveries; the profile fit's FWHM when the record has
+    #: fewer than three spheres) or "profile" (the calibration's profile fit).
+    gtm_resolution: str = "recoveries"
     #: Lesion outline: "threshold" (adaptive threshold), "threshold+fill" (enclosed cavities such as a
     #: necrotic core filled) or "ct-assisted" (also uses the CT for lesions in bone); see
     #: MIBGDosimetryLib.workflow.vois.LESION_OUTLINES.
@@ -79,6 +84,8 @@ class DoseOptions:
     administered_activity_MBq: float = None
 
     def __post_init__(self):
+        if self.gtm_resolution not in ("recoveries", "profile"):
+            raise ValueError(f"Unknown GTM resolution source '{self.gtm_resolution}'; choose recoveries or profile.")
         if self.lesion_outline not in vois_module.LESION_OUTLINES:
             raise ValueError(f"Unknown lesion outline '{self.lesion_outline}'; choose one of "
                              f"{', '.join(vois_module.LESION_OUTLINES)}.")
@@ -334,7 +341,19 @@ def _resolution(record, options):
     fwhm = getattr(record, "resolution_fwhm_mm", None)
     if fwhm is None:
         return None, None, None
-    return float(fwhm), float(getattr(record, "resolution_fwhm_mm_uncertainty", 0.0) or 0.0), "calibration record"
+    uncertainty = float(getattr(record, "resolution_fwhm_mm_uncertainty", 0.0) or 0.0)
+    inserts = [i for i in (getattr(record, "recovery_inserts", None) or [])
+               if (i.get("recovery") or 0) > 0 and (i.get("volume_ml") or 0) > 0]
+    if options.gtm_resolution == "recoveries" and len(inserts) >= 3:
+        from MIBGCalibrationLib.resolution import fwhm_from_recoveries
+
+        fitted, misfit = fwhm_from_recoveries([i["volume_ml"] for i in inserts], [i["recovery"] for i in inserts])
+        # The profile fit and the recoveries describe the same chain; their difference is part of the
+        # uncertainty of the resolution the GTM assumes.
+        return (fitted, float(np.hypot(uncertainty, fitted - float(fwhm))),
+                f"sphere recoveries of the calibration record (profile fit {float(fwhm):.2f} mm, largest "
+                f"recovery misfit {misfit:.1%})")
+    return float(fwhm), uncertainty, "calibration record"
 
 
 def _voi_activities(vois, registered, factors, record, reference, body, options):
