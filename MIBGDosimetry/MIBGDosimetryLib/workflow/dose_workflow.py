@@ -61,11 +61,13 @@ class DoseOptions:
     partial_volume: str = "auto"
     #: Spatial resolution (FWHM, mm) to use instead of the calibration record's.
     resolution_fwhm_mm: float = None
-    #: Where the GTM's resolution comes from without resolution_fwhm_mm: "recoveries" (the FWHM whose
-    #: Gaussian-blurred spheres reproduce the calibration's measured recovery coefficients, see
-    #: MIBGCalibrationLib.resolution.fwhm_from_recoveries; the profile fit's FWHM when the record has
-    #: fewer than three spheres) or "profile" (the calibration's profile fit).
-    gtm_resolution: str = "recoveries"
+    #: Where the GTM's resolution comes from without resolution_fwhm_mm: "profile" (the calibration's
+    #: profile fit) or "recoveries" (the FWHM whose Gaussian-blurred spheres reproduce the calibration's
+    #: measured recovery coefficients, see MIBGCalibrationLib.resolution.fwhm_from_recoveries; the
+    #: profile fit's FWHM when the record has fewer than three spheres). On the realistic 131I OSEM
+    #: phantom "recoveries" brings the small organs closer (Testing/test_realistic_spect.py), on the
+    #: image-domain demo phantom it moves lesion doses by up to 25 % (test_dose_workflow.py): not the default.
+    gtm_resolution: str = "profile"
     #: Lesion outline: "threshold" (adaptive threshold), "threshold+fill" (enclosed cavities such as a
     #: necrotic core filled) or "ct-assisted" (also uses the CT for lesions in bone); see
     #: MIBGDosimetryLib.workflow.vois.LESION_OUTLINES.
