@@ -486,13 +486,13 @@ def _consistent_volume(model, maximum, background, lesion, other, max_iterations
                        f"({_curve_text(scan, contrast, model)}); the region at fraction {best['fraction']:.2f} "
                        f"({best['volume_ml']:.2f} mL, model fraction off by {mismatch:.3f}) is used instead: its "
                        "uptake does not look like a compact lesion on a uniform background (e.g. a lesion in "
-                       "active marrow or bone, or with a cold core); check the outline")
+                       "active marrow or bone, or with a cold core)")
     elif model.volume_range_ml is not None and best["volume_ml"] < model.volume_range_ml[0]:
         converged = False
         warning = (f"the self-consistent region ({best['volume_ml']:.2f} mL) is smaller than the smallest calibrated "
                    f"insert ({model.volume_range_ml[0]:.2f} mL), so its threshold is extrapolated: either the "
                    "lesion is that small, or its uptake is not a compact hot spot (e.g. a lesion in active marrow or "
-                   f"bone, or with a cold core) ({_curve_text(scan, contrast, model)}); check the outline")
+                   f"bone, or with a cold core) ({_curve_text(scan, contrast, model)})")
     return {"component": best["component"], "mask": best["mask"], "level": best["level"],
             "fraction": best["fraction"], "volume_ml": best["volume_ml"], "history": history,
             "converged": bool(converged), "mismatch": float(mismatch), "warning": warning,
