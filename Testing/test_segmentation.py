@@ -418,3 +418,18 @@ def test_filling_a_necrotic_core_adds_only_the_enclosed_cavity():
     open_voi = Voi("cup", "lesion", cup.copy(), "test", {"volume_ml": float(cup.sum()) * 0.1})
     _fill_cavities(open_voi, np.ones(shell.shape, dtype=bool), 0.1)
     assert np.array_equal(open_voi.mask, cup) and open_voi.details["filled_cavity_ml"] == 0.0
+
+
+def test_lesion_outline_choices_are_checked():
+    """An unknown outline, or the CT-assisted outline without a CT, is refused with a clear error."""
+    from MIBGCalibrationLib.threshold import ThresholdModel
+    from MIBGDosimetryLib.workflow.dose_workflow import DoseOptions
+    from MIBGDosimetryLib.workflow.vois import lesion_vois
+
+    with pytest.raises(ValueError, match="Unknown lesion outline 'contour'"):
+        DoseOptions(lesion_outline="contour")
+    with pytest.raises(ValueError, match="Unknown GTM resolution source"):
+        DoseOptions(gtm_resolution="guess")
+    reference = ImageVolume(np.ones((8, 8, 8)), spacing_mm=(4.0, 4.0, 4.0))
+    with pytest.raises(ValueError, match="needs a CT"):
+        lesion_vois(reference, {"L1": (10.0, 10.0, 10.0)}, ThresholdModel(a=0.4), outline="ct-assisted")
