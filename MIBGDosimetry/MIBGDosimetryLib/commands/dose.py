@@ -40,6 +40,9 @@ def add_arguments(parser):
     parser.add_argument("--lesion-outline", default="threshold", choices=["threshold", "threshold+fill", "ct-assisted"],
                         help="lesion outline: the adaptive threshold, with enclosed cavities (necrotic core) "
                              "filled, or also CT-assisted for lesions in bone (default: threshold)")
+    parser.add_argument("--gtm-resolution", default="profile", choices=["profile", "recoveries"],
+                        help="FWHM the GTM partial-volume correction assumes: the calibration's profile fit, or the "
+                             "FWHM whose blurred spheres reproduce the calibration's recovery coefficients")
     parser.add_argument("--no-dicom", action="store_true", help="do not write RT Dose and SEG")
     parser.add_argument("--no-report", action="store_true", help="do not write the PDF/HTML report")
 
@@ -60,7 +63,7 @@ def run(args):
                           tissue_parameters_path=args.tissue_parameters,
                           wholebody_measurements=args.wholebody_measurements, blood_samples=args.blood,
                           patient_mass_kg=args.mass_kg, administered_activity_MBq=args.administered_MBq,
-                          lesion_outline=args.lesion_outline)
+                          lesion_outline=args.lesion_outline, gtm_resolution=args.gtm_resolution)
     calculation = run_dose(args.study_dir, args.calibration, options)
     written = write_outputs(calculation, args.out, dicom=not args.no_dicom, report=not args.no_report)
     summary = {"written": written,
