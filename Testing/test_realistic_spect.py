@@ -29,7 +29,7 @@ def realistic_run(tmp_path_factory):
     write_outputs(calibrate_phantom_folder(str(calibration_dir)), str(record))
     patient_study.write_realistic_patient_study(str(study_dir))
     calculation = run_dose(str(study_dir), str(record), log=lambda *_: None)
-    return {"calibration_dir": calibration_dir, "study_dir": study_dir,
+    return {"calibration_dir": calibration_dir, "study_dir": study_dir, "record_path": record,
             "record": json.loads(record.read_text()), "results": calculation.results,
             "calibration_truth": json.loads((calibration_dir / "truth.json").read_text()),
             "truth": json.loads((study_dir / "truth.json").read_text())}
@@ -189,11 +189,14 @@ def test_every_seeded_lesion_is_reported(realistic_run):
 
 @pytest.mark.xfail(strict=True, reason=(
     "measured on seed 1, truth dose with a 100 mm kernel reach: organ mean doses lungs -19 %, liver -3 %, heart "
-    "-14 %, kidneys -11/-10 %, bladder -15 %, salivary glands +27 % (against a truth cut at the analysis' 44 mm "
+    "-14 %, kidneys -11/-10 %, bladder -14 %, salivary glands +27 % (against a truth cut at the analysis' 44 mm "
     "reach all but the salivary glands would be within 5.5 %); lesions of 4 mL or more: adrenal primary "
     "(irregular, 27 mL) dose -2 % volume +17 %, para-aortic (elongated, 6 mL) dose -57 % volume +255 %, necrotic "
-    "mass (27 mL) dose -10 % volume +36 %, spine bone metastasis (4 mL) dose +530 % volume -84 %, pelvic bone "
-    "metastasis (9 mL) dose +464 % volume -88 %"))
+    "mass (27 mL) dose -10 % volume +36 %, spine bone metastasis (4 mL) dose +529 % volume -84 %, pelvic bone "
+    "metastasis (9 mL) dose +463 % volume -88 %; each lesion has a single self-consistent threshold fraction, "
+    "the threshold model's fractions (from the calibration spheres) do not transfer to these lesions' images: "
+    "at every fraction the model gives for their size, the bone lesions' regions are smaller and the soft-tissue "
+    "ones' larger than the lesions"))
 def test_issue_accuracy_targets(realistic_run):
     """Organs within 10 %, lesions of 4 mL or more within 15 % of the true mean dose, their volumes
     within 20 %."""
@@ -208,6 +211,29 @@ def test_issue_accuracy_targets(realistic_run):
             if row is None or abs(row["dose"]) > 0.15 or abs(row["volume"]) > 0.20:
                 failures.append((name, row))
     assert failures == []
+
+
+def test_gtm_partial_volume_beats_the_recovery_curve_on_organs(realistic_run):
+    """The same study and calibration with the recovery-curve correction (EANM eq. 9) instead of the
+    GTM: on the organs of 30 mL or more the GTM's time-integrated activities lie closer to the truth.
+    Measured on seed 1 (organs of 30 mL or more; 14 mL salivary glands): GTM with the profile fit's FWHM
+    (13.6 mm, the default) -4.8 % to +6.9 %, salivary +27 %; GTM with the FWHM from the sphere recoveries
+    (12.8 mm) -8.1 % to +4.9 %, salivary +18 %; recovery curve -3.3 % to +34 % (lungs; kidneys +16 %),
+    salivary -24 %. On lesions the recovery curve is closer (TIA adrenal +2 %, necrotic mass +8 %,
+    against +15 % and +21 % with the GTM)."""
+    from MIBGDosimetryLib.workflow.dose_workflow import DoseOptions, run_dose
+
+    recovery = run_dose(str(realistic_run["study_dir"]), str(realistic_run["record_path"]),
+                        DoseOptions(partial_volume="recovery"), log=lambda *_: None).results
+    truth = {s["name"]: s for s in realistic_run["truth"]["structures"]}
+    organs = [name for name, s in truth.items() if s["kind"] == "organ" and s["volume_ml"] >= 30.0]
+
+    def worst(results):
+        rows = {v["name"]: v for v in results["vois"]}
+        return max(abs(rows[name]["tia_MBq_h"] / truth[name]["tia_MBq_h"] - 1.0) for name in organs)
+
+    assert worst(realistic_run["results"]) <= 0.10
+    assert worst(realistic_run["results"]) < worst(recovery)
 
 
 # --- the command line ---------------------------------------------------------------------------------

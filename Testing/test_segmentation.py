@@ -355,3 +355,81 @@ def test_adaptive_threshold_on_the_patient_phantom(phantom_calibrated_model):
         if lesion["volume_ml"] >= 4.0:
             assert info["converged"] and info["warning"] is None
             assert abs(error) < 0.10
+
+
+def _two_step_lesion(rng, counts_scale):
+    """A hot sphere of radius 16 mm (value 1) inside a warm one of radius 32 mm (value 0.3) on a
+    background of 0.02, 4 mm voxels, blurred by half a voxel, with Poisson noise at ``counts_scale``
+    counts per unit value: two volume plateaus, 17.2 and 137 mL."""
+    from scipy import ndimage
+
+    from MIBGDosimetryLib.volume import ImageVolume
+
+    n, voxel_mm = 64, 4.0
+    centre = (np.array([n, n, n]) - 1) / 2.0 + np.array([0.3, -0.2, 0.1])
+    k, j, i = np.indices((n, n, n))
+    r_mm = np.sqrt((k - centre[0]) ** 2 + (j - centre[1]) ** 2 + (i - centre[2]) ** 2) * voxel_mm
+    image = np.full((n, n, n), 0.02)
+    image[r_mm <= 32.0] = 0.3
+    image[r_mm <= 16.0] = 1.0
+    image = ndimage.gaussian_filter(image, 0.5)
+    noisy = rng.poisson(image * counts_scale).astype(float)
+    volume = ImageVolume(noisy, spacing_mm=(voxel_mm,) * 3)
+    centre_ras = volume.ras_of_ijk(centre[::-1])
+    return volume, centre_ras
+
+
+def test_several_consistent_fractions_are_reported_and_the_choice_does_not_follow_the_noise():
+    """A lesion with two volume plateaus and a model fraction(V) = 0.1 + 7.6 / V is consistent on
+    both (about 0.5 at 19 mL, 0.16 at 125 mL): the result lists both volumes, states the ambiguity,
+    and takes the same one in each of three noise realisations."""
+    from MIBGCalibrationLib.threshold import ThresholdModel
+    from MIBGDosimetryLib.segmentation.adaptive_threshold import adaptive_threshold_mask
+
+    model = ThresholdModel(a=0.1, b=7.6)
+    chosen = []
+    for seed in (11, 12, 13):
+        volume, centre = _two_step_lesion(np.random.default_rng(seed), 400.0)
+        _, info = adaptive_threshold_mask(volume, seed_ras_mm=centre, model=model)
+        assert info["converged"], info["warning"]
+        volumes = sorted(info["consistent_volumes_ml"])
+        assert len(volumes) == 2, volumes
+        assert volumes[0] == pytest.approx(17.2, rel=0.25) and volumes[1] == pytest.approx(137.0, rel=0.25)
+        assert "2 threshold fractions are self-consistent" in info["ambiguity"]
+        chosen.append(info["volume_ml"] > 60.0)
+    assert len(set(chosen)) == 1, chosen
+
+
+def test_filling_a_necrotic_core_adds_only_the_enclosed_cavity():
+    """A hollow sphere (outer radius 8 voxels, inner 4) and a cup open to one side: the enclosed
+    cavity is added (its voxel count), the open one is not."""
+    from MIBGDosimetryLib.workflow.vois import Voi, _fill_cavities
+
+    k, j, i = np.indices((30, 30, 30)) - 14.5
+    r = np.sqrt(k * k + j * j + i * i)
+    shell = (r <= 8) & (r > 4)
+    cavity = int(np.count_nonzero(r <= 4))
+    voi = Voi("necrotic", "lesion", shell.copy(), "test", {"volume_ml": float(shell.sum()) * 0.1})
+    _fill_cavities(voi, np.ones(shell.shape, dtype=bool), 0.1)
+    assert np.count_nonzero(voi.mask) == shell.sum() + cavity
+    assert voi.details["filled_cavity_ml"] == pytest.approx(cavity * 0.1)
+    assert voi.details["volume_ml"] == pytest.approx((shell.sum() + cavity) * 0.1)
+    cup = shell & ~((k > 0) & (np.hypot(j, i) < 3))
+    open_voi = Voi("cup", "lesion", cup.copy(), "test", {"volume_ml": float(cup.sum()) * 0.1})
+    _fill_cavities(open_voi, np.ones(shell.shape, dtype=bool), 0.1)
+    assert np.array_equal(open_voi.mask, cup) and open_voi.details["filled_cavity_ml"] == 0.0
+
+
+def test_lesion_outline_choices_are_checked():
+    """An unknown outline, or the CT-assisted outline without a CT, is refused with a clear error."""
+    from MIBGCalibrationLib.threshold import ThresholdModel
+    from MIBGDosimetryLib.workflow.dose_workflow import DoseOptions
+    from MIBGDosimetryLib.workflow.vois import lesion_vois
+
+    with pytest.raises(ValueError, match="Unknown lesion outline 'contour'"):
+        DoseOptions(lesion_outline="contour")
+    with pytest.raises(ValueError, match="Unknown GTM resolution source"):
+        DoseOptions(gtm_resolution="guess")
+    reference = ImageVolume(np.ones((8, 8, 8)), spacing_mm=(4.0, 4.0, 4.0))
+    with pytest.raises(ValueError, match="needs a CT"):
+        lesion_vois(reference, {"L1": (10.0, 10.0, 10.0)}, ThresholdModel(a=0.4), outline="ct-assisted")

@@ -57,6 +57,13 @@ def add_arguments(parser):
     parser.add_argument("--accept-radionuclide", action="store_true",
                         help="use emission series whose headers name another radionuclide than 131I (code, half-life "
                              "or energy windows) as 131I; only when you know the headers are wrong")
+    parser.add_argument("--lesion-outline", default="threshold",
+                        choices=["threshold", "threshold+fill", "ct-assisted"],
+                        help="lesion outline: the adaptive threshold, with enclosed cavities (necrotic core) "
+                             "filled, or also CT-assisted for lesions in bone (default: threshold)")
+    parser.add_argument("--gtm-resolution", default="profile", choices=["profile", "recoveries"],
+                        help="FWHM the GTM partial-volume correction assumes: the calibration's profile fit, or the "
+                             "FWHM whose blurred spheres reproduce the calibration's recovery coefficients")
     parser.add_argument("--no-dicom", action="store_true", help="do not write RT Dose and SEG")
     parser.add_argument("--no-report", action="store_true", help="do not write the PDF/HTML report")
     parser.add_argument("--exclude-timepoint", action="append", default=[], metavar="PATH",
@@ -93,7 +100,8 @@ def _run_locked(args):
                           wholebody_measurements=args.wholebody_measurements, blood_samples=args.blood,
                           patient_mass_kg=args.mass_kg, administered_activity_MBq=args.administered_MBq,
                           excluded_paths=tuple(os.path.normpath(p) for p in args.exclude_timepoint),
-                          accept_radionuclide=args.accept_radionuclide)
+                          accept_radionuclide=args.accept_radionuclide,
+                          lesion_outline=args.lesion_outline, gtm_resolution=args.gtm_resolution)
     calculation = run_dose(args.study_dir, args.calibration, options, segmentation=args.segmentation,
                            check_study=lambda study: check_output_space(args.out, study))
     try:

@@ -89,6 +89,8 @@ FRACTION_TOLERANCE = 0.01
 #: Step of the scan over threshold fractions, and bisection steps refining a consistent fraction.
 SCAN_STEP = 0.01
 BISECTION_STEPS = 20
+#: Scan steps either side of a consistent fraction over which the stability of its volume is measured.
+STABILITY_WINDOW = 2
 #: Fraction of the smoothed peak value that delimits the first region, before any background is known.
 START_FRACTION = 0.5
 #: Re-estimations of the background from the latest region.
@@ -374,7 +376,8 @@ def adaptive_threshold_mask(spect, seed_ras_mm=None, model=None, roi_ras_mm=None
             "background": float(background),
             "contrast": float(maximum / background) if background > 0 else None,
             "peak_ras_mm": [float(v) for v in apex_ras],
-            "volume_history_ml": history, "warning": warning}
+            "volume_history_ml": history, "warning": warning,
+            "consistent_volumes_ml": solution["consistent_volumes_ml"], "ambiguity": solution["ambiguity"]}
     return lesion.full(solution["mask"]), info
 
 
@@ -396,13 +399,20 @@ def _consistent_volume(model, maximum, background, lesion, other, max_iterations
     ``background + f (maximum - background)``, the delineation is consistent where h(f) = 0, and the
     iteration f -> V -> fraction(V) settles only where h falls through zero as f rises. That iteration
     itself diverges for small lesions (their volume reacts more strongly to the threshold than the
-    model to the volume), so the fixed point is located by scanning f downwards from the model's
+    model to the volume), so the fixed points are located by scanning f downwards from the model's
     largest fraction in steps of :data:`SCAN_STEP` until the region leaks (see the module docstring),
-    taking the lowest fall of h through zero (the largest consistent region) and bisecting it.
-    Regions for which the model's fraction is clipped at its maximum do not count; a result below
-    the calibrated volume range is marked as not converged. Without any fall through zero the
-    acceptable fraction with the smallest |h| is returned, marked as not converged.
-    ``max_iterations`` bounds the number of regions evaluated.
+    and bisecting every fall of h through zero. Regions for which the model's fraction is clipped at
+    its maximum do not count.
+
+    An irregular or elongated lesion on a noisy image can have several consistent fractions, and
+    which of them is lowest changes between noise realisations. Of several, the one whose volume is
+    most stable against the fraction is taken (smallest relative change of the volume over
+    :data:`STABILITY_WINDOW` scan steps either side: the threshold then lies on a steep edge of the
+    lesion, not on a shoulder where the region spreads into its surroundings); the volumes of all
+    are returned (``consistent_volumes_ml``) and described in ``ambiguity``. A result below the
+    calibrated volume range is marked as not converged. Without any fall through zero the acceptable
+    fraction with the smallest |h| is returned, marked as not converged, and the warning gives the
+    scanned volume-versus-fraction curve. ``max_iterations`` bounds the number of regions evaluated.
     """
     contrast = maximum / background if background > 0 else None
     history = []
@@ -431,10 +441,10 @@ def _consistent_volume(model, maximum, background, lesion, other, max_iterations
         scan.append(result)
     scan = scan[::-1]
     usable = [r for r in scan if not r["clipped"]]
-    crossing = next((i for i in range(len(scan) - 1)
-                     if scan[i]["h"] >= 0 > scan[i + 1]["h"] and not scan[i]["clipped"]
-                     and not scan[i + 1]["clipped"]), None)
-    if crossing is not None:
+    crossings = [i for i in range(len(scan) - 1)
+                 if scan[i]["h"] >= 0 > scan[i + 1]["h"] and not scan[i]["clipped"] and not scan[i + 1]["clipped"]]
+    solutions = []
+    for crossing in crossings:
         low, high = scan[crossing], scan[crossing + 1]
         for _ in range(BISECTION_STEPS):
             if len(history) >= max_iterations:
@@ -443,7 +453,21 @@ def _consistent_volume(model, maximum, background, lesion, other, max_iterations
             if middle["leak"] or middle["clipped"]:
                 break
             low, high = (middle, high) if middle["h"] >= 0 else (low, middle)
-        best = min((low, high), key=lambda r: abs(r["h"]))
+        solution = dict(min((low, high), key=lambda r: abs(r["h"])))
+        solution["sensitivity"] = _volume_sensitivity(scan, crossing)
+        solutions.append(solution)
+    consistent = [r for r in solutions if abs(r["h"]) <= FRACTION_TOLERANCE]
+    ambiguity = None
+    if consistent:
+        best = min(consistent, key=lambda r: r["sensitivity"])
+        if len(consistent) > 1:
+            listed = ", ".join(f"{r['volume_ml']:.1f} mL at fraction {r['fraction']:.3f}" for r in consistent)
+            ambiguity = (f"{len(consistent)} threshold fractions are self-consistent ({listed}); the volume ranges "
+                         f"from {min(r['volume_ml'] for r in consistent):.1f} to "
+                         f"{max(r['volume_ml'] for r in consistent):.1f} mL; the one whose volume changes least "
+                         f"with the fraction ({best['volume_ml']:.1f} mL) is used")
+    elif solutions:
+        best = min(solutions, key=lambda r: abs(r["h"]))
     elif usable:
         best = min(usable, key=lambda r: abs(r["h"]))
     elif scan:
@@ -451,18 +475,50 @@ def _consistent_volume(model, maximum, background, lesion, other, max_iterations
     else:
         best = evaluate(model.max_fraction)
     mismatch = abs(best["h"])
-    converged = crossing is not None and mismatch <= FRACTION_TOLERANCE
+    converged = bool(consistent)
     warning = None
     if not converged:
         if leak:
             warning = (f"the lesion region {leak} before a consistent threshold was found; mark the lesion with a "
                        "box or exclude the neighbouring organs")
         else:
-            warning = "no threshold fraction is consistent with the calibrated model for this lesion"
+            warning = (f"no threshold fraction is self-consistent with the calibrated model for this hot spot "
+                       f"({_curve_text(scan, contrast, model)}); the region at fraction {best['fraction']:.2f} "
+                       f"({best['volume_ml']:.2f} mL, model fraction off by {mismatch:.3f}) is used instead: its "
+                       "uptake does not look like a compact lesion on a uniform background (e.g. a lesion in "
+                       "active marrow or bone, or with a cold core)")
     elif model.volume_range_ml is not None and best["volume_ml"] < model.volume_range_ml[0]:
         converged = False
-        warning = (f"the lesion ({best['volume_ml']:.2f} mL) is smaller than the smallest calibrated insert "
-                   f"({model.volume_range_ml[0]:.2f} mL): its threshold is extrapolated and its volume uncertain")
+        warning = (f"the self-consistent region ({best['volume_ml']:.2f} mL) is smaller than the smallest calibrated "
+                   f"insert ({model.volume_range_ml[0]:.2f} mL), so its threshold is extrapolated: either the "
+                   "lesion is that small, or its uptake is not a compact hot spot (e.g. a lesion in active marrow or "
+                   f"bone, or with a cold core) ({_curve_text(scan, contrast, model)})")
     return {"component": best["component"], "mask": best["mask"], "level": best["level"],
             "fraction": best["fraction"], "volume_ml": best["volume_ml"], "history": history,
-            "converged": bool(converged), "mismatch": float(mismatch), "warning": warning}
+            "converged": bool(converged), "mismatch": float(mismatch), "warning": warning,
+            "consistent_volumes_ml": [float(r["volume_ml"]) for r in consistent], "ambiguity": ambiguity}
+
+
+def _volume_sensitivity(scan, crossing):
+    """Relative change of the volume per unit fraction around the crossing between scan points
+    ``crossing`` and ``crossing + 1``, over STABILITY_WINDOW scan steps either side."""
+    low = max(0, crossing - STABILITY_WINDOW + 1)
+    high = min(len(scan) - 1, crossing + STABILITY_WINDOW)
+    v_low, v_high = scan[low]["volume_ml"], scan[high]["volume_ml"]
+    df = scan[high]["fraction"] - scan[low]["fraction"]
+    if v_low <= 0 or v_high <= 0 or df <= 0:
+        return float("inf")
+    return float(abs(np.log(v_low / v_high)) / df)
+
+
+def _curve_text(scan, contrast, model, points=6):
+    """The scanned volume-versus-fraction curve, a few points of it, for warnings."""
+    if not scan:
+        return "no region could be evaluated"
+    picks = sorted(set(np.linspace(0, len(scan) - 1, min(points, len(scan))).round().astype(int)))
+    parts = []
+    for i in picks:
+        r = scan[i]
+        wanted = model.fraction(r["volume_ml"], contrast) if r["volume_ml"] > 0 else float("nan")
+        parts.append(f"{r['fraction']:.2f} -> {r['volume_ml']:.1f} mL (model {wanted:.2f})")
+    return "fraction -> volume: " + ", ".join(parts)

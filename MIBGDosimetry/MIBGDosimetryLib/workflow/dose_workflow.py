@@ -63,6 +63,17 @@ class DoseOptions:
     partial_volume: str = "auto"
     #: Spatial resolution (FWHM, mm) to use instead of the calibration record's.
     resolution_fwhm_mm: float = None
+    #: Where the GTM's resolution comes from without resolution_fwhm_mm: "profile" (the calibration's
+    #: profile fit) or "recoveries" (the FWHM whose Gaussian-blurred spheres reproduce the calibration's
+    #: measured recovery coefficients, see MIBGCalibrationLib.resolution.fwhm_from_recoveries; the
+    #: profile fit's FWHM when the record has fewer than three spheres). On the realistic 131I OSEM
+    #: phantom "recoveries" brings the small organs closer (Testing/test_realistic_spect.py), on the
+    #: image-domain demo phantom it moves lesion doses by up to 25 % (test_dose_workflow.py): not the default.
+    gtm_resolution: str = "profile"
+    #: Lesion outline: "threshold" (adaptive threshold), "threshold+fill" (enclosed cavities such as a
+    #: necrotic core filled) or "ct-assisted" (also uses the CT for lesions in bone); see
+    #: MIBGDosimetryLib.workflow.vois.LESION_OUTLINES.
+    lesion_outline: str = "threshold"
     #: Diagnostic tracer studies for the imaging-dose log: dicts with tracer, activity_MBq, optional
     #: label and dose_coefficient_mSv_per_MBq.
     tracer_studies: tuple = ()
@@ -85,6 +96,11 @@ class DoseOptions:
             from MIBGDosimetryLib.physics.kernels import validate_reach
 
             validate_reach(self.kernel_half_width)
+        if self.gtm_resolution not in ("recoveries", "profile"):
+            raise ValueError(f"Unknown GTM resolution source '{self.gtm_resolution}'; choose recoveries or profile.")
+        if self.lesion_outline not in vois_module.LESION_OUTLINES:
+            raise ValueError(f"Unknown lesion outline '{self.lesion_outline}'; choose one of "
+                             f"{', '.join(vois_module.LESION_OUTLINES)}.")
         if self.partial_volume not in PARTIAL_VOLUME_METHODS:
             raise ValueError(f"Unknown partial-volume method '{self.partial_volume}'; choose one of "
                              f"{', '.join(PARTIAL_VOLUME_METHODS)}.")
@@ -357,8 +373,15 @@ def _define_vois(study, record, reference, options, log, registrations, given=No
     log(f"Delineating {len(seeds)} lesion(s) by the adaptive threshold, {len(drawn)} drawn lesion(s), "
         f"{len(organs)} organ(s) from segmentations")
     fwhm = options.resolution_fwhm_mm or getattr(record, "resolution_fwhm_mm", None)
+    ct_hu = None
+    reference_ct = study.timepoints[options.reference_index].ct
+    if options.lesion_outline == "ct-assisted" and reference_ct is not None and seeds:
+        from MIBGDosimetryLib.registration.resample import resample_image
+
+        ct_hu = resample_image(reference_ct, reference, np.eye(4), "linear", -1000.0).array
     counts = activity_module.counts_image(reference, study.timepoints[options.reference_index], record)
-    lesions = drawn + vois_module.lesion_vois(counts, seeds, record.threshold_model, organs, fwhm)
+    lesions = drawn + vois_module.lesion_vois(counts, seeds, record.threshold_model, organs, fwhm,
+                                              options.lesion_outline, ct_hu)
     vois = lesions + organs
     vois_module.make_disjoint(vois)
     dropped = [vois_module.without_result(v, vois_module.empty_reason(v)) for v in vois if not v.mask.any()]
@@ -388,7 +411,19 @@ def _resolution(record, options):
     fwhm = getattr(record, "resolution_fwhm_mm", None)
     if fwhm is None:
         return None, None, None
-    return float(fwhm), float(getattr(record, "resolution_fwhm_mm_uncertainty", 0.0) or 0.0), "calibration record"
+    uncertainty = float(getattr(record, "resolution_fwhm_mm_uncertainty", 0.0) or 0.0)
+    inserts = [i for i in (getattr(record, "recovery_inserts", None) or [])
+               if (i.get("recovery") or 0) > 0 and (i.get("volume_ml") or 0) > 0]
+    if options.gtm_resolution == "recoveries" and len(inserts) >= 3:
+        from MIBGCalibrationLib.resolution import fwhm_from_recoveries
+
+        fitted, misfit = fwhm_from_recoveries([i["volume_ml"] for i in inserts], [i["recovery"] for i in inserts])
+        # The profile fit and the recoveries describe the same chain; their difference is part of the
+        # uncertainty of the resolution the GTM assumes.
+        return (fitted, float(np.hypot(uncertainty, fitted - float(fwhm))),
+                f"sphere recoveries of the calibration record (profile fit {float(fwhm):.2f} mm, largest "
+                f"recovery misfit {misfit:.1%})")
+    return float(fwhm), uncertainty, "calibration record"
 
 
 def _voi_activities(vois, registered, factors, record, reference, body, options):

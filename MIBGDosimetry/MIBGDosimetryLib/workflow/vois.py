@@ -5,6 +5,14 @@ import dataclasses
 
 import numpy as np
 
+#: How lesion outlines are made (``DoseOptions.lesion_outline``): the adaptive-threshold region as it
+#: is; that region with its enclosed cavities filled (a necrotic core whose rim the threshold outlines
+#: belongs to the lesion); or, in addition, confined to the CT's bone for lesions in bone (see
+#: :func:`lesion_vois`).
+LESION_OUTLINES = ("threshold", "threshold+fill", "ct-assisted")
+#: CT number (HU) from which a voxel counts as bone for the CT-assisted lesion outline.
+BONE_HU = 200.0
+
 
 @dataclasses.dataclass
 class Voi:
@@ -54,7 +62,8 @@ def organ_vois(segmentation_files, reference, outline_reference=None):
     return vois
 
 
-def lesion_vois(reference, seed_points_ras_mm, threshold_model, organs=(), resolution_fwhm_mm=None):
+def lesion_vois(reference, seed_points_ras_mm, threshold_model, organs=(), resolution_fwhm_mm=None,
+                outline="threshold", ct_hu=None):
     """Lesion VOIs by the adaptive threshold (calibrated model) from one seed point per lesion.
 
     A lesion may not grow into an organ VOI unless its seed lies inside that organ, so that a small
@@ -62,10 +71,23 @@ def lesion_vois(reference, seed_points_ras_mm, threshold_model, organs=(), resol
     calibration) each outline is then refined by fitting a PSF-blurred uniform ellipsoid to the
     image around it (:func:`MIBGDosimetryLib.segmentation.psf_fit.refine_lesion`), which halves the
     volume error of small lesions; the threshold outline is kept where that fit does not converge.
+
+    ``outline`` is one of :data:`LESION_OUTLINES`; "ct-assisted" needs ``ct_hu``, the CT (HU) on the
+    reference grid: a lesion whose seed lies in bone (the CT's bone, dilated by one voxel) is then
+    confined to it, so that its region cannot spread into the soft tissue or organs around the bone
+    (this does not make the threshold's fraction right for a lesion whose image differs from the
+    calibration spheres'), and enclosed cavities are filled. The method used is kept in each VOI's
+    ``details["outline"]``; when several threshold fractions are self-consistent their volumes are
+    kept in ``details["consistent_volumes_ml"]`` and the ambiguity is stated among the VOI's warnings.
     """
     from MIBGDosimetryLib.segmentation.adaptive_threshold import adaptive_threshold_mask
     from MIBGDosimetryLib.segmentation.psf_fit import refine_lesion
 
+    if outline not in LESION_OUTLINES:
+        raise ValueError(f"Unknown lesion outline '{outline}'; choose one of {', '.join(LESION_OUTLINES)}.")
+    if seed_points_ras_mm and outline == "ct-assisted" and ct_hu is None:
+        raise ValueError("The CT-assisted lesion outline needs a CT in the reference time point; choose the "
+                         "'threshold' or 'threshold+fill' outline for a study without CT.")
     if seed_points_ras_mm and threshold_model is None:
         raise ValueError("Lesion seed points were given but the calibration record has no adaptive-threshold "
                          "model; calibrate it with the sphere phantom or outline the lesions yourself.")
@@ -77,10 +99,22 @@ def lesion_vois(reference, seed_points_ras_mm, threshold_model, organs=(), resol
         for organ in organs:
             if not (inside and organ.mask[seed_kji]):
                 allowed &= ~organ.mask
+        bone = _bone_near(ct_hu, seed_kji) if outline == "ct-assisted" and inside else None
+        if bone is not None:
+            allowed &= bone
         mask, info = adaptive_threshold_mask(reference, seed_ras_mm=seed, model=threshold_model, allowed_mask=allowed)
         details = {k: info.get(k) for k in ("threshold", "fraction", "volume_ml", "mask_volume_ml", "converged",
-                                            "background", "contrast", "peak_ras_mm", "iterations", "warning")}
+                                            "background", "contrast", "peak_ras_mm", "iterations", "warning",
+                                            "consistent_volumes_ml")}
+        details["outline"] = "threshold"
         voi = Voi(name, "lesion", mask, "adaptive threshold from seed point", details)
+        if info.get("ambiguity"):
+            voi.warnings.append(f"lesion '{name}': {info['ambiguity']}")
+        if outline in ("threshold+fill", "ct-assisted"):
+            _fill_cavities(voi, allowed, reference.voxel_volume_ml)
+        if bone is not None:
+            voi.details["outline"] += ", confined to the CT's bone"
+            voi.source += f", confined to the CT's bone (>= {BONE_HU:.0f} HU)"
         if not info["converged"]:
             reason = info.get("warning") or "no consistent threshold was found"
             voi.warnings.append(f"lesion '{name}': the adaptive threshold did not converge ({reason}); check the outline")
@@ -88,6 +122,31 @@ def lesion_vois(reference, seed_points_ras_mm, threshold_model, organs=(), resol
             _refine(voi, reference, resolution_fwhm_mm, allowed, refine_lesion)
         vois.append(voi)
     return vois
+
+
+def _fill_cavities(voi, allowed, voxel_ml):
+    """Add to a lesion the cavities its threshold region fully encloses in 3D (a cold necrotic core
+    inside a hot rim), within the allowed voxels; the activity still comes from the counts."""
+    from scipy import ndimage
+
+    filled = ndimage.binary_fill_holes(voi.mask) & (allowed | voi.mask)
+    added = int(np.count_nonzero(filled & ~voi.mask))
+    voi.details["outline"] = "threshold+fill"
+    voi.details["filled_cavity_ml"] = added * voxel_ml
+    if added:
+        voi.mask = filled
+        voi.details["threshold_volume_ml"] = voi.details.get("volume_ml")
+        voi.details["volume_ml"] = (voi.details.get("volume_ml") or 0.0) + added * voxel_ml
+        voi.source += ", enclosed cavity filled"
+
+
+def _bone_near(ct_hu, seed_kji):
+    """The CT's bone (HU >= BONE_HU) dilated by one voxel (the SPECT grid's partial voxels at its
+    surface), when the seed lies in it; else None."""
+    from scipy import ndimage
+
+    bone = ndimage.binary_dilation(np.asarray(ct_hu) >= BONE_HU, np.ones((3, 3, 3), dtype=bool))
+    return bone if bone[seed_kji] else None
 
 
 def _refine(voi, reference, fwhm_mm, allowed, refine_lesion):
