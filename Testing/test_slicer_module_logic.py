@@ -66,10 +66,12 @@ def test_effect_delineates_with_the_records_interpolated_model(mrml_context, vol
     mask, info, grid = delineate_lesion(mrml_context.scene, source, seed, node)
     assert info["volume_ml"] == pytest.approx(volume_ml, rel=0.10)
     assert mask.sum() * grid.voxel_volume_ml == pytest.approx(volume_ml, rel=0.15)
+    # The coefficients alone (a = b = c = 0) threshold at the lowest fraction; a record holding such a model
+    # is now refused as invalid instead of delineating a region far larger than the lesion.
     coefficients_only = ThresholdModel(a=model.a, b=model.b, c=model.c)
-    _mask, old_info, _grid = delineate_lesion(mrml_context.scene, source, seed,
-                                              record_node(mrml_context.scene, coefficients_only))
-    assert old_info["volume_ml"] > 1.4 * volume_ml
+    assert coefficients_only.fraction(volume_ml) == pytest.approx(coefficients_only.min_fraction)
+    with pytest.raises(ValueError, match="threshold_model.a"):
+        delineate_lesion(mrml_context.scene, source, seed, record_node(mrml_context.scene, coefficients_only))
 
 
 def test_effect_reports_a_record_without_threshold_model(mrml_context):

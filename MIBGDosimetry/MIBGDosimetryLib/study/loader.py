@@ -22,7 +22,7 @@ import numpy as np
 from MIBGDosimetryLib.study import dicomfields
 from MIBGDosimetryLib.study.emission import read_emission_info
 from MIBGDosimetryLib.study.errors import StudyDataError, where
-from MIBGDosimetryLib.study.images import read_nm_volume, read_slice_stack
+from MIBGDosimetryLib.study.images import PIXEL_KEYWORDS, read_nm_volume, read_slice_stack
 from MIBGDosimetryLib.study.markups import read_seed_points
 from MIBGDosimetryLib.study.model import Study, TimePoint
 from MIBGDosimetryLib.study.overrides import check_scope, load_overrides
@@ -259,7 +259,9 @@ def _read_emission(series, root):
             grid, notes, rescale = read_nm_volume(ds, first)
         except StudyDataError as error:
             raise StudyDataError(f"{where(series=series.label)}: {error}", series=series.uid, file=first) from None
-        del ds.PixelData
+        for keyword in PIXEL_KEYWORDS:
+            if keyword in ds:
+                delattr(ds, keyword)
         headers = [ds]
         warnings = [f"{where(series=series.label)}: {note}" for note in notes]
     else:
