@@ -86,8 +86,7 @@ def check_count_rates(study, record):
     sensitivity = record.sensitivity_cps_per_MBq
     if not sensitivity:
         return
-    image_cps = [float(np.clip(np.asarray(tp.spect.array, dtype=float), 0.0, None).sum()) / tp.duration_s
-                 if tp.duration_s else 0.0 for tp in study.timepoints]
+    image_cps = [_image_counts(tp, record) / tp.duration_s if tp.duration_s else 0.0 for tp in study.timepoints]
     problems = count_rate_problems([tp.label for tp in study.timepoints], image_cps,
                                    [tp.observed_count_rate_cps for tp in study.timepoints],
                                    record.calibration_factor_cps_per_MBq, sensitivity)
@@ -95,3 +94,11 @@ def check_count_rates(study, record):
         raise ValueError("The SPECT counts disagree with the camera's count rates:\n"
                          + "\n".join(f"- {p}" for p in problems)
                          + "\nCheck the SPECT series' RescaleSlope and units and the calibration record.")
+
+
+def _image_counts(timepoint, record):
+    """Detected counts behind a time point's SPECT, whatever its units (counts, counts/s, Bq/ml)."""
+    from MIBGDosimetryLib.workflow.activity import scan_factors
+
+    total = float(np.clip(np.asarray(timepoint.spect.array, dtype=float), 0.0, None).sum())
+    return total * scan_factors(timepoint, record).counts_per_value
