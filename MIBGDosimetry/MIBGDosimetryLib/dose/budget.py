@@ -72,8 +72,9 @@ def calibration_term(record):
         relative = np.sqrt((others if components else q_u ** 2) / q ** 2 + DEFAULT_ACTIVITY_METER_RELATIVE ** 2)
         source = (f"calibration record without the activity-meter term + default activity meter "
                   f"{100 * DEFAULT_ACTIVITY_METER_RELATIVE:.1f} % (IAEA TRS-454 tolerance 5 %, rectangular)")
-        warnings.append(f"uncertainty budget: the calibration record does not state the activity meter's uncertainty; "
-                        f"the term 'calibration factor' uses a default of {100 * DEFAULT_ACTIVITY_METER_RELATIVE:.1f} %")
+        warnings.append("uncertainty budget: the calibration record does not state the activity meter's uncertainty; "
+                        "the term 'calibration factor' uses a default of "
+                        f"{100 * DEFAULT_ACTIVITY_METER_RELATIVE:.1f} %")
     return BudgetTerm("calibration factor", relative, "activity",
                       "fully correlated across the time points of a VOI and across VOIs", source, -1.0), warnings
 

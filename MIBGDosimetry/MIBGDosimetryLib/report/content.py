@@ -69,7 +69,8 @@ def uncertainty_budget_table(results):
         values = {(i["term"], i["applies_to"]): i["relative_uncertainty"] for i in voi.get("uncertainty_budget") or []}
         row = [voi.get("name", "-")]
         row += ["-" if key not in values else f"{100 * values[key]:.2g}" for key in terms]
-        for value_key, uncertainty_key in (("tia_MBq_h", "tia_uncertainty_MBq_h"), ("mean_dose_Gy", "dose_uncertainty_Gy")):
+        for value_key, uncertainty_key in (("tia_MBq_h", "tia_uncertainty_MBq_h"),
+                                           ("mean_dose_Gy", "dose_uncertainty_Gy")):
             value, uncertainty = voi.get(value_key), voi.get(uncertainty_key)
             row.append("-" if not value or uncertainty is None else f"{100 * uncertainty / abs(value):.2g}")
         rows.append(row)

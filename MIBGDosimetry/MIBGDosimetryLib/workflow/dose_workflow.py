@@ -526,7 +526,8 @@ def _budget_context(record, options, pv_info, registrations):
     fwhm, _, _ = _resolution(record, options)
     shifts = [None if index == options.reference_index else reg.quality.get("max_bright_structure_shift_mm")
               for index, reg in enumerate(registrations)]
-    return {"record": record, "partial_volume_method": pv_info["method"], "fwhm_mm": fwhm, "registration_shifts_mm": shifts,
+    return {"record": record, "partial_volume_method": pv_info["method"], "fwhm_mm": fwhm,
+            "registration_shifts_mm": shifts,
             "reference_index": options.reference_index, "density_corrected": options.density_correction,
             "dead_time_stated": record.dead_time_s is not None}
 
