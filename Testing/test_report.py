@@ -27,6 +27,10 @@ def voi_result(name, kind, a_MBq, half_life_h, n):
             "dose_uncertainty_Gy": 0.6, "tac_model": fit.model, "coverage_fraction": fit.coverage_fraction,
             "warnings": fit.warnings + ([f"{name}: VOI touches the edge <border> & may be cut"] if n == 2 else []),
             "sphere_s_dose_Gy": 5.1 + n, "local_deposition_dose_Gy": 5.3 + n,
+            "uncertainty_budget": [{"term": "calibration factor", "relative_uncertainty": 0.0312,
+                                    "applies_to": "activity", "correlation": "fully correlated", "source": "record"},
+                                   {"term": "registration", "relative_uncertainty": 0.0047 * (n + 1),
+                                    "applies_to": "activity", "correlation": "independent", "source": "shifts"}],
             "dvh": {"dose_Gy": dose.tolist(), "volume_fraction": np.exp(-dose / (3 + n)).tolist(),
                     "D2_Gy": 9.0, "D50_Gy": 3.0, "D98_Gy": 0.5},
             "tac": {"times_h": TIMES_H, "activity_MBq": activity,
@@ -76,9 +80,9 @@ def test_report_pages_render_and_html_holds_every_voi_and_warning(tmp_path):
     results = results_dict()
     paths = render_report(results, tmp_path / "out", volumes=synthetic_volumes())
     pages = rasterise(paths["pdf"], tmp_path)
-    # Summary, time points, dose table, 2 TAC pages (4 per page), coverage, DVH, imaging dose, scan schedule,
-    # 2 lesion slice pages, warnings.
-    assert len(pages) == 1 + 1 + 1 + 2 + 1 + 1 + 1 + 1 + 2 + 1
+    # Summary, time points, dose table, uncertainty budget, 2 TAC pages (4 per page), coverage, DVH, imaging dose,
+    # scan schedule, 2 lesion slice pages, warnings.
+    assert len(pages) == 1 + 1 + 1 + 1 + 2 + 1 + 1 + 1 + 1 + 2 + 1
     for page in pages:
         height, width = page.shape
         assert width / height == pytest.approx(297 / 210, rel=0.02)
@@ -97,6 +101,15 @@ def test_report_pages_render_and_html_holds_every_voi_and_warning(tmp_path):
     assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["report.html", "report.pdf"]
 
 
+def test_uncertainty_budget_table_names_every_term_and_the_totals():
+    from MIBGDosimetryLib.report.content import uncertainty_budget_table
+
+    headings, rows = uncertainty_budget_table(results_dict(2))
+    assert headings == ["VOI", "calibration factor (activity) %", "registration (activity) %", "TIA %", "Mean dose %"]
+    assert rows[1][:3] == ["VOI-1-liver", "3.1", "0.94"]
+    assert rows[1][4] == f"{100 * 0.6 / 6.0:.2g}"
+
+
 def test_slice_page_passes_through_the_dose_maximum_inside_each_lesion(tmp_path):
     from MIBGDosimetryLib.report.figures import slice_pages
 
@@ -113,8 +126,8 @@ def test_slice_page_passes_through_the_dose_maximum_inside_each_lesion(tmp_path)
 def test_report_without_volumes_and_bad_results(tmp_path):
     results = results_dict(2)
     render_report(results, tmp_path, basename="r")
-    # Summary, time points, dose table, TAC, coverage, DVH, imaging dose, scan schedule, warnings.
-    assert len(rasterise(tmp_path / "r.pdf", tmp_path)) == 1 + 1 + 1 + 1 + 1 + 1 + 1 + 1 + 1
+    # Summary, time points, dose table, uncertainty budget, TAC, coverage, DVH, imaging dose, scan schedule, warnings.
+    assert len(rasterise(tmp_path / "r.pdf", tmp_path)) == 1 + 1 + 1 + 1 + 1 + 1 + 1 + 1 + 1 + 1
     with pytest.raises(ValueError, match="vois"):
         render_report({"provenance": {}}, tmp_path / "bad")
     assert not (tmp_path / "bad").exists()

@@ -63,6 +63,28 @@ def dose_table(results):
     return headings, rows
 
 
+def uncertainty_budget_table(results):
+    """``(headings, rows)`` of the uncertainty budget: one row per VOI, one column per term (relative
+    standard uncertainty in %, with what it applies to in the heading), then the TIA and mean-dose totals."""
+    terms = []
+    for voi in results.get("vois", []):
+        for item in voi.get("uncertainty_budget") or []:
+            if (item["term"], item["applies_to"]) not in terms:
+                terms.append((item["term"], item["applies_to"]))
+    headings = ["VOI"] + [f"{term} ({applies_to}) %" for term, applies_to in terms] + ["TIA %", "Mean dose %"]
+    rows = []
+    for voi in results.get("vois", []):
+        values = {(i["term"], i["applies_to"]): i["relative_uncertainty"] for i in voi.get("uncertainty_budget") or []}
+        row = [voi.get("name", "-")]
+        row += ["-" if key not in values else f"{100 * values[key]:.2g}" for key in terms]
+        for value_key, uncertainty_key in (("tia_MBq_h", "tia_uncertainty_MBq_h"),
+                                           ("mean_dose_Gy", "dose_uncertainty_Gy")):
+            value, uncertainty = voi.get(value_key), voi.get(uncertainty_key)
+            row.append("-" if not value or uncertainty is None else f"{100 * uncertainty / abs(value):.2g}")
+        rows.append(row)
+    return headings, rows
+
+
 def key_values(section):
     """``[(key, text)]`` for the scalar entries of a dict section (nested dicts one level deep)."""
     pairs = []

@@ -61,6 +61,8 @@ def _sections(results, volumes):
         ("Calibration used", "pairs", content.key_values(results.get("calibration"))),
         ("Time points and registration quality", "table", (tp_headings, tp_rows)),
         ("Absorbed doses (value ± standard uncertainty)", "table", (dose_headings, dose_rows)),
+        ("Uncertainty budget per VOI (relative standard uncertainty, %; Gear et al., EJNMMI 2018)", "table",
+         content.uncertainty_budget_table(results)),
         ("Time-activity curves", "figures", figures.tac_pages(results)),
         ("Coverage", "figures", figures.coverage_page(results)),
         ("Dose-volume histograms", "figures", figures.dvh_page(results)),

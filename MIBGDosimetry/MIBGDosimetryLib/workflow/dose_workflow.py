@@ -254,9 +254,10 @@ def calculate(study, record, options, log=print, vois=None, registration=None):
     from MIBGDosimetryLib.dose import radiobiology
 
     tissues = radiobiology.load_tissue_parameters(options.tissue_parameters_path)
+    budget_context = _budget_context(record, options, pv_info, registrations)
     for voi, entry in zip(vois, voi_results):
         _voi_dose(voi, entry, tac_fits[voi.name], tia_map, dose_map, voxel_dose_map, density, reference, tissues,
-                  options)
+                  options, budget_context)
 
     whole_body = {}
     if options.wholebody_measurements:
@@ -601,10 +602,11 @@ def _dose(tia_map, kernel, density, options):
                        kernel_density_g_cm3=get_material("soft_tissue").nominal_density_g_cm3)
 
 
-def _voi_dose(voi, entry, fit, tia_map, dose_map, voxel_dose_map, density, reference, tissues, options):
+def _voi_dose(voi, entry, fit, tia_map, dose_map, voxel_dose_map, density, reference, tissues, options,
+              budget_context):
     """Dose figures of one VOI from the partial-volume-corrected maps (``tia_map``, ``dose_map``);
     ``voxel_dose_map`` (uncorrected) is reported beside them for comparison."""
-    from MIBGDosimetryLib.dose import radiobiology, statistics, uncertainty
+    from MIBGDosimetryLib.dose import radiobiology, statistics
     from MIBGDosimetryLib.dose.absorbed_dose import tia_to_dose_Gy
     from MIBGDosimetryLib.physics.local import local_deposition_dose_Gy
     from MIBGDosimetryLib.physics.spheres import sphere_s_value
@@ -668,14 +670,35 @@ def _voi_dose(voi, entry, fit, tia_map, dose_map, voxel_dose_map, density, refer
                 entry["eud_Gy"] = radiobiology.lq_eud_Gy(dose_map[voi.mask], tissue["alpha_per_Gy"],
                                                          tissue["alpha_beta_Gy"], g, weights)
     volume_relative = _volume_relative_uncertainty(voi, reference.spacing_mm)
-    tia_u = uncertainty.tia_uncertainty(entry["tia_MBq_h"], entry.pop("_fit_uncertainty_MBq_h"),
-                                        entry.pop("_calibration_relative"), entry.pop("_recovery_relative"),
-                                        entry.pop("_dead_time_relative"))
-    dose_u = uncertainty.dose_uncertainty(entry["mean_dose_Gy"], tia_u["relative"], volume_relative)
-    entry["tia_uncertainty_MBq_h"] = tia_u["tia_uncertainty_MBq_h"]
-    entry["dose_uncertainty_Gy"] = dose_u["dose_uncertainty_Gy"]
-    entry["uncertainty_components"] = {"tia": tia_u["components"], "dose": dose_u["components"],
+    _uncertainty_budget(voi, entry, reference, volume_relative, budget_context)
+
+
+def _budget_context(record, options, pv_info, registrations):
+    """Run-wide inputs of every VOI's uncertainty budget (MIBGDosimetryLib.dose.budget)."""
+    fwhm, _, _ = _resolution(record, options)
+    shifts = [None if index == options.reference_index else reg.quality.get("max_bright_structure_shift_mm")
+              for index, reg in enumerate(registrations)]
+    return {"record": record, "partial_volume_method": pv_info["method"], "fwhm_mm": fwhm,
+            "registration_shifts_mm": shifts,
+            "reference_index": options.reference_index, "density_corrected": options.density_correction,
+            "dead_time_stated": record.dead_time_s is not None}
+
+
+def _uncertainty_budget(voi, entry, reference, volume_relative, context):
+    """TIA and mean-dose uncertainties of a VOI from its named budget (every term in ``uncertainty_budget``)."""
+    from MIBGDosimetryLib.dose import budget
+
+    terms, tia_relative, dose_relative, warnings = budget.voi_budget(
+        entry, voi.mask, reference.spacing_mm, context["record"],
+        {**context, "volume_relative": volume_relative})
+    entry["tia_uncertainty_MBq_h"] = tia_relative * entry["tia_MBq_h"]
+    entry["dose_uncertainty_Gy"] = dose_relative * abs(entry["mean_dose_Gy"])
+    entry["uncertainty_budget"] = [t.to_dict() for t in terms]
+    entry["uncertainty_components"] = {"tia_relative": tia_relative, "dose_relative": dose_relative,
                                        "volume_relative": volume_relative}
+    entry["warnings"].extend(warnings)
+    for key in ("_fit_uncertainty_MBq_h", "_recovery_relative", "_calibration_relative", "_dead_time_relative"):
+        entry.pop(key)
 
 
 def _tissue_for(voi, tissues):

@@ -1,0 +1,216 @@
+"""The uncertainty budget of one VOI: every term by name, what it applies to, how it correlates.
+
+After the EANM guidance on uncertainty analysis for molecular radiotherapy dosimetry (Gear JI et al.,
+EJNMMI 45 (2018) 2456-2474): the calibration factor, the recovery / partial-volume model, dead time,
+registration, the time-activity fit and its extrapolations, the VOI volume and the dose kernel are
+propagated to the time-integrated activity (TIA) and the mean absorbed dose.
+
+Correlations (Gear et al., sections on the calibration factor and on recovery): the calibration
+factor is one number for every time point of a VOI and for every VOI, so its relative uncertainty
+enters the TIA once (it does not average out over the scans) and is common to all VOIs; recovery and
+dead time are the same for all time points of a VOI and enter once too. Registration errors differ
+between time points and are independent of each other: each time point's term is weighted by its
+share of the TIA and those are added in quadrature. Terms of one VOI are independent of each other,
+so the TIA and dose figures add them in quadrature with their sensitivities (GUM, JCGM 100:2008, 5.1.6).
+
+A term whose input is missing is never silently zero: it takes a stated default and the budget
+returns a warning naming the term and the default.
+"""
+
+import dataclasses
+
+import numpy as np
+
+#: Standard uncertainty of an activity-meter (dose calibrator) reading of 131I when the calibration
+#: record does not state it: the acceptance tolerance of +/- 5 % for a calibrator's accuracy (IAEA
+#: TRS-454, "Quality assurance for radioactivity measurement in nuclear medicine", 2006) read as a
+#: rectangular distribution, 5 % / sqrt(3).
+DEFAULT_ACTIVITY_METER_RELATIVE = 0.05 / np.sqrt(3.0)
+#: Fraction of the spill of counts across a VOI's boundary that a Gaussian PSF model misses for 131I
+#: (septal penetration and scatter tails of the high-energy collimator, which a Gaussian does not
+#: carry; the model floor of the partial-volume correction).
+PSF_SHAPE_SPILL_FRACTION = 0.15
+#: Relative standard uncertainty of the voxel S-value kernel against published voxel S values
+#: (differences of a few % between Monte Carlo codes for 131I, e.g. Lanconelli et al., Phys Med Biol
+#: 57 (2012) 517-533).
+KERNEL_RELATIVE = 0.03
+#: Mean density assumed (soft tissue, 1.0 g/mL) when the dose is not density-corrected: soft tissues
+#: lie within about +/- 5 % of it (ICRU 44), read as a rectangular distribution.
+DENSITY_ASSUMPTION_RELATIVE = 0.05 / np.sqrt(3.0)
+#: Standard uncertainty of a registered time point's position (mm) when the workflow measured none.
+DEFAULT_REGISTRATION_MM = 2.0
+
+
+@dataclasses.dataclass
+class BudgetTerm:
+    """One named term of a VOI's uncertainty budget (relative standard uncertainty)."""
+
+    term: str
+    relative_uncertainty: float
+    applies_to: str
+    correlation: str
+    source: str
+    #: Exponent of the quantity in the TIA or the mean dose (-1 for a divisor such as Q, R or the mass).
+    sensitivity: float = 1.0
+
+    def to_dict(self):
+        return {"term": self.term, "relative_uncertainty": float(self.relative_uncertainty),
+                "applies_to": self.applies_to, "correlation": self.correlation, "source": self.source}
+
+
+def calibration_term(record):
+    """The calibration factor Q including the activity meter's uncertainty; returns ``(term, warnings)``."""
+    q = record.calibration_factor_cps_per_MBq
+    q_u = record.calibration_factor_cps_per_MBq_uncertainty or 0.0
+    components = ((record.details or {}).get("calibration_factor") or {}).get("uncertainty_components_cps_per_MBq")
+    warnings = []
+    stated = (components or {}).get("activity")
+    if stated:
+        relative, source = q_u / q, "calibration record (counting, uniformity and activity meter)"
+    else:
+        others = sum(v ** 2 for k, v in (components or {}).items() if k != "activity")
+        relative = np.sqrt((others if components else q_u ** 2) / q ** 2 + DEFAULT_ACTIVITY_METER_RELATIVE ** 2)
+        source = (f"calibration record without the activity-meter term + default activity meter "
+                  f"{100 * DEFAULT_ACTIVITY_METER_RELATIVE:.1f} % (IAEA TRS-454 tolerance 5 %, rectangular)")
+        warnings.append("uncertainty budget: the calibration record does not state the activity meter's uncertainty; "
+                        "the term 'calibration factor' uses a default of "
+                        f"{100 * DEFAULT_ACTIVITY_METER_RELATIVE:.1f} %")
+    return BudgetTerm("calibration factor", relative, "activity",
+                      "fully correlated across the time points of a VOI and across VOIs", source, -1.0), warnings
+
+
+def recovery_terms(method, pv_relative, volume_ml, surface_to_volume_per_mm, fwhm_mm):
+    """The partial-volume correction: the stated model uncertainty (FWHM spread for the GTM, the
+    recovery curve's for EANM eq. 5) and a floor for a PSF that is not Gaussian, which scales with the
+    fraction of the VOI's counts that spill across its boundary (about ``sigma S / (sqrt(2 pi) V)``)."""
+    if method == "none":
+        return [BudgetTerm("recovery model", 0.0, "activity", "correlated across time points",
+                           "no partial-volume correction (the bias is reported as a warning, not as uncertainty)",
+                           -1.0)], []
+    stated = BudgetTerm("recovery model", float(pv_relative), "activity", "fully correlated across time points",
+                        "GTM with the FWHM +/- its uncertainty" if method == "gtm" else
+                        "recovery curve (EANM eq. 5) at the VOI volume", -1.0)
+    terms, warnings = [stated], []
+    if fwhm_mm is None:
+        fwhm_mm = 15.0
+        warnings.append("uncertainty budget: no spatial resolution known; the term 'PSF shape' uses a default FWHM "
+                        "of 15 mm")
+    sigma_mm = fwhm_mm / (2.0 * np.sqrt(2.0 * np.log(2.0)))
+    spill = min(1.0, sigma_mm * surface_to_volume_per_mm / np.sqrt(2.0 * np.pi))
+    terms.append(BudgetTerm("PSF shape", PSF_SHAPE_SPILL_FRACTION * spill, "activity",
+                            "fully correlated across time points",
+                            f"model floor: {100 * PSF_SHAPE_SPILL_FRACTION:.0f} % of the spilled fraction "
+                            f"{100 * spill:.1f} % (Gaussian PSF assumed; 131I tails)", -1.0))
+    return terms, warnings
+
+
+def registration_term(shifts_mm, tia_shares, surface_to_volume_per_mm):
+    """Misregistration by ``d`` mm moves about ``d S / (4 V)`` of a VOI's activity across its boundary
+    (mean projected area of a convex body is S/4, Cauchy); each time point's error is independent and
+    weighted by its share of the TIA. ``shifts_mm`` has None for the reference or an unmeasured time
+    point (the reference is exact; an unmeasured one takes a default and a warning)."""
+    warnings = []
+    total = 0.0
+    for index, (shift, share) in enumerate(zip(shifts_mm, tia_shares)):
+        if shift is None:
+            continue
+        total += (float(shift) * surface_to_volume_per_mm / 4.0 * share) ** 2
+    return BudgetTerm("registration", float(np.sqrt(total)), "activity",
+                      "independent between time points (added in quadrature, weighted by each scan's share of "
+                      "the TIA)", "measured shift of bright structures after registration per time point"), warnings
+
+
+def tia_shares(times_h, activities):
+    """Share of the TIA carried by each time point's activity: trapezoid weights, the first point
+    carrying the area before it and the last the tail after it (their sum is 1)."""
+    t = np.asarray(times_h, dtype=float)
+    a = np.clip(np.asarray(activities, dtype=float), 0.0, None)
+    weights = np.zeros(len(t))
+    weights[0] += t[0]
+    weights[:-1] += np.diff(t) / 2.0
+    weights[1:] += np.diff(t) / 2.0
+    if len(a) >= 2 and a[-2] > a[-1] > 0:
+        weights[-1] += (t[-1] - t[-2]) / np.log(a[-2] / a[-1])
+    else:
+        weights[-1] += t[-1]
+    area = weights * a
+    return area / area.sum() if area.sum() > 0 else np.full(len(t), 1.0 / len(t))
+
+
+def tac_terms(tia_MBq_h, terms_MBq_h):
+    names = {"fit": ("TAC fit", "residual-scaled covariance of the fitted parameters"),
+             "before_first_scan": ("before first scan", "spread of the assumptions for the uptake phase"),
+             "after_last_scan": ("after last scan", "spread of the tail models after the last scan")}
+    return [BudgetTerm(names[key][0], float(value) / tia_MBq_h, "tia", "one value per VOI (from its fit)",
+                       f"time-activity fit: {names[key][1]}") for key, value in terms_MBq_h.items() if key in names]
+
+
+def dead_time_term(relative, stated):
+    source = "dead-time constant's uncertainty (EANM eq. 7)" if stated else \
+        "no dead-time correction: losses are not corrected (see the warnings)"
+    return BudgetTerm("dead time", float(relative), "activity",
+                      "taken as fully correlated between time points (the largest)", source)
+
+
+def volume_term(relative):
+    return BudgetTerm("segmentation (volume)", float(relative), "volume", "one value per VOI",
+                      "surface area x surface-position uncertainty / volume", -1.0)
+
+
+def kernel_terms(density_corrected):
+    terms = [BudgetTerm("dose kernel", KERNEL_RELATIVE, "dose", "fully correlated across VOIs",
+                        "voxel S values vs published tables (a few %)")]
+    if not density_corrected:
+        terms.append(BudgetTerm("tissue density", DENSITY_ASSUMPTION_RELATIVE, "dose", "one value per VOI",
+                                "soft tissue 1.0 g/mL assumed (ICRU 44 soft tissues within 5 %)"))
+    return terms
+
+
+def combine(terms):
+    """Relative standard uncertainties of the TIA and of the mean dose from the independent terms."""
+    tia = np.sqrt(sum((t.sensitivity * t.relative_uncertainty) ** 2 for t in terms
+                      if t.applies_to in ("activity", "tia")))
+    dose = np.sqrt(tia ** 2 + sum((t.sensitivity * t.relative_uncertainty) ** 2 for t in terms
+                                  if t.applies_to in ("volume", "dose")))
+    return float(tia), float(dose)
+
+
+def surface_to_volume_per_mm(mask, spacing_mm):
+    """Surface-to-volume ratio (1/mm) of a voxel mask, its face count scaled to a smooth surface (x 2/3)."""
+    mask = np.asarray(mask, dtype=bool)
+    sx, sy, sz = (float(s) for s in spacing_mm)
+    face_area = {0: sx * sy, 1: sx * sz, 2: sy * sz}
+    padded = np.pad(mask, 1)
+    area = sum(np.count_nonzero(np.diff(padded, axis=axis)) * face_area[axis] for axis in range(3))
+    return (2.0 / 3.0) * area / max(np.count_nonzero(mask) * sx * sy * sz, 1e-12)
+
+
+def voi_budget(entry, mask, spacing_mm, record, context):
+    """The budget of one VOI's result ``entry`` (with its ``tac``, TIA, mean dose and the private
+    ``_`` keys the workflow leaves); ``context`` holds the run-wide inputs: ``partial_volume_method``,
+    ``fwhm_mm``, ``registration_shifts_mm`` (one per time point, None for the reference or unmeasured),
+    ``dead_time_stated``, ``density_corrected`` and ``volume_relative``.
+
+    Returns ``(terms, tia_relative, dose_relative, warnings)``.
+    """
+    warnings = []
+    s_over_v = surface_to_volume_per_mm(mask, spacing_mm)
+    calibration, notes = calibration_term(record)
+    warnings += notes
+    recovery, notes = recovery_terms(context["partial_volume_method"], entry["_recovery_relative"],
+                                     entry.get("volume_ml"), s_over_v, context["fwhm_mm"])
+    warnings += notes
+    shifts = list(context["registration_shifts_mm"])
+    for index, shift in enumerate(shifts):
+        if shift is None and index != context["reference_index"]:
+            shifts[index] = DEFAULT_REGISTRATION_MM
+            warnings.append(f"uncertainty budget: no registration quality figure for time point {index + 1}; the term "
+                            f"'registration' uses a default of {DEFAULT_REGISTRATION_MM:g} mm")
+    shares = tia_shares(entry["tac"]["times_h"], entry["tac"]["activity_MBq"])
+    registration, notes = registration_term(shifts, shares, s_over_v)
+    warnings += notes
+    terms = [calibration, *recovery, dead_time_term(entry["_dead_time_relative"], context["dead_time_stated"]),
+             registration, *tac_terms(entry["tia_MBq_h"], entry["_fit_uncertainty_MBq_h"]),
+             volume_term(context["volume_relative"]), *kernel_terms(context["density_corrected"])]
+    tia_relative, dose_relative = combine(terms)
+    return terms, tia_relative, dose_relative, warnings

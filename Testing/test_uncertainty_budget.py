@@ -1,0 +1,57 @@
+"""The named uncertainty budget of a VOI (MIBGDosimetryLib.dose.budget) against analytic cases."""
+
+import numpy as np
+import pytest
+
+from MIBGDosimetryLib.dose import budget
+
+
+class _Record:
+    calibration_factor_cps_per_MBq = 10.0
+    calibration_factor_cps_per_MBq_uncertainty = 0.1
+
+    def __init__(self, components):
+        self.details = {"calibration_factor": {"uncertainty_components_cps_per_MBq": components}}
+
+
+def _sphere_mask(radius_mm, spacing_mm=1.0, shift_mm=0.0):
+    n = int(2 * radius_mm / spacing_mm) + 8
+    k, j, i = (np.indices((n, n, n)) - n / 2 + 0.5) * spacing_mm
+    return (i - shift_mm) ** 2 + j ** 2 + k ** 2 <= radius_mm ** 2
+
+
+def test_missing_activity_meter_uncertainty_takes_the_default_with_a_warning():
+    term, warnings = budget.calibration_term(_Record({"counting": 0.06, "uniformity": 0.08, "activity": 0.0}))
+    assert term.relative_uncertainty == pytest.approx(np.hypot(0.01, 0.05 / np.sqrt(3)))
+    assert len(warnings) == 1 and "calibration factor" in warnings[0] and "2.9 %" in warnings[0]
+    stated, warnings = budget.calibration_term(_Record({"counting": 0.06, "uniformity": 0.0, "activity": 0.08}))
+    assert stated.relative_uncertainty == pytest.approx(0.01) and warnings == []
+
+
+def test_registration_term_matches_the_volume_a_shifted_sphere_loses():
+    # A sphere of radius r shifted by d keeps the lens pi (4r + d)(2r - d)^2 / 12 of itself.
+    r, d = 20.0, 1.5
+    lost = 1.0 - np.pi * (4 * r + d) * (2 * r - d) ** 2 / 12 / (4 / 3 * np.pi * r ** 3)
+    s_over_v = budget.surface_to_volume_per_mm(_sphere_mask(r), (1.0, 1.0, 1.0))
+    assert s_over_v == pytest.approx(3 / r, rel=0.05)
+    term, _ = budget.registration_term([None, d], [0.0, 1.0], s_over_v)
+    assert term.relative_uncertainty == pytest.approx(lost, rel=0.08)
+    # Two independent scans with half the TIA each: the errors add in quadrature, not linearly.
+    half, _ = budget.registration_term([d, d], [0.5, 0.5], s_over_v)
+    assert half.relative_uncertainty == pytest.approx(term.relative_uncertainty / np.sqrt(2))
+
+
+def test_tia_shares_of_a_mono_exponential_sum_to_one_and_weigh_the_tail():
+    times = np.array([24.0, 48.0, 96.0])
+    shares = budget.tia_shares(times, 100 * np.exp(-np.log(2) / 40 * times))
+    assert shares.sum() == pytest.approx(1.0)
+    # The last scan carries at least the tail after it, exp(-lambda t_last) of the whole TIA.
+    assert shares[-1] >= np.exp(-np.log(2) / 40 * 96.0)
+
+
+def test_combined_uncertainties_add_independent_terms_in_quadrature():
+    terms = [budget.BudgetTerm("a", 0.03, "activity", "", "", -1.0), budget.BudgetTerm("b", 0.04, "tia", "", ""),
+             budget.volume_term(0.12), *budget.kernel_terms(density_corrected=True)]
+    tia, dose = budget.combine(terms)
+    assert tia == pytest.approx(0.05)
+    assert dose == pytest.approx(np.sqrt(0.05 ** 2 + 0.12 ** 2 + budget.KERNEL_RELATIVE ** 2))

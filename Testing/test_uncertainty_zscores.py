@@ -1,0 +1,118 @@
+"""Are the stated uncertainties honest? z = (computed - true) / u over phantom realisations.
+
+Each realisation is a patient study from a phantom generator with its own seed (9101 onwards, used
+nowhere else) run through the whole dose calculation with one calibration record (seed 9100). Per
+VOI class (organs; lesions of at least 4 mL) the z-scores of the TIA and of the mean dose are pooled;
+their standard deviation must lie between 0.7 and 1.5 (an uncertainty budget that misses a term gives
+a wider spread, one that overstates terms a narrower one).
+
+The calibration record is common to every realisation, so its error would be common to every z. Its
+calibration-factor error is known from the calibration phantom's truth: computed values are corrected
+by it and the calibration-factor term is taken out of u (its own honesty is the calibration tests'
+business). The resolution and recovery of the record are common too; their terms stay in u.
+
+Generators plug in through ``GENERATORS`` (name -> function writing a study folder for a seed); a
+realistic SPECT generator is added there as a second entry.
+"""
+
+import json
+import os
+
+import numpy as np
+import pytest
+
+REALISATIONS = int(os.environ.get("MIBG_ZSCORE_REALISATIONS", "20"))
+FIRST_SEED = 9101
+CALIBRATION_SEED = 9100
+MIN_LESION_ML = 4.0
+
+
+def _image_domain_study(folder, seed):
+    from MIBGDosimetryLib.phantoms import anatomy, patient
+
+    # Three lesions of at least 4 mL (fewer VOIs keep a realisation affordable).
+    lesions = anatomy.lesions_with_diameters((40.0, 25.0, 22.0))
+    patient.write_patient_study(folder, patient.PatientConfig(seed=seed, lesions=lesions))
+
+
+#: name -> (function writing a study for a seed, budget terms whose error the generator cannot produce and
+#: which therefore stay out of u: the image-domain phantom blurs with a Gaussian PSF, so the non-Gaussian
+#: PSF-shape floor has no counterpart in its images).
+GENERATORS = {"image-domain": (_image_domain_study, ("PSF shape",))}
+
+
+@pytest.fixture(scope="module")
+def calibration(tmp_path_factory):
+    from MIBGCalibrationLib.phantom_calibration import calibrate_phantom_folder, write_outputs
+    from MIBGDosimetryLib.phantoms import calibration as calibration_phantom
+
+    out = tmp_path_factory.mktemp("zscore-calibration")
+    calibration_phantom.write_calibration_set(str(out / "phantom"),
+                                              calibration_phantom.CalibrationConfig(seed=CALIBRATION_SEED))
+    result = calibrate_phantom_folder(str(out / "phantom"), log=lambda *_: None)
+    write_outputs(result, str(out / "calibration.json"))
+    truth = json.loads((out / "phantom" / "truth.json").read_text())
+    return str(out / "calibration.json"), result.record.calibration_factor_cps_per_MBq / truth["Q_cps_per_MBq"]
+
+
+def zscores(results, truth, q_ratio, left_out=()):
+    """``{class: {"tia": [z...], "dose": [z...]}}`` of one realisation, with the common calibration
+    error (``q_ratio`` = record Q / true Q) removed from the values and its term from u, and the
+    terms ``left_out`` taken out of u as well."""
+    structures = {s["name"]: s for s in truth["structures"]}
+    out = {"organ": {"tia": [], "dose": []}, "lesion": {"tia": [], "dose": []}}
+    for voi in results["vois"]:
+        true = structures[voi["name"]]
+        if true["kind"] == "lesion" and true["volume_ml"] < MIN_LESION_ML:
+            continue
+        removed = {"tia": 0.0, "dose": 0.0}
+        for term in voi["uncertainty_budget"]:
+            if term["term"] in ("calibration factor", *left_out):
+                removed["dose"] += term["relative_uncertainty"] ** 2
+                if term["applies_to"] in ("activity", "tia"):
+                    removed["tia"] += term["relative_uncertainty"] ** 2
+        for key, value_key, u_key, true_key in (("tia", "tia_MBq_h", "tia_uncertainty_MBq_h", "tia_MBq_h"),
+                                                ("dose", "mean_dose_Gy", "dose_uncertainty_Gy", "mean_dose_Gy")):
+            value = voi[value_key] * q_ratio
+            relative = voi[u_key] / voi[value_key]
+            u = np.sqrt(max(relative ** 2 - removed[key], 0.0)) * value
+            out[true["kind"]][key].append((value - true[true_key]) / u)
+    return out
+
+
+# Measured (20 realisations, image-domain): std of z 0.10 (organ TIA), 0.11 (organ dose), 0.23 (lesion TIA),
+# 0.14 (lesion dose); mean z 0.10, 0.15, -0.39, 0.01. The budget overstates: for organs the before-first-scan
+# term (a truth uniform between linear rise and back-extrapolation, 5-30 % of the TIA) dwarfs errors of 1-3 %,
+# the phantom's uptake being always fast; the segmentation term assumes a 1 mm clinical outline error that
+# the phantom's exact outlines do not have. Without the before-first-scan term: std 0.82 / mean 0.90 (organ
+# TIA), 0.17 / 0.23 (organ dose), 0.23 / -0.54 (lesion TIA), 0.16 / 0.02 (lesion dose), so the organ doses
+# are overstated by the segmentation term and the lesion TIAs by the registration term.
+# Strict: the test reports when the budget becomes honest.
+@pytest.mark.xfail(strict=True, reason="uncertainty budget overstates the errors by 4-10x (before-first-scan and "
+                   "segmentation terms); z spread 0.1-0.23")
+@pytest.mark.parametrize("generator", sorted(GENERATORS))
+def test_zscores_of_tia_and_mean_dose_have_unit_spread(generator, calibration, tmp_path):
+    from MIBGDosimetryLib.workflow.dose_workflow import run_dose
+
+    record_path, q_ratio = calibration
+    write_study, not_simulated = GENERATORS[generator]
+    pooled = {"organ": {"tia": [], "dose": []}, "lesion": {"tia": [], "dose": []}}
+    # Diagnostic: the same without the before-first-scan term (the largest term for organs).
+    diagnostic = {"organ": {"tia": [], "dose": []}, "lesion": {"tia": [], "dose": []}}
+    for seed in range(FIRST_SEED, FIRST_SEED + REALISATIONS):
+        study = tmp_path / f"study-{seed}"
+        write_study(str(study), seed)
+        calculation = run_dose(str(study), record_path, log=lambda *_: None)
+        truth = json.loads((study / "truth.json").read_text())
+        for target, left_out in ((pooled, not_simulated), (diagnostic, (*not_simulated, "before first scan"))):
+            for kind, scores in zscores(calculation.results, truth, q_ratio, left_out).items():
+                for key in scores:
+                    target[kind][key].extend(scores[key])
+    summary, without_head = ({f"{kind} {key}": (len(z), round(float(np.mean(z)), 2),
+                                                 round(float(np.std(z, ddof=1)), 2))
+                              for kind in target for key, z in target[kind].items()} for target in (pooled, diagnostic))
+    print(f"\nz-scores over {REALISATIONS} realisations ({generator}), (n, mean, std): {summary}; without the "
+          f"before-first-scan term: {without_head}")
+    for name, (n, mean, std) in summary.items():
+        assert n >= REALISATIONS, name
+        assert 0.7 <= std <= 1.5, summary
