@@ -88,6 +88,7 @@ def zscores(results, truth, q_ratio, left_out=()):
 # TIA), 0.17 / 0.23 (organ dose), 0.23 / -0.54 (lesion TIA), 0.16 / 0.02 (lesion dose), so the organ doses
 # are overstated by the segmentation term and the lesion TIAs by the registration term.
 # Strict: the test reports when the budget becomes honest.
+@pytest.mark.zscore
 @pytest.mark.xfail(strict=True, reason="uncertainty budget overstates the errors by 4-10x (before-first-scan and "
                    "segmentation terms); z spread 0.1-0.23")
 @pytest.mark.parametrize("generator", sorted(GENERATORS))
