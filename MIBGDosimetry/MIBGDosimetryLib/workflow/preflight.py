@@ -22,7 +22,7 @@ import numpy as np
 #: of about 8 times the map's voxels, transformed on a padded grid of about 27 times the map's voxels,
 #: cut into slabs); measured up to 1.73 GB on the demo phantom with Slicer 5.10's numpy and scipy.
 BYTES_PER_VOXEL_PER_TIMEPOINT = 200
-BYTES_PER_VOXEL = 3000
+BYTES_PER_VOXEL = 3500
 #: Memory of the interpreter and libraries before any image is read (bytes).
 BASE_BYTES = 400 * 2 ** 20
 #: Bytes written per voxel of the dose grid (scene with TIA, dose and SPECT sequence, RT Dose, report figures).
