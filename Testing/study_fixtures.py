@@ -8,6 +8,7 @@ items), ``replace`` changes them, to build the bad inputs the loader must explai
 
 import dataclasses
 import datetime
+import math
 import os
 
 import numpy as np
@@ -383,3 +384,23 @@ def write_header_only(path, sop_class, visit, modality):
     os.makedirs(os.path.dirname(path), exist_ok=True)
     compat.save_dicom_file(ds, path)
     return path
+
+
+def decay_factor(hours):
+    """131I decay over ``hours`` (ENSDF half-life 8.0252 d)."""
+    return math.exp(-math.log(2.0) * hours / (8.0252 * 24.0))
+
+
+def real_world_value_mapping(slope):
+    """A RealWorldValueMappingSequence mapping stored values to Bq/ml by ``slope``."""
+    unit = Dataset()
+    unit.CodeValue, unit.CodingSchemeDesignator, unit.CodeMeaning = "Bq/ml", "UCUM", "Becquerels/milliliter"
+    item = Dataset()
+    item.MeasurementUnitsCodeSequence = Sequence([unit])
+    item.RealWorldValueSlope = slope
+    item.RealWorldValueIntercept = 0.0
+    item.LUTExplanation = "activity concentration"
+    item.LUTLabel = "BQML"
+    item.RealWorldValueFirstValueMapped = 0
+    item.RealWorldValueLastValueMapped = 65535
+    return Sequence([item])

@@ -8,12 +8,9 @@ give the activity of the counts study.
 """
 
 import datetime
-import math
 
 import numpy as np
 import pytest
-from pydicom.dataset import Dataset
-from pydicom.sequence import Sequence
 
 import study_fixtures as fx
 from MIBGCalibrationLib.record import CalibrationRecord
@@ -48,34 +45,16 @@ def _activities(root):
     return result
 
 
-def _rwvm(slope):
-    unit = Dataset()
-    unit.CodeValue, unit.CodingSchemeDesignator, unit.CodeMeaning = "Bq/ml", "UCUM", "Becquerels/milliliter"
-    item = Dataset()
-    item.MeasurementUnitsCodeSequence = Sequence([unit])
-    item.RealWorldValueSlope = slope
-    item.RealWorldValueIntercept = 0.0
-    item.LUTExplanation = "activity concentration"
-    item.LUTLabel = "BQML"
-    item.RealWorldValueFirstValueMapped = 0
-    item.RealWorldValueLastValueMapped = 65535
-    return Sequence([item])
-
-
-def _decay(hours):
-    return math.exp(-math.log(2.0) * hours / (8.0252 * 24.0))
-
-
 VARIANTS = {
     "BQML, float rescale": lambda i: {"rescale_slope": _bq_per_ml_per_count(), "replace": {"Units": "BQML"}},
     "BQML decay corrected to the administration": lambda i: {
-        "rescale_slope": _bq_per_ml_per_count() / _decay(HOURS[i] + DURATION_S / 7200.0),
+        "rescale_slope": _bq_per_ml_per_count() / fx.decay_factor(HOURS[i] + DURATION_S / 7200.0),
         "replace": {"Units": "BQML", "DecayCorrection": "ADMIN", "CorrectedImage": ["DECY", "ATTN"]}},
     "BQML decay corrected to the start with DecayFactor": lambda i: {
         "rescale_slope": _bq_per_ml_per_count() * 1.0234,
         "replace": {"Units": "BQML", "DecayCorrection": "START", "DecayFactor": "1.0234"}},
     "real-world value mapping": lambda i: {"replace": {"RealWorldValueMappingSequence":
-                                                          _rwvm(_bq_per_ml_per_count())}},
+                                                          fx.real_world_value_mapping(_bq_per_ml_per_count())}},
 }
 
 

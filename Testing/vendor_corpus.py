@@ -16,7 +16,6 @@ import os
 import numpy as np
 import pydicom
 from pydicom.dataset import Dataset
-from pydicom.sequence import Sequence
 
 import study_fixtures as fx
 
@@ -30,24 +29,6 @@ SEED = 11
 
 def bq_per_ml_per_count():
     return 1e6 / (Q_CPS_PER_MBQ * DURATION_S * VOXEL_ML)
-
-
-def _decay(hours):
-    return math.exp(-math.log(2.0) * hours / (8.0252 * 24.0))
-
-
-def _rwvm(slope):
-    unit = Dataset()
-    unit.CodeValue, unit.CodingSchemeDesignator, unit.CodeMeaning = "Bq/ml", "UCUM", "Becquerels/milliliter"
-    item = Dataset()
-    item.MeasurementUnitsCodeSequence = Sequence([unit])
-    item.RealWorldValueSlope = slope
-    item.RealWorldValueIntercept = 0.0
-    item.LUTExplanation = "activity concentration"
-    item.LUTLabel = "BQML"
-    item.RealWorldValueFirstValueMapped = 0
-    item.RealWorldValueLastValueMapped = 65535
-    return Sequence([item])
 
 
 def _study(**spect_kwargs_of_index):
@@ -133,11 +114,11 @@ CASES = {
     "NM, Units BQML with float rescale": (_study(all={"rescale_slope": bq_per_ml_per_count(),
                                                       "replace": {"Units": "BQML"}}), ("computed", "Bq/ml")),
     "NM, BQML decay corrected to the administration": (_per_index(lambda i: {
-        "rescale_slope": bq_per_ml_per_count() / _decay(HOURS[i] + DURATION_S / 7200.0),
+        "rescale_slope": bq_per_ml_per_count() / fx.decay_factor(HOURS[i] + DURATION_S / 7200.0),
         "replace": {"Units": "BQML", "DecayCorrection": "ADMIN", "CorrectedImage": ["DECY", "ATTN", "SCAT"]}}),
         ("computed", "Bq/ml")),
     "NM, real-world value mapping to Bq/ml": (_study(all={"replace": {
-        "RealWorldValueMappingSequence": _rwvm(bq_per_ml_per_count())}}), ("computed", "Bq/ml")),
+        "RealWorldValueMappingSequence": fx.real_world_value_mapping(bq_per_ml_per_count())}}), ("computed", "Bq/ml")),
     "SPECT as PET Image objects, BQML": (_pet_objects, ("computed", "Bq/ml")),
     "NM, tilted orientation": (_study(orientation=(math.cos(TILT), 0.0, -math.sin(TILT), 0.0, 1.0, 0.0)),
                                ("computed", "counts")),
