@@ -10,9 +10,9 @@ import pytest
 from pydicom.datadict import tag_for_keyword
 
 from export_fixtures import write_study
+from MIBGDosimetryLib import compat
 from MIBGDosimetryLib.export.annex_e import ROWS
 from MIBGDosimetryLib.export.confidentiality import Deidentifier
-from MIBGDosimetryLib.export.deidentify import write_dicom
 from MIBGDosimetryLib.export.leakcheck import Identifiers
 from MIBGDosimetryLib.export.mapping import PatientEntry
 from test_deidentify_privacy import planted_dataset
@@ -24,7 +24,7 @@ OUTSIDE = {"private", "curve", "overlay comment", "overlay data", "preamble", "S
 def kept_markers(ds, markers):
     """The labels whose marker is still in the written file."""
     buffer = io.BytesIO()
-    write_dicom(ds, buffer)
+    compat.save_dicom_file(ds, buffer)
     data = buffer.getvalue()
     return {label for label, marker in markers.items()
             if re.search(rb"(?<![0-9A-Za-z])" + re.escape(marker.encode()) + rb"(?![0-9A-Za-z])", data)}

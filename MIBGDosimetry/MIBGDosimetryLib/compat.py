@@ -10,6 +10,7 @@ import functools
 import numpy as np
 import pydicom
 from pydicom.dataset import FileMetaDataset
+from pydicom.uid import ExplicitVRBigEndian, ImplicitVRLittleEndian
 
 #: pydicom 3 renamed ``save_as(write_like_original=False)`` to ``save_as(enforce_file_format=True)``.
 PYDICOM_MAJOR = int(pydicom.__version__.split(".")[0])
@@ -33,6 +34,11 @@ def save_dicom_file(ds, path):
     original_meta = getattr(ds, "file_meta", None)
     encoding = (ds.is_little_endian, ds.is_implicit_VR)
     ds.file_meta = copy.deepcopy(original_meta) if original_meta is not None else FileMetaDataset()
+    syntax = ds.file_meta.get("TransferSyntaxUID")
+    if syntax is not None:
+        # pydicom 3 encodes by the file meta's transfer syntax; pydicom 2.4 by these flags: make them agree.
+        ds.is_little_endian = syntax != ExplicitVRBigEndian
+        ds.is_implicit_VR = syntax == ImplicitVRLittleEndian
     try:
         ds.save_as(path, write_like_original=False)
     finally:

@@ -86,7 +86,7 @@ def deidentify_study(study_dir, out_dir, mapping_path, pseudonym=None, results_d
             target = os.path.join(work, names[id(item)])
             os.makedirs(os.path.dirname(target), exist_ok=True)
             # One file at a time with its pixels: a study of several CTs does not fit in memory at once.
-            write_dicom(deidentifier.apply(pydicom.dcmread(item["path"])), target)
+            compat.save_dicom_file(deidentifier.apply(pydicom.dcmread(item["path"])), target)
             summary["exported"].append(names[id(item)])
         for item in inputs:
             if item["header"] is not None:
@@ -106,16 +106,6 @@ def deidentify_study(study_dir, out_dir, mapping_path, pseudonym=None, results_d
     summary["out_dir"] = out_dir
     summary["mapping"] = mapping_path
     return summary
-
-
-def write_dicom(ds, path):
-    """Write ``ds`` as a DICOM file with its file meta, on pydicom 2.4 and 3.x."""
-    if compat.PYDICOM_MAJOR < 3:
-        # pydicom 2.4 encodes by these flags, which a rebuilt file meta does not set.
-        syntax = ds.file_meta.TransferSyntaxUID
-        ds.is_little_endian = syntax != pydicom.uid.ExplicitVRBigEndian
-        ds.is_implicit_VR = syntax == pydicom.uid.ImplicitVRLittleEndian
-    compat.save_dicom_file(ds, path)
 
 
 def _export_names(dicoms):
