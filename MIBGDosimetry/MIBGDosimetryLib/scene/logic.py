@@ -5,7 +5,7 @@ The parameter node (a ``vtkMRMLScriptedModuleNode``) references every input and 
 - per time point (in time order, ``n``-th reference): the SPECT volume, the CT volume (all time
   points or none) and a metadata table (columns ``field`` and ``value``: TimePoint,
   HoursAfterAdministration, AcquisitionDateTime, DurationSeconds, ObservedCountRateCps,
-  AdministrationDateTime, AdministeredActivityMBq);
+  AdministrationDateTime, AdministeredActivityMBq, and HeaderFacts: the other header facts as JSON);
 - the segmentation on the reference time point (segments become VOIs by the rule of
   :mod:`MIBGDosimetryLib.segmentation.segment_vois`) and the calibration record text node;
 - after :meth:`SceneDoseLogic.register`: one linear transform node per time point (reference ->
@@ -43,6 +43,12 @@ REFERENCE_INDEX_PARAMETER = "ReferenceIndex"
 RESULT_ROLES = (DOSE_ROLE, TIA_ROLE, RESULTS_TABLE_ROLE, RESULTS_TEXT_ROLE)
 METADATA_FIELDS = ("TimePoint", "HoursAfterAdministration", "AcquisitionDateTime", "DurationSeconds",
                    "ObservedCountRateCps", "AdministrationDateTime", "AdministeredActivityMBq")
+#: Metadata row with the other header facts of the time point as JSON (units and decay correction,
+#: number of detectors, energy windows, camera, collimator, half-life, CT dose indices, patient age):
+#: the calculation uses them as it does when it reads the study's files.
+HEADER_FACTS_FIELD = "HeaderFacts"
+#: Time point facts kept in their own rows, not in the header facts.
+_OWN_ROWS = ("administration_datetime", "administered_activity_MBq")
 
 
 class DoseRunCancelled(Exception):
@@ -76,13 +82,24 @@ class _Steps:
 
 
 def metadata_table(scene, study, timepoint, name=None):
-    """A metadata table node for a loaded study's time point (the facts the dose calculation needs)."""
+    """A metadata table node for a loaded study's time point (the facts the dose calculation needs,
+    the header facts read from the study's files included)."""
     from MIBGDosimetryLib.study.mrml_loader import ATTRIBUTE_PREFIX, timepoint_attributes
 
     attributes = timepoint_attributes(study, timepoint)
     values = [attributes[ATTRIBUTE_PREFIX + field] for field in METADATA_FIELDS]
-    return mrml.add_table(scene, name or f"{timepoint.label} acquisition", {"field": list(METADATA_FIELDS),
-                                                                             "value": values})
+    return mrml.add_table(scene, name or f"{timepoint.label} acquisition",
+                          {"field": list(METADATA_FIELDS) + [HEADER_FACTS_FIELD],
+                           "value": values + [header_facts(study, timepoint)]})
+
+
+def header_facts(study, timepoint):
+    """The time point's header facts as JSON text, with the CT facts of the imaging-dose log."""
+    from MIBGDosimetryLib.workflow.dose_workflow import imaging_facts
+
+    facts = {key: value for key, value in (timepoint.metadata or {}).items() if key not in _OWN_ROWS}
+    facts["imaging"] = imaging_facts(study, timepoint)
+    return json.dumps(facts, sort_keys=True)
 
 
 def add_study(context, study):
@@ -230,7 +247,8 @@ class SceneDoseLogic:
             spect=ImageVolume.from_node(self.scene, spect_node, units="counts"),
             ct=None if ct_node is None else ImageVolume.from_node(self.scene, ct_node, units="HU"),
             observed_count_rate_cps=_number(facts, "ObservedCountRateCps", label),
-            metadata={"administered_activity_MBq": _number(facts, "AdministeredActivityMBq", label),
+            metadata={**_header_facts(facts, label),
+                      "administered_activity_MBq": _number(facts, "AdministeredActivityMBq", label),
                       "administration_datetime": (datetime.datetime.fromisoformat(administration)
                                                   if administration else None)})
 
@@ -282,7 +300,21 @@ def _facts(table):
     missing = [f for f in ("AcquisitionDateTime", "HoursAfterAdministration", "DurationSeconds") if not facts.get(f)]
     if missing:
         raise ValueError(f"The metadata table '{table.GetName()}' lacks {', '.join(missing)}.")
-    return {field: facts.get(field, "") for field in METADATA_FIELDS}
+    return {field: facts.get(field, "") for field in METADATA_FIELDS + (HEADER_FACTS_FIELD,)}
+
+
+def _header_facts(facts, label):
+    text = facts.get(HEADER_FACTS_FIELD, "")
+    if not text:
+        return {}
+    try:
+        parsed = json.loads(text)
+    except ValueError:
+        raise ValueError(f"Time point '{label}': the {HEADER_FACTS_FIELD} of the metadata table are not valid JSON; "
+                         "restore them or clear the cell (the calculation then warns about what is unknown).") from None
+    if not isinstance(parsed, dict):
+        raise ValueError(f"Time point '{label}': the {HEADER_FACTS_FIELD} of the metadata table must be a JSON object.")
+    return {key: value for key, value in parsed.items() if key not in _OWN_ROWS}
 
 
 def _number(facts, field, label, required=False):
