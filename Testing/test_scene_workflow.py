@@ -291,6 +291,10 @@ def test_scene_bundle_reopens_with_resolving_references_and_identical_numbers(sc
             assert count == len(scene["first"].study.timepoints), role
             assert all(parameters.GetNthNodeReference(role, n) is not None for n in range(count)), role
         logic = scene_logic.SceneDoseLogic(reopened)
+        assert logic.tac_chart(parameters, EDITED_LESION) is not None
+        for role in (scene_logic.DVH_CHART_ROLE, scene_logic.REGISTRATION_TABLE_ROLE,
+                     scene_logic.REGISTERED_SPECT_ROLE):
+            assert parameters.GetNodeReference(role) is not None, role
         again = logic.compute_dose(parameters, scene["options"])
         expected = _doses(scene["first"])
         # Differences seen are below 1e-7 relative (round-off of the reloaded inputs, amplified by the fits).
@@ -548,3 +552,171 @@ def test_headless_command_and_scene_workflow_give_the_same_numbers(phantom, stud
     assert not differences, differences
     assert in_scene.results["warnings"] == headless.results["warnings"]
     assert np.allclose(in_scene.dose_map.array, headless.dose_map.array, rtol=1e-6, atol=1e-9 * headless.dose_map.array.max())
+
+
+# Review nodes (results table, time-activity and DVH charts, registration review, time-point table).
+
+def _series_of(chart):
+    return [chart.GetNthPlotSeriesNode(n) for n in range(chart.GetNumberOfPlotSeriesNodes())]
+
+
+def test_results_table_node_holds_each_voi_with_numbers_from_the_dose_volume(scene):
+    """Maximum and minimum voxel dose in the table equal those read directly from the dose volume node
+    over the VOI masks; the other columns are those of results.json, warnings included."""
+    from MIBGDosimetryLib.scene import logic as scene_logic
+    from MIBGDosimetryLib.workflow.outputs import TABLE_FIELDS
+
+    context, parameters = scene["context"], scene["parameters"]
+    calculation = scene["logic"].compute_dose(parameters, scene["options"])
+    columns = mrml.table_columns(parameters.GetNodeReference(scene_logic.RESULTS_TABLE_ROLE))
+    assert set(TABLE_FIELDS) | {"warnings"} <= set(columns)
+    dose = mrml.array_from_volume(context.scene, parameters.GetNodeReference(scene_logic.DOSE_ROLE))
+    entries = {v["name"]: v for v in calculation.results["vois"]}
+    assert list(columns["name"]) == [v["name"] for v in calculation.results["vois"]]
+    for row, name in enumerate(columns["name"]):
+        mask = next(v.mask for v in calculation.vois if v.name == name)
+        # Table cells keep 6 significant digits (mrml.TABLE_SIGNIFICANT_DIGITS).
+        assert float(columns["max_voxel_dose_Gy"][row]) == pytest.approx(float(dose[mask].max()), rel=1e-5)
+        assert float(columns["min_voxel_dose_Gy"][row]) == pytest.approx(float(dose[mask].min()), rel=1e-5)
+        for field in ("mean_dose_Gy", "dose_uncertainty_Gy", "max_block27_dose_Gy", "min_block27_dose_Gy", "bed_Gy",
+                      "eud_Gy", "tia_MBq_h", "tia_uncertainty_MBq_h", "coverage_fraction"):
+            if entries[name][field] is None:
+                assert columns[field][row] == "", (name, field)
+            else:
+                assert float(columns[field][row]) == pytest.approx(entries[name][field], rel=1e-5), (name, field)
+        assert columns["warnings"][row] == "; ".join(entries[name]["warnings"])
+    assert any(entries[name]["warnings"] for name in entries)
+
+
+def test_tac_chart_per_voi_shows_points_uncertainties_fitted_curve_and_coverage(scene):
+    """Per VOI a chart with the measured points, one ±1 SD line per point, the fitted curve and the
+    first-to-last-scan part of it; that part's area (trapezoid rule on the plotted samples) is the
+    coverage fraction of the TIA, to the sampling error of 200 points."""
+    from MIBGDosimetryLib.scene import logic as scene_logic
+
+    parameters = scene["parameters"]
+    calculation = scene["logic"].compute_dose(parameters, scene["options"])
+    assert parameters.GetNumberOfNodeReferences(scene_logic.TAC_CHART_ROLE) == len(calculation.results["vois"])
+    for entry in calculation.results["vois"]:
+        chart = scene["logic"].tac_chart(parameters, entry["name"])
+        assert chart is not None, entry["name"]
+        assert f"{100 * entry['coverage_fraction']:.1f} %" in chart.GetTitle()
+        series = _series_of(chart)
+        times = entry["tac"]["times_h"]
+        assert len(series) == 3 + len(times)
+        area, curve, measured = series[:3]
+        assert area.GetPlotType() == area.PlotTypeBar and measured.GetPlotType() == measured.PlotTypeScatter
+        points = mrml.table_columns(measured.GetTableNode())
+        assert np.allclose(np.asarray(points["time_h"], float), times)
+        assert np.allclose(np.asarray(points["activity_MBq"], float), entry["tac"]["activity_MBq"], rtol=1e-5)
+        for n, bar in enumerate(series[3:]):
+            column = mrml.table_columns(bar.GetTableNode())
+            low, high = (float(v) for v in column[bar.GetYColumnName()])
+            sd = entry["tac"]["activity_uncertainty_MBq"][n]
+            assert (low, high) == pytest.approx((entry["tac"]["activity_MBq"][n] - sd,
+                                                  entry["tac"]["activity_MBq"][n] + sd), rel=1e-5)
+        shaded = mrml.table_columns(area.GetTableNode())
+        t, a = np.asarray(shaded["time_h"], float), np.asarray(shaded["activity_MBq"], float)
+        assert times[0] <= t.min() and t.max() <= times[-1]
+        if entry["tac_model"] != "trapezoid":
+            body = float(np.sum((a[1:] + a[:-1]) / 2 * np.diff(t)))
+            step = (2 * times[-1]) / 199
+            assert body / entry["tia_MBq_h"] == pytest.approx(entry["coverage_fraction"],
+                                                              abs=2 * step * a.max() / entry["tia_MBq_h"])
+
+
+def test_dvh_chart_has_every_voi_and_matches_the_dose_volume(scene):
+    from MIBGDosimetryLib.scene import logic as scene_logic
+
+    context, parameters = scene["context"], scene["parameters"]
+    calculation = scene["logic"].compute_dose(parameters, scene["options"])
+    chart = parameters.GetNodeReference(scene_logic.DVH_CHART_ROLE)
+    series = {s.GetName(): s for s in _series_of(chart)}
+    assert set(series) == {v.name for v in calculation.vois}
+    dose = mrml.array_from_volume(context.scene, parameters.GetNodeReference(scene_logic.DOSE_ROLE))
+    for voi in calculation.vois:
+        if voi.kind != "organ":
+            continue
+        columns = mrml.table_columns(series[voi.name].GetTableNode())
+        levels, fraction = np.asarray(columns["dose_Gy"], float), np.asarray(columns["volume_fraction"], float)
+        counted = np.array([np.count_nonzero(dose[voi.mask] >= level) for level in levels]) / np.count_nonzero(voi.mask)
+        # Mass-weighted histogram against a voxel count: equal to within the density spread.
+        assert np.abs(fraction - counted).max() < 0.03, voi.name
+
+
+def test_registration_review_nodes_show_quality_and_the_registered_spect(scene):
+    """After the registration (and again after each dose run, with the transforms then in use): a
+    table of quality figures per time point and the registered SPECT as a sequence over time."""
+    from MIBGDosimetryLib.registration.mrml_nodes import array_at_sequence_item
+    from MIBGDosimetryLib.scene import logic as scene_logic
+
+    context, parameters = scene["context"], scene["parameters"]
+    calculation = scene["logic"].compute_dose(parameters, scene["options"])
+    table = mrml.table_columns(parameters.GetNodeReference(scene_logic.REGISTRATION_TABLE_ROLE))
+    labels = [tp.label for tp in calculation.study.timepoints]
+    assert list(table["time_point"]) == labels
+    # The reference time point has no figures; a transform edited in the scene (an earlier test) is flagged.
+    figures = 0
+    for n, registration in enumerate(calculation.registrations):
+        assert table["kind"][n] == registration.kind
+        assert float(table["corrected_in_scene"][n]) == (1.0 if "corrected" in registration.kind else 0.0)
+        if "body_dice" in registration.quality:
+            assert float(table["body_dice"][n]) == pytest.approx(registration.quality["body_dice"], rel=1e-5)
+            assert float(table["body_dice"][n]) > 0.9
+            figures += 1
+    assert figures >= 2
+    sequence = parameters.GetNodeReference(scene_logic.REGISTERED_SPECT_ROLE)
+    assert sequence.GetNumberOfDataNodes() == len(labels)
+    for n, volume in enumerate(calculation.registered_spects):
+        assert np.array_equal(array_at_sequence_item(context, sequence, n), volume.array)
+        assert float(sequence.GetNthIndexValue(n)) == pytest.approx(calculation.study.timepoints[n].mid_acquisition_hours,
+                                                                    abs=0.01)
+
+
+def test_a_rerun_keeps_one_set_of_review_nodes(scene):
+    from MIBGDosimetryLib.scene import logic as scene_logic
+
+    scene_nodes = scene["context"].scene
+    scene["logic"].compute_dose(scene["parameters"], scene["options"])
+    counts = {cls: scene_nodes.GetNumberOfNodesByClass(cls) for cls in (
+        "vtkMRMLPlotChartNode", "vtkMRMLPlotSeriesNode", "vtkMRMLTableNode", "vtkMRMLSequenceNode",
+        "vtkMRMLSequenceBrowserNode", "vtkMRMLScalarVolumeNode")}
+    scene["logic"].register(scene["parameters"])
+    scene["logic"].compute_dose(scene["parameters"], scene["options"])
+    assert {cls: scene_nodes.GetNumberOfNodesByClass(cls) for cls in counts} == counts
+    vois = scene["parameters"].GetNumberOfNodeReferences(scene_logic.TAC_CHART_ROLE)
+    assert counts["vtkMRMLPlotChartNode"] == vois + 1
+
+
+def test_timepoint_table_flags_nothing_on_the_demo_and_names_bad_values():
+    from MIBGDosimetryLib.scene.review import timepoint_flags
+
+    good = {"TimePoint": "tp1", "HoursAfterAdministration": "24.0", "AcquisitionDateTime": "2026-03-03T09:00:00",
+            "DurationSeconds": "1200", "AdministrationDateTime": "2026-03-02T09:00:00",
+            "AdministeredActivityMBq": "7400"}
+    later = dict(good, TimePoint="tp2", HoursAfterAdministration="48.0", AcquisitionDateTime="2026-03-04T09:00:00")
+    assert timepoint_flags([good, later]) == [[], []]
+    missing = dict(later, DurationSeconds="")
+    wrong = dict(later, HoursAfterAdministration="30", DurationSeconds="5")
+    earlier = dict(good, HoursAfterAdministration="12", AcquisitionDateTime="2026-03-02T21:00:00")
+    flags = timepoint_flags([good, missing, wrong, earlier])
+    assert flags[0] == []
+    assert flags[1] == ["DurationSeconds missing"]
+    assert any("acquisition started 48.00 h after" in f for f in flags[2])
+    assert any("DurationSeconds 5 s is outside" in f for f in flags[2])
+    assert flags[3] == ["not after the previous time point"]
+    other_activity = dict(later, AdministeredActivityMBq="abc")
+    assert "AdministeredActivityMBq 'abc' is not a number" in timepoint_flags([good, other_activity])[1]
+
+
+def test_timepoint_table_node_of_the_scene(scene):
+    from MIBGDosimetryLib.scene import logic as scene_logic
+
+    parameters = scene["parameters"]
+    table = scene["logic"].update_timepoint_table(parameters)
+    again = scene["logic"].update_timepoint_table(parameters)
+    assert not scene["context"].scene.IsNodePresent(table)
+    assert parameters.GetNodeReference(scene_logic.TIMEPOINT_TABLE_ROLE) is again
+    columns = mrml.table_columns(again)
+    assert list(columns["TimePoint"]) == [tp.label for tp in scene["first"].study.timepoints]
+    assert list(columns["flags"]) == [""] * len(columns["TimePoint"])

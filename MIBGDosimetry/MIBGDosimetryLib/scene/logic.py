@@ -5,7 +5,7 @@ The parameter node (a ``vtkMRMLScriptedModuleNode``) references every input and 
 - per time point (in time order, ``n``-th reference): the SPECT volume, the CT volume (all time
   points or none) and a metadata table (columns ``field`` and ``value``: TimePoint,
   HoursAfterAdministration, AcquisitionDateTime, DurationSeconds, ObservedCountRateCps,
-  AdministrationDateTime, AdministeredActivityMBq, and HeaderFacts: the other header facts as JSON);
+  AdministrationDateTime, AdministeredActivityMBq; other header facts in an attribute);
 - the segmentation on the reference time point (segments become VOIs by the rule of
   :mod:`MIBGDosimetryLib.segmentation.segment_vois`) and the calibration record text node;
 - after :meth:`SceneDoseLogic.register`: one linear transform node per time point (reference ->
@@ -41,12 +41,27 @@ RESULTS_TABLE_ROLE = "DoseResultsTable"
 RESULTS_TEXT_ROLE = "DoseResults"
 REFERENCE_INDEX_PARAMETER = "ReferenceIndex"
 RESULT_ROLES = (DOSE_ROLE, TIA_ROLE, RESULTS_TABLE_ROLE, RESULTS_TEXT_ROLE)
+#: Review nodes of a dose run: one TAC chart per VOI (in the order of the results table), the DVH
+#: chart, and the tables and plot series they show.
+TAC_CHART_ROLE = "TACChart"
+DVH_CHART_ROLE = "DVHChart"
+DOSE_REVIEW_NODE_ROLE = "DoseReviewNode"
+#: Review nodes of the registration: per-time-point quality table, the registered SPECT volumes as a
+#: sequence (indexed by hours after administration) with its browser and proxy volume.
+REGISTRATION_TABLE_ROLE = "RegistrationReviewTable"
+REGISTERED_SPECT_ROLE = "RegisteredSPECTSequence"
+REGISTRATION_REVIEW_NODE_ROLE = "RegistrationReviewNode"
+#: The time-point table with flags for missing and implausible values.
+TIMEPOINT_TABLE_ROLE = "TimePointTable"
+DOSE_REVIEW_ROLES = (TAC_CHART_ROLE, DVH_CHART_ROLE, DOSE_REVIEW_NODE_ROLE)
+REGISTRATION_REVIEW_ROLES = (REGISTRATION_TABLE_ROLE, REGISTERED_SPECT_ROLE, REGISTRATION_REVIEW_NODE_ROLE)
 METADATA_FIELDS = ("TimePoint", "HoursAfterAdministration", "AcquisitionDateTime", "DurationSeconds",
                    "ObservedCountRateCps", "AdministrationDateTime", "AdministeredActivityMBq")
-#: Metadata row with the other header facts of the time point as JSON (units and decay correction,
-#: number of detectors, energy windows, camera, collimator, half-life, CT dose indices, patient age):
-#: the calculation uses them as it does when it reads the study's files.
-HEADER_FACTS_FIELD = "HeaderFacts"
+#: Attribute of the metadata table with the other header facts of the time point as JSON (units and
+#: decay correction, number of detectors, energy windows, camera, collimator, half-life, CT dose
+#: indices, patient age): the calculation uses them as it does when it reads the study's files. An
+#: attribute, not a table row, because table cells are saved as TSV, which does not keep JSON intact.
+HEADER_FACTS_ATTRIBUTE = "MIBGDosimetry.HeaderFacts"
 #: Time point facts kept in their own rows, not in the header facts.
 _OWN_ROWS = ("administration_datetime", "administered_activity_MBq")
 
@@ -88,9 +103,10 @@ def metadata_table(scene, study, timepoint, name=None):
 
     attributes = timepoint_attributes(study, timepoint)
     values = [attributes[ATTRIBUTE_PREFIX + field] for field in METADATA_FIELDS]
-    return mrml.add_table(scene, name or f"{timepoint.label} acquisition",
-                          {"field": list(METADATA_FIELDS) + [HEADER_FACTS_FIELD],
-                           "value": values + [header_facts(study, timepoint)]})
+    table = mrml.add_table(scene, name or f"{timepoint.label} acquisition", {"field": list(METADATA_FIELDS),
+                                                                              "value": values})
+    table.SetAttribute(HEADER_FACTS_ATTRIBUTE, header_facts(study, timepoint))
+    return table
 
 
 def header_facts(study, timepoint):
@@ -166,18 +182,45 @@ class SceneDoseLogic:
         study = self._study(parameter_node)
         reference_index = self.reference_index(parameter_node)
         steps(f"Registering {len(study.timepoints)} time points to '{study.timepoints[reference_index].label}'")
-        results, _ = register_timepoints(study.timepoints, reference_index, log=steps)
+        results, registered = register_timepoints(study.timepoints, reference_index, log=steps)
         steps.check()
-        nodes = [add_transform_node(self.scene, result, f"{tp.label} to reference")
-                 for tp, result in zip(study.timepoints, results)]
-        old = self.transform_nodes(parameter_node)
-        parameter_node.RemoveNodeReferenceIDs(TRANSFORM_ROLE)
-        for n, node in enumerate(nodes):
-            parameter_node.SetNthNodeReferenceID(TRANSFORM_ROLE, n, node.GetID())
-        for node in old:
-            if node is not None:
-                _remove(self.scene, node)
+        created = []
+        try:
+            nodes = [_kept(created, add_transform_node(self.scene, result, f"{tp.label} to reference"))
+                     for tp, result in zip(study.timepoints, results)]
+            new = {TRANSFORM_ROLE: nodes, **self._registration_review(study, results, registered, created)}
+        except Exception:
+            _remove_all(self.scene, created)
+            raise
+        _swap(self.scene, parameter_node, new)
         return nodes
+
+    def tac_chart(self, parameter_node, voi_name):
+        """The time-activity chart of the VOI ``voi_name`` of the last dose run (None without one)."""
+        for n in range(parameter_node.GetNumberOfNodeReferences(TAC_CHART_ROLE)):
+            chart = parameter_node.GetNthNodeReference(TAC_CHART_ROLE, n)
+            if chart is not None and chart.GetAttribute(VOI_ATTRIBUTE) == voi_name:
+                return chart
+        return None
+
+    def update_timepoint_table(self, parameter_node):
+        """Build (or rebuild) the time-point table from the metadata tables: one row per time point with
+        a ``flags`` column naming missing and implausible values. Returns the table node."""
+        from MIBGDosimetryLib.scene import review
+
+        rows = []
+        for n in range(parameter_node.GetNumberOfNodeReferences(METADATA_ROLE)):
+            table = parameter_node.GetNthNodeReference(METADATA_ROLE, n)
+            columns = mrml.table_columns(table) if table is not None else {}
+            rows.append(dict(zip(columns.get("field", []), columns.get("value", []))))
+        created = []
+        try:
+            table = review.timepoint_table(self.scene, rows, created)
+        except Exception:
+            _remove_all(self.scene, created)
+            raise
+        _swap(self.scene, parameter_node, {TIMEPOINT_TABLE_ROLE: table})
+        return table
 
     def compute_dose(self, parameter_node, options=None, progress=None, cancel=None):
         """Dose from the segmentation's current segments and the referenced transforms (no new
@@ -210,6 +253,28 @@ class SceneDoseLogic:
         steps.check()
         self._replace_results(parameter_node, calculation)
         return calculation
+
+    def _registration_review(self, study, registrations, registered, created):
+        """Registration review nodes by role: the quality table and the registered SPECT sequence."""
+        from MIBGDosimetryLib.registration.mrml_nodes import add_volume_sequence
+        from MIBGDosimetryLib.scene import review
+
+        rows = {"timepoints": [{"label": tp.label, "registration": r.to_dict()}
+                               for tp, r in zip(study.timepoints, registrations)]}
+        table = review.registration_table(self.scene, rows, created)
+        before = _node_ids(self.scene)
+        added = []
+        try:
+            sequence, _ = add_volume_sequence(self.context, registered, "Registered SPECT",
+                                              [round(tp.mid_acquisition_hours, 2) for tp in study.timepoints],
+                                              index_name="time after administration")
+        finally:
+            added = [self.scene.GetNodeByID(i) for i in sorted(_node_ids(self.scene) - before)]
+            created.extend(added)
+        # The sequence browser and its proxy volume (with the proxy's display node).
+        helpers = [node for node in added if node is not sequence and node.GetSingletonTag() is None]
+        return {REGISTRATION_TABLE_ROLE: table, REGISTERED_SPECT_ROLE: sequence,
+                REGISTRATION_REVIEW_NODE_ROLE: helpers}
 
     # Internals
     def _study(self, parameter_node):
@@ -247,36 +312,75 @@ class SceneDoseLogic:
             spect=ImageVolume.from_node(self.scene, spect_node, units="counts"),
             ct=None if ct_node is None else ImageVolume.from_node(self.scene, ct_node, units="HU"),
             observed_count_rate_cps=_number(facts, "ObservedCountRateCps", label),
-            metadata={**_header_facts(facts, label),
+            metadata={**_header_facts(table, label),
                       "administered_activity_MBq": _number(facts, "AdministeredActivityMBq", label),
                       "administration_datetime": (datetime.datetime.fromisoformat(administration)
                                                   if administration else None)})
 
     def _replace_results(self, parameter_node, calculation):
-        """Add the result nodes, then swap the parameter node's references and remove the old nodes;
-        nothing is left behind if adding fails."""
+        """Add the result and review nodes, then swap the parameter node's references and remove the
+        old nodes; nothing is left behind if adding fails."""
         from MIBGDosimetryLib.export.rtdose import add_dose_node
-        from MIBGDosimetryLib.workflow.outputs import TABLE_FIELDS, clean_results
+        from MIBGDosimetryLib.scene import review
+        from MIBGDosimetryLib.workflow.outputs import clean_results
 
-        new = {}
+        results = calculation.results
+        created = []
         try:
-            new[DOSE_ROLE] = add_dose_node(self.context, calculation.dose_map, "Absorbed dose (Gy)")
-            new[TIA_ROLE] = calculation.tia_map.to_node(self.scene, "Time-integrated activity (MBq h)")
-            results = calculation.results
-            columns = {field: [_cell(v.get(field)) for v in results["vois"]] for field in TABLE_FIELDS}
-            new[RESULTS_TABLE_ROLE] = mrml.add_table(self.scene, "Dose results", columns)
-            text = self.scene.AddNewNodeByClass("vtkMRMLTextNode", "Dose results (JSON)")
+            new = {DOSE_ROLE: _kept(created, add_dose_node(self.context, calculation.dose_map, "Absorbed dose (Gy)")),
+                   TIA_ROLE: _kept(created, calculation.tia_map.to_node(self.scene, "Time-integrated activity (MBq h)")),
+                   RESULTS_TABLE_ROLE: review.results_table(self.scene, results, created)}
+            text = _kept(created, self.scene.AddNewNodeByClass("vtkMRMLTextNode", "Dose results (JSON)"))
             text.SetText(json.dumps(clean_results(results)))
             new[RESULTS_TEXT_ROLE] = text
+            charts = []
+            for entry in results["vois"]:
+                chart = review.tac_chart(self.scene, entry, calculation.tac_fits[entry["name"]], created)
+                chart.SetAttribute(VOI_ATTRIBUTE, entry["name"])
+                charts.append(chart)
+            new[TAC_CHART_ROLE] = charts
+            new[DVH_CHART_ROLE] = review.dvh_chart(self.scene, results, created)
+            new.update(self._registration_review(calculation.study, calculation.registrations,
+                                                 calculation.registered_spects, created))
         except Exception:
-            for node in new.values():
-                _remove(self.scene, node)
+            _remove_all(self.scene, created)
             raise
-        for role, node in new.items():
-            old = parameter_node.GetNodeReference(role)
-            parameter_node.SetNodeReferenceID(role, node.GetID())
-            if old is not None:
-                _remove(self.scene, old)
+        shown = {id(node) for value in new.values() for node in (value if isinstance(value, list) else [value])}
+        new[DOSE_REVIEW_NODE_ROLE] = [node for node in created if id(node) not in shown]
+        _swap(self.scene, parameter_node, new)
+
+
+#: Attribute naming the VOI of a time-activity chart.
+VOI_ATTRIBUTE = "MIBGDosimetry.VOI"
+
+
+def _kept(created, node):
+    created.append(node)
+    return node
+
+
+def _node_ids(scene):
+    nodes = scene.GetNodes()
+    return {nodes.GetItemAsObject(n).GetID() for n in range(nodes.GetNumberOfItems())}
+
+
+def _remove_all(scene, nodes):
+    for node in reversed(nodes):
+        if node is not None and scene.IsNodePresent(node):
+            _remove(scene, node)
+
+
+def _swap(scene, parameter_node, new):
+    """Reference the nodes of ``new`` (role -> node or list of nodes) from ``parameter_node`` in place of
+    the nodes referenced before under those roles, and remove the old nodes from the scene."""
+    old = []
+    for role, value in new.items():
+        nodes = value if isinstance(value, list) else [value]
+        old += [parameter_node.GetNthNodeReference(role, n) for n in range(parameter_node.GetNumberOfNodeReferences(role))]
+        parameter_node.RemoveNodeReferenceIDs(role)
+        for n, node in enumerate(nodes):
+            parameter_node.SetNthNodeReferenceID(role, n, node.GetID())
+    _remove_all(scene, [node for node in old if node is not None])
 
 
 def _remove(scene, node):
@@ -300,20 +404,21 @@ def _facts(table):
     missing = [f for f in ("AcquisitionDateTime", "HoursAfterAdministration", "DurationSeconds") if not facts.get(f)]
     if missing:
         raise ValueError(f"The metadata table '{table.GetName()}' lacks {', '.join(missing)}.")
-    return {field: facts.get(field, "") for field in METADATA_FIELDS + (HEADER_FACTS_FIELD,)}
+    return {field: facts.get(field, "") for field in METADATA_FIELDS}
 
 
-def _header_facts(facts, label):
-    text = facts.get(HEADER_FACTS_FIELD, "")
+def _header_facts(table, label):
+    text = table.GetAttribute(HEADER_FACTS_ATTRIBUTE) or ""
     if not text:
         return {}
     try:
         parsed = json.loads(text)
     except ValueError:
-        raise ValueError(f"Time point '{label}': the {HEADER_FACTS_FIELD} of the metadata table are not valid JSON; "
-                         "restore them or clear the cell (the calculation then warns about what is unknown).") from None
+        raise ValueError(f"Time point '{label}': the attribute {HEADER_FACTS_ATTRIBUTE} of the metadata table is not "
+                         "valid JSON; restore it or remove it (the calculation then warns about what is unknown).") from None
     if not isinstance(parsed, dict):
-        raise ValueError(f"Time point '{label}': the {HEADER_FACTS_FIELD} of the metadata table must be a JSON object.")
+        raise ValueError(f"Time point '{label}': the attribute {HEADER_FACTS_ATTRIBUTE} of the metadata table must "
+                         "hold a JSON object.")
     return {key: value for key, value in parsed.items() if key not in _OWN_ROWS}
 
 
@@ -348,5 +453,3 @@ def _registration_from_node(node):
     return result
 
 
-def _cell(value):
-    return "" if value is None else value
