@@ -720,3 +720,31 @@ def test_timepoint_table_node_of_the_scene(scene):
     columns = mrml.table_columns(again)
     assert list(columns["TimePoint"]) == [tp.label for tp in scene["first"].study.timepoints]
     assert list(columns["flags"]) == [""] * len(columns["TimePoint"])
+
+
+def test_values_edited_in_the_timepoint_table_reach_the_metadata_tables(scene):
+    from MIBGDosimetryLib.scene import logic as scene_logic
+
+    parameters, logic = scene["parameters"], scene["logic"]
+    table = logic.update_timepoint_table(parameters)
+    metadata = parameters.GetNthNodeReference(scene_logic.METADATA_ROLE, 1)
+    facts = metadata.GetAttribute(scene_logic.HEADER_FACTS_ATTRIBUTE)
+    original = mrml.table_columns(metadata)
+    column = table.GetTable().GetColumnByName("DurationSeconds")
+    kept = column.GetValue(1)
+    column.SetValue(1, "5")
+    flags = logic.apply_timepoint_edits(parameters)
+    try:
+        edited = dict(zip(*mrml.table_columns(metadata).values()))
+        assert edited["DurationSeconds"] == "5"
+        assert metadata.GetAttribute(scene_logic.HEADER_FACTS_ATTRIBUTE) == facts
+        assert any("DurationSeconds 5 s is outside" in f for f in flags[1])
+        shown = mrml.table_columns(parameters.GetNodeReference(scene_logic.TIMEPOINT_TABLE_ROLE))
+        assert "DurationSeconds 5 s is outside" in shown["flags"][1]
+        assert logic._study(parameters).timepoints[1].duration_s == 5.0
+    finally:
+        column = parameters.GetNodeReference(scene_logic.TIMEPOINT_TABLE_ROLE).GetTable().GetColumnByName(
+            "DurationSeconds")
+        column.SetValue(1, kept)
+        assert logic.apply_timepoint_edits(parameters)[1] == []
+    assert mrml.table_columns(metadata) == original

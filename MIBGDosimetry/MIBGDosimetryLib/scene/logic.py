@@ -23,6 +23,7 @@ run leaves the scene's earlier results untouched.
 import dataclasses
 import datetime
 import json
+import os
 
 import numpy as np
 
@@ -40,6 +41,8 @@ TIA_ROLE = "TIAVolume"
 RESULTS_TABLE_ROLE = "DoseResultsTable"
 RESULTS_TEXT_ROLE = "DoseResults"
 REFERENCE_INDEX_PARAMETER = "ReferenceIndex"
+#: Folder the time points were read from (for the de-identified export of the study).
+STUDY_DIRECTORY_PARAMETER = "StudyDirectory"
 RESULT_ROLES = (DOSE_ROLE, TIA_ROLE, RESULTS_TABLE_ROLE, RESULTS_TEXT_ROLE)
 #: Review nodes of a dose run: one TAC chart per VOI (in the order of the results table), the DVH
 #: chart, and the tables and plot series they show.
@@ -115,6 +118,7 @@ def header_facts(study, timepoint):
 
     facts = {key: value for key, value in (timepoint.metadata or {}).items() if key not in _OWN_ROWS}
     facts["imaging"] = imaging_facts(study, timepoint)
+    facts["ct_files"] = study.ct_paths(timepoint)
     return json.dumps(facts, sort_keys=True)
 
 
@@ -195,6 +199,43 @@ class SceneDoseLogic:
         _swap(self.scene, parameter_node, new)
         return nodes
 
+    def load_study_folder(self, parameter_node, study_dir, calibration_node=None, segmentation_node=None):
+        """Read a study folder into the scene (volumes, sequences, subject hierarchy and one metadata
+        table per time point) and reference it as the inputs; returns the :class:`TimePointNodes`."""
+        from MIBGDosimetryLib.study import load_study
+
+        study = load_study(study_dir)
+        timepoints = add_study(self.context, study)
+        self.set_inputs(parameter_node, timepoints, segmentation_node, calibration_node)
+        parameter_node.SetParameter(STUDY_DIRECTORY_PARAMETER, os.path.abspath(study_dir))
+        self.update_timepoint_table(parameter_node)
+        return timepoints
+
+    def apply_timepoint_edits(self, parameter_node):
+        """Copy the values edited in the time-point table into the time points' metadata tables, then
+        flag the table again. Returns the flags (one list of sentences per time point)."""
+        from MIBGDosimetryLib.scene import review
+
+        table = parameter_node.GetNodeReference(TIMEPOINT_TABLE_ROLE)
+        if table is None:
+            raise ValueError("There is no time-point table yet; select the time points first.")
+        edited = mrml.table_columns(table)
+        count = parameter_node.GetNumberOfNodeReferences(METADATA_ROLE)
+        if len(edited.get("TimePoint", [])) != count:
+            raise ValueError(f"The time-point table has {len(edited.get('TimePoint', []))} rows for {count} time "
+                             "points; rebuild it from the metadata tables.")
+        for n in range(count):
+            metadata = parameter_node.GetNthNodeReference(METADATA_ROLE, n)
+            columns = mrml.table_columns(metadata)
+            values = dict(zip(columns["field"], columns["value"]))
+            values.update({field: _text(edited[field][n]) for field in METADATA_FIELDS if field in edited})
+            attribute = metadata.GetAttribute(HEADER_FACTS_ATTRIBUTE)
+            mrml.fill_table(metadata, {"field": list(values), "value": list(values.values())})
+            if attribute is not None:
+                metadata.SetAttribute(HEADER_FACTS_ATTRIBUTE, attribute)
+        self.update_timepoint_table(parameter_node)
+        return review.timepoint_flags(self._metadata_rows(parameter_node))
+
     def tac_chart(self, parameter_node, voi_name):
         """The time-activity chart of the VOI ``voi_name`` of the last dose run (None without one)."""
         for n in range(parameter_node.GetNumberOfNodeReferences(TAC_CHART_ROLE)):
@@ -208,14 +249,9 @@ class SceneDoseLogic:
         a ``flags`` column naming missing and implausible values. Returns the table node."""
         from MIBGDosimetryLib.scene import review
 
-        rows = []
-        for n in range(parameter_node.GetNumberOfNodeReferences(METADATA_ROLE)):
-            table = parameter_node.GetNthNodeReference(METADATA_ROLE, n)
-            columns = mrml.table_columns(table) if table is not None else {}
-            rows.append(dict(zip(columns.get("field", []), columns.get("value", []))))
         created = []
         try:
-            table = review.timepoint_table(self.scene, rows, created)
+            table = review.timepoint_table(self.scene, self._metadata_rows(parameter_node), created)
         except Exception:
             _remove_all(self.scene, created)
             raise
@@ -253,6 +289,14 @@ class SceneDoseLogic:
         steps.check()
         self._replace_results(parameter_node, calculation)
         return calculation
+
+    def _metadata_rows(self, parameter_node):
+        rows = []
+        for n in range(parameter_node.GetNumberOfNodeReferences(METADATA_ROLE)):
+            table = parameter_node.GetNthNodeReference(METADATA_ROLE, n)
+            columns = mrml.table_columns(table) if table is not None else {}
+            rows.append(dict(zip(columns.get("field", []), columns.get("value", []))))
+        return rows
 
     def _registration_review(self, study, registrations, registered, created):
         """Registration review nodes by role: the quality table and the registered SPECT sequence."""
@@ -303,6 +347,7 @@ class SceneDoseLogic:
             raise ValueError(f"Time point {n + 1} lacks its SPECT volume or its metadata table.")
         facts = _facts(table)
         label = facts["TimePoint"] or spect_node.GetName()
+        header = _header_facts(table, label)
         administration = facts["AdministrationDateTime"]
         return TimePoint(
             label=label,
@@ -310,9 +355,9 @@ class SceneDoseLogic:
             acquisition_datetime=datetime.datetime.fromisoformat(facts["AcquisitionDateTime"]),
             duration_s=_number(facts, "DurationSeconds", label, required=True),
             spect=ImageVolume.from_node(self.scene, spect_node, units="counts"),
-            ct=None if ct_node is None else ImageVolume.from_node(self.scene, ct_node, units="HU"),
+            ct=None if ct_node is None else _ct_volume(self.scene, ct_node, header),
             observed_count_rate_cps=_number(facts, "ObservedCountRateCps", label),
-            metadata={**_header_facts(table, label),
+            metadata={**header,
                       "administered_activity_MBq": _number(facts, "AdministeredActivityMBq", label),
                       "administration_datetime": (datetime.datetime.fromisoformat(administration)
                                                   if administration else None)})
@@ -407,6 +452,18 @@ def _facts(table):
     return {field: facts.get(field, "") for field in METADATA_FIELDS}
 
 
+def _ct_volume(scene, node, header):
+    """The CT of a time point; its DICOM files are named when they are all on this computer (the RT Dose
+    and SEG exports then refer to that CT)."""
+    from MIBGDosimetryLib.volume import ImageVolume
+
+    ct = ImageVolume.from_node(scene, node, units="HU")
+    files = header.get("ct_files") or []
+    if files and all(os.path.isfile(path) for path in files):
+        ct.metadata["files"] = list(files)
+    return ct
+
+
 def _header_facts(table, label):
     text = table.GetAttribute(HEADER_FACTS_ATTRIBUTE) or ""
     if not text:
@@ -453,3 +510,10 @@ def _registration_from_node(node):
     return result
 
 
+
+
+def _text(value):
+    """A table cell as the metadata table's text (numbers written in full, integers without '.0')."""
+    if isinstance(value, float):
+        return repr(int(value)) if value.is_integer() else repr(value)
+    return str(value)
