@@ -667,6 +667,9 @@ def test_registration_review_nodes_show_quality_and_the_registered_spect(scene):
     assert figures >= 2
     sequence = parameters.GetNodeReference(scene_logic.REGISTERED_SPECT_ROLE)
     assert sequence.GetNumberOfDataNodes() == len(labels)
+    proxy = scene["logic"].registered_spect_proxy(parameters)
+    assert proxy is not None and proxy.IsA("vtkMRMLScalarVolumeNode")
+    assert scene["logic"].reference_ct(parameters) is parameters.GetNthNodeReference(scene_logic.CT_ROLE, 0)
     for n, volume in enumerate(calculation.registered_spects):
         assert np.array_equal(array_at_sequence_item(context, sequence, n), volume.array)
         assert float(sequence.GetNthIndexValue(n)) == pytest.approx(calculation.study.timepoints[n].mid_acquisition_hours,

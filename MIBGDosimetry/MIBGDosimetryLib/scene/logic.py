@@ -145,6 +145,34 @@ class SceneDoseLogic:
         node.SetAttribute("ModuleName", MODULE_NAME)
         return node
 
+    def adopt_parameter_node(self, node):
+        """Mark an existing scripted module node (e.g. the module's singleton parameter node) as this
+        logic's parameter node, so that a reopened scene finds it; returns it."""
+        node.SetAttribute("ModuleName", MODULE_NAME)
+        return node
+
+    def select_segmentation(self, parameter_node, segmentation_node):
+        """Reference the segmentation whose segments are the VOIs (None to clear)."""
+        parameter_node.SetNodeReferenceID(SEGMENTATION_ROLE, segmentation_node.GetID() if segmentation_node else None)
+
+    def select_calibration(self, parameter_node, calibration_node):
+        """Reference the calibration record node (None to clear)."""
+        parameter_node.SetNodeReferenceID(CALIBRATION_ROLE, calibration_node.GetID() if calibration_node else None)
+
+    def reference_ct(self, parameter_node):
+        """The CT volume node of the reference time point (None without CT)."""
+        return parameter_node.GetNthNodeReference(CT_ROLE, self.reference_index(parameter_node))
+
+    def registered_spect_proxy(self, parameter_node):
+        """The volume node that shows the registered SPECT of the browser's current time point (None
+        before the registration)."""
+        sequence = parameter_node.GetNodeReference(REGISTERED_SPECT_ROLE)
+        for n in range(parameter_node.GetNumberOfNodeReferences(REGISTRATION_REVIEW_NODE_ROLE)):
+            node = parameter_node.GetNthNodeReference(REGISTRATION_REVIEW_NODE_ROLE, n)
+            if sequence is not None and node is not None and node.IsA("vtkMRMLSequenceBrowserNode"):
+                return node.GetProxyNode(sequence)
+        return None
+
     def set_inputs(self, parameter_node, timepoints, segmentation_node, calibration_node, reference_index=0):
         """Reference the inputs from ``parameter_node``; ``timepoints`` is a list of :class:`TimePointNodes`."""
         if len(timepoints) < 3:
