@@ -751,3 +751,64 @@ def test_values_edited_in_the_timepoint_table_reach_the_metadata_tables(scene):
         column.SetValue(1, kept)
         assert logic.apply_timepoint_edits(parameters)[1] == []
     assert mrml.table_columns(metadata) == original
+
+
+def test_a_session_as_the_panel_runs_it_saves_and_recomputes_identically(phantom, tmp_path):
+    """The calls the panel's buttons make, in order, on the module's singleton parameter node: Load study
+    into scene, Apply time-point edits, Register, Compute dose (segmentation and calibration chosen in the
+    selectors); the scene saved as .mrb, reopened and computed again gives identical numbers."""
+    from MIBGCalibrationLib.record import CalibrationRecord
+    from MIBGDosimetryLib.scene import logic as scene_logic
+    from MIBGDosimetryLib.segmentation.segment_vois import VOI_TYPE_TAG, read_segmentation_file
+    from MIBGDosimetryLib.workflow.dose_workflow import DoseOptions
+
+    fine = phantom["grid"].fine_volume(np.zeros(phantom["grid"].fine_shape, dtype=np.uint8))
+    masks = {name: mask for name, (kind, mask) in phantom["structures"].items()}
+    tags = {name: {VOI_TYPE_TAG: kind} for name, (kind, mask) in phantom["structures"].items()}
+    path = _write_seg_nrrd(tmp_path / "drawn.seg.nrrd", masks, fine, tags=tags)
+    context = mrml.new_scene()
+    try:
+        node = slicer_singleton_parameter_node(context.scene)
+        logic = scene_logic.SceneDoseLogic(context)
+        logic.adopt_parameter_node(node)
+        calibration = CalibrationRecord.from_json(phantom["calibration"]).to_node(context.scene)
+        timepoints = logic.load_study_folder(node, phantom["study"], calibration)
+        assert node.GetParameter(scene_logic.STUDY_DIRECTORY_PARAMETER) == os.path.abspath(phantom["study"])
+        assert mrml.table_columns(node.GetNodeReference(scene_logic.TIMEPOINT_TABLE_ROLE))["flags"] == \
+            [""] * len(timepoints)
+        assert logic.apply_timepoint_edits(node) == [[]] * len(timepoints)
+        logic.register(node)
+        logic.select_segmentation(node, read_segmentation_file(context.scene, path))
+        logic.select_calibration(node, calibration)
+        options = DoseOptions(partial_volume="none")
+        first = logic.compute_dose(node, options)
+        bundle = mrml.save_bundle(context, str(tmp_path / "session.mrb"))
+    finally:
+        context.scene.Clear(1)
+    reopened = mrml.load_bundle(bundle)
+    try:
+        nodes = reopened.scene.GetNodesByClass("vtkMRMLScriptedModuleNode")
+        (node,) = [nodes.GetItemAsObject(n) for n in range(nodes.GetNumberOfItems())
+                   if nodes.GetItemAsObject(n).GetAttribute("ModuleName") == scene_logic.MODULE_NAME]
+        again = scene_logic.SceneDoseLogic(reopened).compute_dose(node, options)
+    finally:
+        reopened.scene.Clear(1)
+    expected = {v["name"]: v for v in first.results["vois"]}
+    for entry in again.results["vois"]:
+        for field in PARITY_FIELDS:
+            if expected[entry["name"]][field] is None:
+                assert entry[field] is None
+            else:
+                assert entry[field] == pytest.approx(expected[entry["name"]][field], rel=1e-6), (entry["name"], field)
+    assert again.results["warnings"] == first.results["warnings"]
+
+
+def slicer_singleton_parameter_node(scene):
+    """The module's parameter node as Slicer's ScriptedLoadableModuleLogic makes it (a singleton)."""
+    import slicer
+
+    node = slicer.vtkMRMLScriptedModuleNode()
+    node.SetSingletonTag("MIBGDosimetry")
+    node.SetName("MIBGDosimetry")
+    node.SetModuleName("MIBGDosimetry")
+    return scene.AddNode(node)
