@@ -580,5 +580,46 @@ class MIBGDosimetryTest(ScriptedLoadableModuleTest):
             self.assertIs(scene_results.shown_results(parameterNode)["table"], again["table"])
             self.assertIsNot(again["dose"], result["dose"])
             self.figures["result_nodes_per_run"] = len(firstNodeIds)
+            self.delayDisplay("The guided panel's steps on the same study")
+            self._check_guided_panel(logic, study, record.record_node, result["calculation"],
+                                     os.path.join(folder, "panel"))
         logging.info("MIBGDosimetry self-test passed")
+
+    def _check_guided_panel(self, logic, study, recordNode, folderCalculation, outputDirectory):
+        """What the panel's buttons call: Load study into scene, Register, a segmentation holding the folder
+        run's VOIs, Compute dose, Write outputs. The mean doses equal those of ``mibgdose dose --segmentation``
+        given the same segmentation saved as a .seg.nrrd."""
+        from MIBGCalibrationLib.record import CalibrationRecord
+        from MIBGDosimetryLib.segmentation.segment_vois import VOI_TYPE_TAG
+        from MIBGDosimetryLib.segmentation.segments import add_mask_segment
+        from MIBGDosimetryLib.workflow.dose_workflow import DoseOptions, run_dose
+
+        sceneLogic, node = logic.sceneLogic(), logic.sceneNode()
+        sceneLogic.load_study_folder(node, study, recordNode)
+        sceneLogic.register(node)
+        segmentation = slicer.mrmlScene.AddNewNodeByClass("vtkMRMLSegmentationNode", "Organs and lesions")
+        for voi in folderCalculation.vois:
+            segmentId = add_mask_segment(slicer.mrmlScene, segmentation, voi.mask, folderCalculation.reference,
+                                         voi.name)
+            segmentation.GetSegmentation().GetSegment(segmentId).SetTag(VOI_TYPE_TAG, voi.kind)
+        sceneLogic.select_segmentation(node, segmentation)
+        inScene = sceneLogic.compute_dose(node, DoseOptions())
+        os.makedirs(outputDirectory)
+        segmentationFile = os.path.join(outputDirectory, "drawn.seg.nrrd")
+        storage = slicer.mrmlScene.AddNewNodeByClass("vtkMRMLSegmentationStorageNode")
+        storage.SetFileName(segmentationFile)
+        self.assertTrue(storage.WriteData(segmentation))
+        slicer.mrmlScene.RemoveNode(storage)
+        headless = run_dose(study, CalibrationRecord.from_node(recordNode), DoseOptions(), log=logging.info,
+                            segmentation=segmentationFile)
+        expected = {v["name"]: v["mean_dose_Gy"] for v in headless.results["vois"]}
+        got = {v["name"]: v["mean_dose_Gy"] for v in inScene.results["vois"]}
+        self.assertEqual(set(got), set(expected))
+        differences = {name: got[name] / expected[name] - 1.0 for name in expected}
+        self.figures["panel_mean_dose_relative_differences"] = differences
+        self.assertLessEqual(max(abs(d) for d in differences.values()), 1e-6, differences)
+        self.assertIsNotNone(sceneLogic.tac_chart(node, folderCalculation.vois[0].name))
+        self.assertTrue(logic.warningsText(node))
+        written = logic.writeOutputs(inScene, os.path.join(outputDirectory, "outputs"))
+        self.assertTrue(os.path.isfile(written["results"]))
 
