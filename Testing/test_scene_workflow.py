@@ -391,6 +391,16 @@ def test_an_edited_registration_transform_is_used_by_the_next_dose_run(scene):
     assert tac_after[EDITED_LESION][:index] == tac_before[EDITED_LESION][:index]
     timepoint = after.results["timepoints"][index]["registration"]
     assert "corrected in the scene" in timepoint["kind"]
+    # The corrected transform's own figures: its translation at the CT centre is the old one plus the
+    # shift (vector sum), and the body outlines overlap less than after the registration.
+    ct = before.study.timepoints[0].ct
+    centre = ct.ras_of_ijk((np.array(ct.array.shape[::-1]) - 1) / 2.0)
+    moved_centre = matrix[:3, :3] @ centre + matrix[:3, 3]
+    assert timepoint["quality"]["translation_mm"] == pytest.approx(
+        float(np.linalg.norm(moved_centre + shift - centre)), abs=0.1)
+    original = before.results["timepoints"][index]["registration"]["quality"]
+    assert timepoint["quality"]["body_dice"] < original["body_dice"]
+    assert timepoint["quality"]["body_dice_before"] == pytest.approx(original["body_dice_before"], abs=1e-9)
 
 
 def test_a_failure_while_storing_results_leaves_the_scene_as_it_was(scene, monkeypatch):
@@ -551,6 +561,9 @@ def test_headless_command_and_scene_workflow_give_the_same_numbers(phantom, stud
             differences[(name, "tac")] = (entry["tac"]["activity_MBq"], got[name]["tac"]["activity_MBq"])
     assert not differences, differences
     assert in_scene.results["warnings"] == headless.results["warnings"]
+    # The imaging-dose log comes from the CT headers the scene keeps as header facts.
+    assert in_scene.results["imaging_dose"] == headless.results["imaging_dose"]
+    assert len(headless.results["imaging_dose"]["entries"]) == len(study.timepoints)
     assert np.allclose(in_scene.dose_map.array, headless.dose_map.array, rtol=1e-6, atol=1e-9 * headless.dose_map.array.max())
 
 

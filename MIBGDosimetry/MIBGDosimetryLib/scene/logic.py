@@ -304,11 +304,12 @@ class SceneDoseLogic:
         segmentation = parameter_node.GetNodeReference(SEGMENTATION_ROLE)
         if segmentation is None:
             raise ValueError("Select the segmentation that holds the organs and lesions.")
-        reference_spect = study.timepoints[options.reference_index].spect
+        reference_tp = study.timepoints[options.reference_index]
+        reference_spect = reference_tp.spect
         registrations, registered = [], []
         for tp, node in zip(study.timepoints, transforms):
             steps(f"Moving '{tp.label}' onto the reference grid with the transform '{node.GetName()}'")
-            result = _registration_from_node(node)
+            result = _registration_from_node(node, reference_tp, tp)
             registrations.append(result)
             registered.append(resample_counts(tp.spect, reference_spect, result.matrix_ras))
         steps(f"Taking the VOIs from the segments of '{segmentation.GetName()}'")
@@ -519,11 +520,13 @@ def _number(facts, field, label, required=False):
         raise ValueError(f"Time point '{label}': {field} '{text}' in the metadata table is not a number.") from None
 
 
-def _registration_from_node(node):
+def _registration_from_node(node, reference_tp, tp):
     """A :class:`RegistrationResult` from a transform node: its current matrix, with the quality
-    figures of the registration that made it; a matrix changed since is reported as corrected."""
+    figures of the registration that made it; a matrix changed since is reported as corrected, with the
+    quality figures of the corrected matrix (body overlap of the CTs, or SPECTs without CT)."""
     from MIBGDosimetryLib.registration.mrml_nodes import QUALITY_ATTRIBUTE, matrix_from_transform_node
     from MIBGDosimetryLib.registration.result import RegistrationResult
+    from MIBGDosimetryLib.registration.rigid import quality_of_matrix
 
     matrix = matrix_from_transform_node(node)
     stored = json.loads(node.GetAttribute(QUALITY_ATTRIBUTE) or "{}")
@@ -531,10 +534,13 @@ def _registration_from_node(node):
                                 modality=stored.get("modality", "CT"), quality=dict(stored.get("quality", {})),
                                 warnings=list(stored.get("warnings", [])))
     if "matrix_ras" in stored and not np.allclose(stored["matrix_ras"], matrix, atol=1e-6):
+        with_ct = reference_tp.ct is not None and tp.ct is not None
+        quality, warnings = quality_of_matrix(reference_tp.ct if with_ct else reference_tp.spect,
+                                              tp.ct if with_ct else tp.spect, matrix)
         result.kind = f"{result.kind}, corrected in the scene"
-        result.quality = {"corrected_in_scene": True}
+        result.quality = {**quality, "corrected_in_scene": True}
         result.warnings = [f"the transform '{node.GetName()}' was changed after the registration; the changed "
-                           "transform is used"]
+                           "transform is used"] + warnings
     return result
 
 
