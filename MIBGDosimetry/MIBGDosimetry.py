@@ -163,6 +163,7 @@ class MIBGDosimetryWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.addObserver(slicer.mrmlScene, slicer.mrmlScene.StartCloseEvent, self.onSceneStartClose)
         self.addObserver(slicer.mrmlScene, slicer.mrmlScene.EndCloseEvent, self.onSceneEndClose)
         self.ui.loadStudyButton.connect("clicked(bool)", self.onLoadStudy)
+        self.ui.useSelectedVolumesButton.connect("clicked(bool)", self.onUseSelectedVolumes)
         self.ui.applyTimePointEditsButton.connect("clicked(bool)", self.onApplyTimePointEdits)
         self.ui.registerButton.connect("clicked(bool)", self.onRegister)
         self.ui.showRegisteredButton.connect("clicked(bool)", self.onShowRegistered)
@@ -214,6 +215,16 @@ class MIBGDosimetryWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             self.logic.sceneLogic().load_study_folder(self.logic.sceneNode(), str(self._parameterNode.studyDirectory),
                                                       self.ui.calibrationNodeSelector.currentNode(),
                                                       self.ui.segmentationSelector.currentNode())
+            self._showNodes()
+
+    def onUseSelectedVolumes(self):
+        with slicer.util.tryWithErrorDisplay(_("The selected volumes could not be used."), waitCursor=True):
+            sceneLogic, node = self.logic.sceneLogic(), self.logic.sceneNode()
+            timepoints = sceneLogic.timepoints_from_volumes(self.ui.spectVolumesSelector.checkedNodes(),
+                                                            self.ui.ctVolumesSelector.checkedNodes() or None)
+            sceneLogic.set_inputs(node, timepoints, self.ui.segmentationSelector.currentNode(),
+                                  self.ui.calibrationNodeSelector.currentNode())
+            sceneLogic.update_timepoint_table(node)
             self._showNodes()
 
     def onApplyTimePointEdits(self):

@@ -128,8 +128,13 @@ def add_study(context, study):
     from MIBGDosimetryLib.study.mrml_loader import load_study_into_scene
 
     nodes = load_study_into_scene(study, context)
-    return [TimePointNodes(spect, ct, metadata_table(context.scene, study, tp))
-            for tp, spect, ct in zip(study.timepoints, nodes.spect_nodes, nodes.ct_nodes)]
+    timepoints = []
+    for tp, spect, ct in zip(study.timepoints, nodes.spect_nodes, nodes.ct_nodes):
+        table = metadata_table(context.scene, study, tp)
+        # Kept on the volume too, so that a table made later from the volume (Use selected volumes) has them.
+        spect.SetAttribute(HEADER_FACTS_ATTRIBUTE, table.GetAttribute(HEADER_FACTS_ATTRIBUTE))
+        timepoints.append(TimePointNodes(spect, ct, table))
+    return timepoints
 
 
 class SceneDoseLogic:
@@ -226,6 +231,34 @@ class SceneDoseLogic:
             raise
         _swap(self.scene, parameter_node, new)
         return nodes
+
+    def timepoints_from_volumes(self, spect_nodes, ct_nodes=None):
+        """Time points from SPECT volume nodes of the scene (with their CT volume nodes, in the same order,
+        or none): one new metadata table per SPECT, filled from the volume's ``MIBGDosimetry.*``
+        attributes (as a study loaded by this module sets them) and left empty where the volume has none,
+        for the user to fill in the time-point table. Returned in time order when every time point's
+        hours after administration are known, else in the order given."""
+        from MIBGDosimetryLib.study.mrml_loader import ATTRIBUTE_PREFIX
+
+        ct_nodes = list(ct_nodes or [None] * len(spect_nodes))
+        if len(ct_nodes) != len(spect_nodes):
+            raise ValueError(f"{len(spect_nodes)} SPECT and {len(ct_nodes)} CT volumes are selected; select one CT "
+                             "per SPECT, or no CT.")
+        timepoints = []
+        for spect, ct in zip(spect_nodes, ct_nodes):
+            values = [spect.GetAttribute(ATTRIBUTE_PREFIX + field) or "" for field in METADATA_FIELDS]
+            values[0] = values[0] or spect.GetName()
+            table = mrml.add_table(self.scene, f"{values[0]} acquisition", {"field": list(METADATA_FIELDS),
+                                                                              "value": values})
+            if spect.GetAttribute(HEADER_FACTS_ATTRIBUTE):
+                table.SetAttribute(HEADER_FACTS_ATTRIBUTE, spect.GetAttribute(HEADER_FACTS_ATTRIBUTE))
+            timepoints.append(TimePointNodes(spect, ct, table))
+        hours = [_facts_or_empty(tp.metadata).get("HoursAfterAdministration", "") for tp in timepoints]
+        try:
+            order = sorted(range(len(timepoints)), key=lambda n: float(hours[n]))
+        except ValueError:
+            order = range(len(timepoints))
+        return [timepoints[n] for n in order]
 
     def load_study_folder(self, parameter_node, study_dir, calibration_node=None, segmentation_node=None):
         """Read a study folder into the scene (volumes, sequences, subject hierarchy and one metadata
@@ -491,6 +524,11 @@ def _ct_volume(scene, node, header):
     if files and all(os.path.isfile(path) for path in files):
         ct.metadata["files"] = list(files)
     return ct
+
+
+def _facts_or_empty(table):
+    columns = mrml.table_columns(table)
+    return dict(zip(columns.get("field", []), columns.get("value", [])))
 
 
 def _header_facts(table, label):
