@@ -283,6 +283,7 @@ class MIBGDosimetryWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
                     return
                 self._written = {}
                 self._showNodes()
+                self._showDose()
                 self.ui.statusLabel.text = _("Dose computed. Select a VOI in 5. Review to plot its time-activity curve.")
         finally:
             self._setRunning(False)
@@ -290,6 +291,11 @@ class MIBGDosimetryWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
     def _setRunning(self, running):
         self._running, self._cancelRequested = running, False
         self.ui.computeDoseButton.text = _("Cancel") if running else _("Compute dose")
+        # Only Cancel answers while a run goes on (events are processed between its steps).
+        for section in (self.ui.timePointsCollapsibleButton, self.ui.registrationCollapsibleButton,
+                        self.ui.voisCollapsibleButton, self.ui.reviewCollapsibleButton,
+                        self.ui.studyFolderCollapsibleButton):
+            section.enabled = not running
         self.ui.progressBar.setRange(0, 0 if running else 1)
         self.ui.progressBar.setValue(0)
 
@@ -343,10 +349,17 @@ class MIBGDosimetryWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         for view, role in views.items():
             view.setMRMLTableNode(node.GetNodeReference(role))
         self.ui.warningsTextEdit.plainText = self.logic.warningsText(node)
+        segmentation = node.GetNodeReference(self.logic.segmentationRole())
+        if segmentation is not None:
+            self.ui.segmentationSelector.setCurrentNode(segmentation)
+
+    def _showDose(self):
+        """The dose of the last run over the reference CT (the dose colour table leaves 0 Gy transparent)."""
+        node = self.logic.sceneNode()
         dose = node.GetNodeReference(self.logic.doseRole())
         if dose is not None:
             slicer.util.setSliceViewerLayers(background=self.logic.sceneLogic().reference_ct(node), foreground=dose,
-                                             foregroundOpacity=0.7)
+                                             foregroundOpacity=0.7, fit=True)
 
     # Study folder
     def onApplyButton(self):
@@ -489,6 +502,12 @@ class MIBGDosimetryLogic(ScriptedLoadableModuleLogic):
         from MIBGDosimetryLib.scene.logic import DVH_CHART_ROLE
 
         return DVH_CHART_ROLE
+
+    @staticmethod
+    def segmentationRole():
+        from MIBGDosimetryLib.scene.logic import SEGMENTATION_ROLE
+
+        return SEGMENTATION_ROLE
 
     @staticmethod
     def doseRole():
