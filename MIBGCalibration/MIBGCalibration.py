@@ -74,6 +74,8 @@ class MIBGCalibrationWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self._parameterNode = None
         self._parameterNodeGuiTag = None
         self._outputs = None
+        self._running = False
+        self._cancelRequested = False
 
     def setup(self):
         ScriptedLoadableModuleWidget.setup(self)
@@ -119,17 +121,39 @@ class MIBGCalibrationWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             self._parameterNodeGuiTag = self._parameterNode.connectGui(self.ui)
 
     def onApplyButton(self):
-        with slicer.util.tryWithErrorDisplay(_("Calibration failed."), waitCursor=True):
-            from MIBGDosimetry import ensurePythonPackages
+        if self._running:
+            self._cancelRequested = True
+            self.ui.statusLabel.text = _("Cancelling after the current step...")
+            return
+        from MIBGCalibrationLib.logic import CalibrationCancelled
 
-            ensurePythonPackages()
-            self.ui.statusLabel.text = _("Calibrating...")
-            slicer.app.processEvents()
-            self._outputs = self.logic.process(self._parameterNode.phantomDirectory, self._parameterNode.outputFile,
-                                               log=self.showProgress)
-            self.showResults(self._outputs.result)
-            self.ui.statusLabel.text = _("Calibration record written to {path}.").format(
-                path=self._outputs.record_path)
+        self._setRunning(True)
+        try:
+            with slicer.util.tryWithErrorDisplay(_("Calibration failed."), waitCursor=False):
+                from MIBGDosimetry import ensurePythonPackages
+
+                ensurePythonPackages()
+                self.showProgress(_("Calibrating..."))
+                try:
+                    self._outputs = self.logic.process(self._parameterNode.phantomDirectory,
+                                                       self._parameterNode.outputFile, log=self.showProgress,
+                                                       cancel=lambda: self._cancelRequested)
+                except CalibrationCancelled as cancelled:
+                    self.ui.statusLabel.text = str(cancelled)
+                    return
+                self.showResults(self._outputs.result)
+                if self._outputs.charts:
+                    slicer.modules.plots.logic().ShowChartInLayout(next(iter(self._outputs.charts.values())))
+                self.ui.statusLabel.text = _("Calibration record written to {path}.").format(
+                    path=self._outputs.record_path)
+        finally:
+            self._setRunning(False)
+
+    def _setRunning(self, running):
+        self._running, self._cancelRequested = running, False
+        self.ui.applyButton.text = _("Cancel") if running else _("Apply")
+        self.ui.progressBar.setRange(0, 0 if running else 1)
+        self.ui.progressBar.setValue(0)
 
     def showProgress(self, message):
         self.ui.statusLabel.text = message
@@ -193,7 +217,7 @@ class MIBGCalibrationLogic(ScriptedLoadableModuleLogic):
     def getParameterNode(self):
         return MIBGCalibrationParameterNode(super().getParameterNode())
 
-    def process(self, phantomDirectory, outputFile, log=logging.info):
+    def process(self, phantomDirectory, outputFile, log=logging.info, cancel=None):
         """Calibrate from the phantom folder, write the record to ``outputFile`` and add the record node and
         the calibration plots to the application's scene. Returns ``MIBGCalibrationLib.logic.CalibrationOutputs``."""
         from MIBGCalibrationLib.logic import run_calibration
@@ -202,7 +226,7 @@ class MIBGCalibrationLogic(ScriptedLoadableModuleLogic):
             raise ValueError(_("Choose the folder with the calibration phantom acquisitions first."))
         if not _isSet(outputFile):
             raise ValueError(_("Choose a file name for the calibration record first."))
-        return run_calibration(slicer.mrmlScene, str(phantomDirectory), str(outputFile), log=log)
+        return run_calibration(slicer.mrmlScene, str(phantomDirectory), str(outputFile), log=log, cancel=cancel)
 
 
 def _isSet(path):

@@ -138,7 +138,8 @@ class MIBGDosimetryParameterNode:
 
 
 class MIBGDosimetryWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
-    """Thin GUI: reads the panel, calls the logic, shows the results."""
+    """Thin GUI: a guided panel (1. Time points, 2. Registration, 3. VOIs, 4. Dose, 5. Review, and the
+    Study folder run) that reads the panel, calls the logic and shows the nodes the logic made."""
 
     def __init__(self, parent=None):
         ScriptedLoadableModuleWidget.__init__(self, parent)
@@ -146,6 +147,10 @@ class MIBGDosimetryWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.logic = None
         self._parameterNode = None
         self._parameterNodeGuiTag = None
+        self._running = False
+        self._cancelRequested = False
+        self._calculation = None
+        self._written = {}
 
     def setup(self):
         ScriptedLoadableModuleWidget.setup(self)
@@ -157,6 +162,18 @@ class MIBGDosimetryWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.logic = MIBGDosimetryLogic()
         self.addObserver(slicer.mrmlScene, slicer.mrmlScene.StartCloseEvent, self.onSceneStartClose)
         self.addObserver(slicer.mrmlScene, slicer.mrmlScene.EndCloseEvent, self.onSceneEndClose)
+        self.ui.loadStudyButton.connect("clicked(bool)", self.onLoadStudy)
+        self.ui.useSelectedVolumesButton.connect("clicked(bool)", self.onUseSelectedVolumes)
+        self.ui.applyTimePointEditsButton.connect("clicked(bool)", self.onApplyTimePointEdits)
+        self.ui.registerButton.connect("clicked(bool)", self.onRegister)
+        self.ui.showRegisteredButton.connect("clicked(bool)", self.onShowRegistered)
+        self.ui.openSegmentEditorButton.connect("clicked(bool)", self.onOpenSegmentEditor)
+        self.ui.computeDoseButton.connect("clicked(bool)", self.onComputeDose)
+        self.ui.resultsTableView.connect("clicked(QModelIndex)", self.onVoiSelected)
+        self.ui.showDvhButton.connect("clicked(bool)", self.onShowDvh)
+        self.ui.writeOutputsButton.connect("clicked(bool)", self.onWriteOutputs)
+        self.ui.deidentifiedExportButton.connect("clicked(bool)", self.onDeidentifiedExport)
+        self.ui.openReportButton.connect("clicked(bool)", self.onOpenReport)
         self.ui.applyButton.connect("clicked(bool)", self.onApplyButton)
         self.initializeParameterNode()
 
@@ -173,6 +190,7 @@ class MIBGDosimetryWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
 
     def onSceneStartClose(self, caller, event):
         self.setParameterNode(None)
+        self._calculation, self._written = None, {}
 
     def onSceneEndClose(self, caller, event):
         if self.parent.isEntered:
@@ -187,11 +205,163 @@ class MIBGDosimetryWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self._parameterNode = inputParameterNode
         if self._parameterNode:
             self._parameterNodeGuiTag = self._parameterNode.connectGui(self.ui)
+            self._showNodes()
+
+    # 1. Time points
+    def onLoadStudy(self):
+        with slicer.util.tryWithErrorDisplay(_("Loading the study failed."), waitCursor=True):
+            if not _isSet(self._parameterNode.studyDirectory):
+                raise ValueError(_("Choose the folder with the SPECT/CT study first."))
+            self.logic.sceneLogic().load_study_folder(self.logic.sceneNode(), str(self._parameterNode.studyDirectory),
+                                                      self.ui.calibrationNodeSelector.currentNode(),
+                                                      self.ui.segmentationSelector.currentNode())
+            self._showNodes()
+
+    def onUseSelectedVolumes(self):
+        with slicer.util.tryWithErrorDisplay(_("The selected volumes could not be used."), waitCursor=True):
+            sceneLogic, node = self.logic.sceneLogic(), self.logic.sceneNode()
+            timepoints = sceneLogic.timepoints_from_volumes(self.ui.spectVolumesSelector.checkedNodes(),
+                                                            self.ui.ctVolumesSelector.checkedNodes() or None)
+            sceneLogic.set_inputs(node, timepoints, self.ui.segmentationSelector.currentNode(),
+                                  self.ui.calibrationNodeSelector.currentNode())
+            sceneLogic.update_timepoint_table(node)
+            self._showNodes()
+
+    def onApplyTimePointEdits(self):
+        with slicer.util.tryWithErrorDisplay(_("The time-point edits could not be applied."), waitCursor=True):
+            flags = self.logic.sceneLogic().apply_timepoint_edits(self.logic.sceneNode())
+            self._showNodes()
+            flagged = sum(1 for found in flags if found)
+            self.ui.statusLabel.text = (_("{count} time point(s) flagged: see the flags column.").format(
+                count=flagged) if flagged else _("No missing or implausible values."))
+
+    # 2. Registration
+    def onRegister(self):
+        with slicer.util.tryWithErrorDisplay(_("Registration failed."), waitCursor=True):
+            self.logic.sceneLogic().register(self.logic.sceneNode(), progress=self.log)
+            self._showNodes()
+            self.onShowRegistered()
+
+    def onShowRegistered(self):
+        sceneLogic, node = self.logic.sceneLogic(), self.logic.sceneNode()
+        proxy = sceneLogic.registered_spect_proxy(node)
+        if proxy is None:
+            slicer.util.errorDisplay(_("Register the time points first."))
+            return
+        slicer.util.setSliceViewerLayers(background=sceneLogic.reference_ct(node), foreground=proxy,
+                                         foregroundOpacity=0.5, fit=True)
+
+    # 3. VOIs
+    def onOpenSegmentEditor(self):
+        segmentation = self.ui.segmentationSelector.currentNode()
+        slicer.util.selectModule("SegmentEditor")
+        if segmentation is not None:
+            slicer.modules.SegmentEditorWidget.editor.setSegmentationNode(segmentation)
+
+    # 4. Dose
+    def onComputeDose(self):
+        if self._running:
+            self._cancelRequested = True
+            self.ui.statusLabel.text = _("Cancelling after the current step...")
+            return
+        from MIBGDosimetryLib.scene.logic import DoseRunCancelled
+
+        self._setRunning(True)
+        try:
+            with slicer.util.tryWithErrorDisplay(_("Dose calculation failed; the earlier results are kept."),
+                                                 waitCursor=False):
+                ensurePythonPackages()
+                sceneLogic, node = self.logic.sceneLogic(), self.logic.sceneNode()
+                sceneLogic.select_segmentation(node, self.ui.segmentationSelector.currentNode())
+                sceneLogic.select_calibration(node, self.ui.calibrationNodeSelector.currentNode())
+                try:
+                    self._calculation = sceneLogic.compute_dose(node, self.logic.doseOptions(self._parameterNode),
+                                                                progress=self.log,
+                                                                cancel=lambda: self._cancelRequested)
+                except DoseRunCancelled as cancelled:
+                    self.ui.statusLabel.text = str(cancelled)
+                    return
+                self._written = {}
+                self._showNodes()
+                self._showDose()
+                self.ui.statusLabel.text = _("Dose computed. Select a VOI in 5. Review to plot its time-activity curve.")
+        finally:
+            self._setRunning(False)
+
+    def _setRunning(self, running):
+        self._running, self._cancelRequested = running, False
+        self.ui.computeDoseButton.text = _("Cancel") if running else _("Compute dose")
+        # Only Cancel answers while a run goes on (events are processed between its steps).
+        for section in (self.ui.timePointsCollapsibleButton, self.ui.registrationCollapsibleButton,
+                        self.ui.voisCollapsibleButton, self.ui.reviewCollapsibleButton,
+                        self.ui.studyFolderCollapsibleButton):
+            section.enabled = not running
+        self.ui.progressBar.setRange(0, 0 if running else 1)
+        self.ui.progressBar.setValue(0)
 
     def log(self, message):
         self.ui.statusLabel.text = message
         slicer.app.processEvents()
 
+    # 5. Review
+    def onVoiSelected(self, index):
+        # The first column holds the VOI name; the view may be sorted, so read the clicked row's own cell.
+        name = index.sibling(index.row(), 0).data()
+        if not name:
+            return
+        chart = self.logic.sceneLogic().tac_chart(self.logic.sceneNode(), name)
+        if chart is not None:
+            slicer.modules.plots.logic().ShowChartInLayout(chart)
+
+    def onShowDvh(self):
+        chart = self.logic.sceneNode().GetNodeReference(self.logic.dvhChartRole())
+        if chart is None:
+            slicer.util.errorDisplay(_("Compute the dose first."))
+            return
+        slicer.modules.plots.logic().ShowChartInLayout(chart)
+
+    def onWriteOutputs(self):
+        with slicer.util.tryWithErrorDisplay(_("Writing the outputs failed."), waitCursor=True):
+            self._written = self.logic.writeOutputs(self._calculation, self._parameterNode.outputDirectory, log=self.log)
+            self.ui.statusLabel.text = _("Results written to {path}").format(path=self._written["results"])
+
+    def onDeidentifiedExport(self):
+        with slicer.util.tryWithErrorDisplay(_("The de-identified export failed."), waitCursor=True):
+            summary = self.logic.deidentifiedExport(self._parameterNode.outputDirectory, self._written)
+            self.ui.statusLabel.text = _("De-identified copy written to {path}; the mapping file {mapping} stays "
+                                         "here.").format(path=summary["out_dir"], mapping=summary["mapping"])
+
+    def onOpenReport(self):
+        import qt
+
+        path = self._written.get("report_pdf") or self._written.get("report_html")
+        if not path:
+            slicer.util.errorDisplay(_("Write the outputs first; the report is written with them."))
+            return
+        qt.QDesktopServices.openUrl(qt.QUrl.fromLocalFile(path))
+
+    def _showNodes(self):
+        """Show the logic's current nodes in the panel's table views and the warnings."""
+        node = self.logic.sceneNode()
+        views = {self.ui.timePointTableView: self.logic.timePointTableRole(),
+                 self.ui.registrationTableView: self.logic.registrationTableRole(),
+                 self.ui.resultsTableView: self.logic.resultsTableRole()}
+        for view, role in views.items():
+            view.setMRMLTableNode(node.GetNodeReference(role))
+        self.ui.warningsTextEdit.plainText = self.logic.warningsText(node)
+        segmentation = node.GetNodeReference(self.logic.segmentationRole())
+        if segmentation is not None:
+            self.ui.segmentationSelector.setCurrentNode(segmentation)
+
+    def _showDose(self):
+        """The dose of the last run over the reference CT (the dose colour table leaves 0 Gy transparent)."""
+        node = self.logic.sceneNode()
+        dose = node.GetNodeReference(self.logic.doseRole())
+        if dose is not None:
+            slicer.util.setSliceViewerLayers(background=self.logic.sceneLogic().reference_ct(node), foreground=dose,
+                                             foregroundOpacity=0.7, fit=True)
+
+    # Study folder
     def onApplyButton(self):
         with slicer.util.tryWithErrorDisplay(_("Dose calculation failed."), waitCursor=True):
             ensurePythonPackages()
@@ -203,6 +373,7 @@ class MIBGDosimetryWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             self.ui.resultsTableView.setMRMLTableNode(result["table"])
             warnings = result["warnings"]
             self.ui.warningsTextEdit.plainText = "\n".join(warnings) if warnings else _("No warnings.")
+            self._written = result["written"]
             self.ui.statusLabel.text = _("Results written to {path}").format(path=result["written"]["results"])
 
 
@@ -254,6 +425,95 @@ class MIBGDosimetryLogic(ScriptedLoadableModuleLogic):
         return {"table": shown["table"], "dose": shown["dose"], "ct": shown["ct"], "written": written,
                 "warnings": calculation.results["warnings"], "results": calculation.results,
                 "calculation": calculation}
+
+    # The guided panel: the scene logic on the module's parameter node
+    def sceneLogic(self):
+        from MIBGDosimetryLib import mrml
+        from MIBGDosimetryLib.scene.logic import SceneDoseLogic
+
+        return SceneDoseLogic(mrml.SceneContext.of_application(slicer))
+
+    def sceneNode(self):
+        """The module's parameter node, which references every input and result node of the panel."""
+        return self.sceneLogic().adopt_parameter_node(ScriptedLoadableModuleLogic.getParameterNode(self))
+
+    def doseOptions(self, parameterNode):
+        from MIBGDosimetryLib.workflow.dose_workflow import DoseOptions
+
+        return DoseOptions(partial_volume=parameterNode.partialVolumeMethod, tac_model=parameterNode.tacModel,
+                           density_correction=parameterNode.densityCorrection,
+                           deformable_registration=parameterNode.deformableRegistration)
+
+    def warningsText(self, node):
+        """The warnings of the last dose run, one per line, as the results hold them."""
+        import json
+
+        from MIBGDosimetryLib.scene.logic import RESULTS_TEXT_ROLE
+
+        text = node.GetNodeReference(RESULTS_TEXT_ROLE)
+        if text is None:
+            return ""
+        warnings = json.loads(text.GetText()).get("warnings") or []
+        return "\n".join(warnings) if warnings else _("No warnings.")
+
+    def writeOutputs(self, calculation, outputDirectory, log=logging.info):
+        from MIBGDosimetryLib.workflow.outputs import write_outputs
+
+        if calculation is None:
+            raise ValueError(_("Compute the dose first: the outputs are written from this session's calculation."))
+        if not _isSet(outputDirectory):
+            raise ValueError(_("Choose an output folder first."))
+        return write_outputs(calculation, str(outputDirectory), log=log)
+
+    def deidentifiedExport(self, outputDirectory, written):
+        """De-identified copy of the study folder and the written results, beside the output folder."""
+        from MIBGDosimetryLib.export.deidentify import deidentify_study
+        from MIBGDosimetryLib.scene.logic import STUDY_DIRECTORY_PARAMETER
+
+        studyDirectory = self.sceneNode().GetParameter(STUDY_DIRECTORY_PARAMETER)
+        if not studyDirectory:
+            raise ValueError(_("Load the study with 'Load study into scene' first: the export copies its files."))
+        if not written:
+            raise ValueError(_("Write the outputs first: the export includes them."))
+        target = os.path.abspath(str(outputDirectory)).rstrip(os.sep) + "-deidentified"
+        return deidentify_study(studyDirectory, target, target + ".mapping.json",
+                                results_dir=os.path.abspath(str(outputDirectory)))
+
+    @staticmethod
+    def timePointTableRole():
+        from MIBGDosimetryLib.scene.logic import TIMEPOINT_TABLE_ROLE
+
+        return TIMEPOINT_TABLE_ROLE
+
+    @staticmethod
+    def registrationTableRole():
+        from MIBGDosimetryLib.scene.logic import REGISTRATION_TABLE_ROLE
+
+        return REGISTRATION_TABLE_ROLE
+
+    @staticmethod
+    def resultsTableRole():
+        from MIBGDosimetryLib.scene.logic import RESULTS_TABLE_ROLE
+
+        return RESULTS_TABLE_ROLE
+
+    @staticmethod
+    def dvhChartRole():
+        from MIBGDosimetryLib.scene.logic import DVH_CHART_ROLE
+
+        return DVH_CHART_ROLE
+
+    @staticmethod
+    def segmentationRole():
+        from MIBGDosimetryLib.scene.logic import SEGMENTATION_ROLE
+
+        return SEGMENTATION_ROLE
+
+    @staticmethod
+    def doseRole():
+        from MIBGDosimetryLib.scene.logic import DOSE_ROLE
+
+        return DOSE_ROLE
 
     def runDemo(self, outputDirectory):
         from MIBGDosimetryLib.demo import run_demo
@@ -350,5 +610,46 @@ class MIBGDosimetryTest(ScriptedLoadableModuleTest):
             self.assertIs(scene_results.shown_results(parameterNode)["table"], again["table"])
             self.assertIsNot(again["dose"], result["dose"])
             self.figures["result_nodes_per_run"] = len(firstNodeIds)
+            self.delayDisplay("The guided panel's steps on the same study")
+            self._check_guided_panel(logic, study, record.record_node, result["calculation"],
+                                     os.path.join(folder, "panel"))
         logging.info("MIBGDosimetry self-test passed")
+
+    def _check_guided_panel(self, logic, study, recordNode, folderCalculation, outputDirectory):
+        """What the panel's buttons call: Load study into scene, Register, a segmentation holding the folder
+        run's VOIs, Compute dose, Write outputs. The mean doses equal those of ``mibgdose dose --segmentation``
+        given the same segmentation saved as a .seg.nrrd."""
+        from MIBGCalibrationLib.record import CalibrationRecord
+        from MIBGDosimetryLib.segmentation.segment_vois import VOI_TYPE_TAG
+        from MIBGDosimetryLib.segmentation.segments import add_mask_segment
+        from MIBGDosimetryLib.workflow.dose_workflow import DoseOptions, run_dose
+
+        sceneLogic, node = logic.sceneLogic(), logic.sceneNode()
+        sceneLogic.load_study_folder(node, study, recordNode)
+        sceneLogic.register(node)
+        segmentation = slicer.mrmlScene.AddNewNodeByClass("vtkMRMLSegmentationNode", "Organs and lesions")
+        for voi in folderCalculation.vois:
+            segmentId = add_mask_segment(slicer.mrmlScene, segmentation, voi.mask, folderCalculation.reference,
+                                         voi.name)
+            segmentation.GetSegmentation().GetSegment(segmentId).SetTag(VOI_TYPE_TAG, voi.kind)
+        sceneLogic.select_segmentation(node, segmentation)
+        inScene = sceneLogic.compute_dose(node, DoseOptions())
+        os.makedirs(outputDirectory)
+        segmentationFile = os.path.join(outputDirectory, "drawn.seg.nrrd")
+        storage = slicer.mrmlScene.AddNewNodeByClass("vtkMRMLSegmentationStorageNode")
+        storage.SetFileName(segmentationFile)
+        self.assertTrue(storage.WriteData(segmentation))
+        slicer.mrmlScene.RemoveNode(storage)
+        headless = run_dose(study, CalibrationRecord.from_node(recordNode), DoseOptions(), log=logging.info,
+                            segmentation=segmentationFile)
+        expected = {v["name"]: v["mean_dose_Gy"] for v in headless.results["vois"]}
+        got = {v["name"]: v["mean_dose_Gy"] for v in inScene.results["vois"]}
+        self.assertEqual(set(got), set(expected))
+        differences = {name: got[name] / expected[name] - 1.0 for name in expected}
+        self.figures["panel_mean_dose_relative_differences"] = differences
+        self.assertLessEqual(max(abs(d) for d in differences.values()), 1e-6, differences)
+        self.assertIsNotNone(sceneLogic.tac_chart(node, folderCalculation.vois[0].name))
+        self.assertTrue(logic.warningsText(node))
+        written = logic.writeOutputs(inScene, os.path.join(outputDirectory, "outputs"))
+        self.assertTrue(os.path.isfile(written["results"]))
 

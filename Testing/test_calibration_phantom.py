@@ -229,3 +229,21 @@ def test_bad_calibration_inputs_give_clear_errors(phantom, tmp_path, capsys):
     code, errors = calibrate_in_process(capsys, broken, outputs / "calibration.json")
     assert code == 2 and "lower_window.dcm" in errors
     assert not outputs.exists() or not any(outputs.iterdir())
+
+
+def test_cancelled_calibration_writes_nothing_and_adds_no_node(phantom, tmp_path):
+    """Cancel after the first step: the calibration stops before the next one, no record file, no node."""
+    folder, _ = phantom
+    context = mrml.new_scene()
+    try:
+        seen = []
+        before = context.scene.GetNumberOfNodes()
+        with pytest.raises(logic.CalibrationCancelled, match="no record was written"):
+            logic.run_calibration(context.scene, str(folder), str(tmp_path / "calibration.json"), log=seen.append,
+                                  cancel=lambda: len(seen) >= 1)
+        assert len(seen) == 1
+        assert not (tmp_path / "calibration.json").exists()
+        assert list(tmp_path.iterdir()) == []
+        assert context.scene.GetNumberOfNodes() == before
+    finally:
+        context.scene.Clear(1)

@@ -117,3 +117,21 @@ def test_requirements_use_lower_bounds_only():
         line = line.strip()
         if line and not line.startswith("#"):
             assert ">=" in line and "==" not in line, line
+
+
+def test_readme_walkthrough_names_only_labels_of_the_panel():
+    """Every bold label of the README's "In 3D Slicer: step by step" section is a section title or button
+    text of the MIBG Dosimetry panel (.ui) or a name the module source shows (the Cancel text, the effect)."""
+    readme = (REPO / "README.md").read_text()
+    match = re.search(r"^## In 3D Slicer: step by step\n(.*?)^## ", readme, re.M | re.S)
+    assert match, "README has no 'In 3D Slicer: step by step' section"
+    labels = set(re.findall(r"\*\*([^*]+)\*\*", match.group(1)))
+    ui = ET.parse(REPO / "MIBGDosimetry" / "Resources" / "UI" / "MIBGDosimetry.ui").getroot()
+    texts = {s.text.rstrip(":") for s in ui.iter("string") if s.text}
+    source = (REPO / "MIBGDosimetry" / "MIBGDosimetry.py").read_text()
+    shown = texts | set(re.findall(r'_\("([^"]+)"\)', source)) | set(re.findall(r'"(MIBG [A-Za-z ]+)"', source))
+    assert len(labels) >= 15
+    missing = sorted(label for label in labels if label not in shown)
+    assert not missing, f"README names labels the panel does not have: {missing}"
+    sections = {s.find("property/string").text for s in ui.iter("widget") if s.get("class") == "ctkCollapsibleButton"}
+    assert sections <= labels, f"panel sections the walkthrough does not describe: {sorted(sections - labels)}"

@@ -35,16 +35,33 @@ def add_plots(scene, result):
     return charts
 
 
-def run_calibration(scene, phantom_folder, record_path, log=None):
+class CalibrationCancelled(Exception):
+    """The user cancelled the calibration; nothing was written and nothing was added to the scene."""
+
+
+def run_calibration(scene, phantom_folder, record_path, log=None, cancel=None):
     """Calibrate from ``phantom_folder``, write the record JSON to ``record_path`` (and the scatter-corrected
-    projections beside it) and add the record node and the plots to ``scene``."""
+    projections beside it) and add the record node and the plots to ``scene``.
+
+    ``log`` receives one line per step; ``cancel`` (a callable, or an object with ``is_set``) is checked
+    before each step and before anything is written: when it answers True, :class:`CalibrationCancelled`
+    is raised and neither the files nor the scene are changed."""
     if not phantom_folder or not os.path.isdir(str(phantom_folder)):
         raise ValueError("Choose an existing folder with the calibration phantom acquisitions "
                          f"(got '{phantom_folder}').")
     if not record_path or os.path.isdir(str(record_path)):
         raise ValueError("Choose a file name for the calibration record (JSON).")
     record_path = os.path.abspath(str(record_path))
-    result = phantom_calibration.calibrate_phantom_folder(phantom_folder, log=log)
+    cancelled = getattr(cancel, "is_set", cancel)
+
+    def step(message):
+        if cancelled is not None and cancelled():
+            raise CalibrationCancelled("The calibration was cancelled; no record was written.")
+        if log is not None:
+            log(message)
+
+    result = phantom_calibration.calibrate_phantom_folder(phantom_folder, log=step)
+    step("Writing the calibration record")
     phantom_calibration.write_outputs(result, record_path)
     node = result.record.to_node(scene, name=f"Calibration record {os.path.basename(record_path)}")
     charts = add_plots(scene, result)

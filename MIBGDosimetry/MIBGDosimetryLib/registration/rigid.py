@@ -171,3 +171,20 @@ def register_rigid(fixed, moving, initial_matrix_ras=None, iterations=100):
                               stop_condition=method.GetOptimizerStopConditionDescription(),
                               elapsed_s=time.perf_counter() - start, quality=quality,
                               warnings=quality_figures.registration_warnings(quality))
+
+
+def quality_of_matrix(fixed, moving, matrix_ras):
+    """Quality figures of a given transform (reference -> moving, e.g. corrected by the user), judged as
+    :func:`register_rigid` judges its own result: ``(quality, warnings)``."""
+    modality = _modality(fixed)
+    fixed, moving = working_copy(fixed), working_copy(moving)
+    fixed_body, moving_body = outline_mask(fixed, modality), outline_mask(moving, modality)
+    centre_ras = fixed.ras_of_ijk((np.array(fixed.array.shape[::-1]) - 1) / 2.0)
+    matrix_ras = np.asarray(matrix_ras, dtype=float)
+    quality = {
+        "body_dice": body_dice(fixed, fixed_body, moving, moving_body, matrix_ras),
+        "body_dice_before": body_dice(fixed, fixed_body, moving, moving_body, np.eye(4)),
+        "rotation_deg": rotation_angle_deg(matrix_ras),
+        "translation_mm": float(np.linalg.norm(transform_points(matrix_ras, centre_ras) - centre_ras)),
+    }
+    return quality, quality_figures.registration_warnings(quality)

@@ -5,7 +5,7 @@ The parameter node (a ``vtkMRMLScriptedModuleNode``) references every input and 
 - per time point (in time order, ``n``-th reference): the SPECT volume, the CT volume (all time
   points or none) and a metadata table (columns ``field`` and ``value``: TimePoint,
   HoursAfterAdministration, AcquisitionDateTime, DurationSeconds, ObservedCountRateCps,
-  AdministrationDateTime, AdministeredActivityMBq);
+  AdministrationDateTime, AdministeredActivityMBq; other header facts in an attribute);
 - the segmentation on the reference time point (segments become VOIs by the rule of
   :mod:`MIBGDosimetryLib.segmentation.segment_vois`) and the calibration record text node;
 - after :meth:`SceneDoseLogic.register`: one linear transform node per time point (reference ->
@@ -23,6 +23,7 @@ run leaves the scene's earlier results untouched.
 import dataclasses
 import datetime
 import json
+import os
 
 import numpy as np
 
@@ -40,9 +41,32 @@ TIA_ROLE = "TIAVolume"
 RESULTS_TABLE_ROLE = "DoseResultsTable"
 RESULTS_TEXT_ROLE = "DoseResults"
 REFERENCE_INDEX_PARAMETER = "ReferenceIndex"
+#: Folder the time points were read from (for the de-identified export of the study).
+STUDY_DIRECTORY_PARAMETER = "StudyDirectory"
 RESULT_ROLES = (DOSE_ROLE, TIA_ROLE, RESULTS_TABLE_ROLE, RESULTS_TEXT_ROLE)
+#: Review nodes of a dose run: one TAC chart per VOI (in the order of the results table), the DVH
+#: chart, and the tables and plot series they show.
+TAC_CHART_ROLE = "TACChart"
+DVH_CHART_ROLE = "DVHChart"
+DOSE_REVIEW_NODE_ROLE = "DoseReviewNode"
+#: Review nodes of the registration: per-time-point quality table, the registered SPECT volumes as a
+#: sequence (indexed by hours after administration) with its browser and proxy volume.
+REGISTRATION_TABLE_ROLE = "RegistrationReviewTable"
+REGISTERED_SPECT_ROLE = "RegisteredSPECTSequence"
+REGISTRATION_REVIEW_NODE_ROLE = "RegistrationReviewNode"
+#: The time-point table with flags for missing and implausible values.
+TIMEPOINT_TABLE_ROLE = "TimePointTable"
+DOSE_REVIEW_ROLES = (TAC_CHART_ROLE, DVH_CHART_ROLE, DOSE_REVIEW_NODE_ROLE)
+REGISTRATION_REVIEW_ROLES = (REGISTRATION_TABLE_ROLE, REGISTERED_SPECT_ROLE, REGISTRATION_REVIEW_NODE_ROLE)
 METADATA_FIELDS = ("TimePoint", "HoursAfterAdministration", "AcquisitionDateTime", "DurationSeconds",
                    "ObservedCountRateCps", "AdministrationDateTime", "AdministeredActivityMBq")
+#: Attribute of the metadata table with the other header facts of the time point as JSON (units and
+#: decay correction, number of detectors, energy windows, camera, collimator, half-life, CT dose
+#: indices, patient age): the calculation uses them as it does when it reads the study's files. An
+#: attribute, not a table row, because table cells are saved as TSV, which does not keep JSON intact.
+HEADER_FACTS_ATTRIBUTE = "MIBGDosimetry.HeaderFacts"
+#: Time point facts kept in their own rows, not in the header facts.
+_OWN_ROWS = ("administration_datetime", "administered_activity_MBq")
 
 
 class DoseRunCancelled(Exception):
@@ -76,13 +100,26 @@ class _Steps:
 
 
 def metadata_table(scene, study, timepoint, name=None):
-    """A metadata table node for a loaded study's time point (the facts the dose calculation needs)."""
+    """A metadata table node for a loaded study's time point (the facts the dose calculation needs,
+    the header facts read from the study's files included)."""
     from MIBGDosimetryLib.study.mrml_loader import ATTRIBUTE_PREFIX, timepoint_attributes
 
     attributes = timepoint_attributes(study, timepoint)
     values = [attributes[ATTRIBUTE_PREFIX + field] for field in METADATA_FIELDS]
-    return mrml.add_table(scene, name or f"{timepoint.label} acquisition", {"field": list(METADATA_FIELDS),
-                                                                             "value": values})
+    table = mrml.add_table(scene, name or f"{timepoint.label} acquisition", {"field": list(METADATA_FIELDS),
+                                                                              "value": values})
+    table.SetAttribute(HEADER_FACTS_ATTRIBUTE, header_facts(study, timepoint))
+    return table
+
+
+def header_facts(study, timepoint):
+    """The time point's header facts as JSON text, with the CT facts of the imaging-dose log."""
+    from MIBGDosimetryLib.workflow.dose_workflow import imaging_facts
+
+    facts = {key: value for key, value in (timepoint.metadata or {}).items() if key not in _OWN_ROWS}
+    facts["imaging"] = imaging_facts(study, timepoint)
+    facts["ct_files"] = study.ct_paths(timepoint)
+    return json.dumps(facts, sort_keys=True)
 
 
 def add_study(context, study):
@@ -91,8 +128,13 @@ def add_study(context, study):
     from MIBGDosimetryLib.study.mrml_loader import load_study_into_scene
 
     nodes = load_study_into_scene(study, context)
-    return [TimePointNodes(spect, ct, metadata_table(context.scene, study, tp))
-            for tp, spect, ct in zip(study.timepoints, nodes.spect_nodes, nodes.ct_nodes)]
+    timepoints = []
+    for tp, spect, ct in zip(study.timepoints, nodes.spect_nodes, nodes.ct_nodes):
+        table = metadata_table(context.scene, study, tp)
+        # Kept on the volume too, so that a table made later from the volume (Use selected volumes) has them.
+        spect.SetAttribute(HEADER_FACTS_ATTRIBUTE, table.GetAttribute(HEADER_FACTS_ATTRIBUTE))
+        timepoints.append(TimePointNodes(spect, ct, table))
+    return timepoints
 
 
 class SceneDoseLogic:
@@ -107,6 +149,34 @@ class SceneDoseLogic:
         node = self.scene.AddNewNodeByClass("vtkMRMLScriptedModuleNode", name)
         node.SetAttribute("ModuleName", MODULE_NAME)
         return node
+
+    def adopt_parameter_node(self, node):
+        """Mark an existing scripted module node (e.g. the module's singleton parameter node) as this
+        logic's parameter node, so that a reopened scene finds it; returns it."""
+        node.SetAttribute("ModuleName", MODULE_NAME)
+        return node
+
+    def select_segmentation(self, parameter_node, segmentation_node):
+        """Reference the segmentation whose segments are the VOIs (None to clear)."""
+        parameter_node.SetNodeReferenceID(SEGMENTATION_ROLE, segmentation_node.GetID() if segmentation_node else None)
+
+    def select_calibration(self, parameter_node, calibration_node):
+        """Reference the calibration record node (None to clear)."""
+        parameter_node.SetNodeReferenceID(CALIBRATION_ROLE, calibration_node.GetID() if calibration_node else None)
+
+    def reference_ct(self, parameter_node):
+        """The CT volume node of the reference time point (None without CT)."""
+        return parameter_node.GetNthNodeReference(CT_ROLE, self.reference_index(parameter_node))
+
+    def registered_spect_proxy(self, parameter_node):
+        """The volume node that shows the registered SPECT of the browser's current time point (None
+        before the registration)."""
+        sequence = parameter_node.GetNodeReference(REGISTERED_SPECT_ROLE)
+        for n in range(parameter_node.GetNumberOfNodeReferences(REGISTRATION_REVIEW_NODE_ROLE)):
+            node = parameter_node.GetNthNodeReference(REGISTRATION_REVIEW_NODE_ROLE, n)
+            if sequence is not None and node is not None and node.IsA("vtkMRMLSequenceBrowserNode"):
+                return node.GetProxyNode(sequence)
+        return None
 
     def set_inputs(self, parameter_node, timepoints, segmentation_node, calibration_node, reference_index=0):
         """Reference the inputs from ``parameter_node``; ``timepoints`` is a list of :class:`TimePointNodes`."""
@@ -149,18 +219,105 @@ class SceneDoseLogic:
         study = self._study(parameter_node)
         reference_index = self.reference_index(parameter_node)
         steps(f"Registering {len(study.timepoints)} time points to '{study.timepoints[reference_index].label}'")
-        results, _ = register_timepoints(study.timepoints, reference_index, log=steps)
+        results, registered = register_timepoints(study.timepoints, reference_index, log=steps)
         steps.check()
-        nodes = [add_transform_node(self.scene, result, f"{tp.label} to reference")
-                 for tp, result in zip(study.timepoints, results)]
-        old = self.transform_nodes(parameter_node)
-        parameter_node.RemoveNodeReferenceIDs(TRANSFORM_ROLE)
-        for n, node in enumerate(nodes):
-            parameter_node.SetNthNodeReferenceID(TRANSFORM_ROLE, n, node.GetID())
-        for node in old:
-            if node is not None:
-                _remove(self.scene, node)
+        created = []
+        try:
+            nodes = [_kept(created, add_transform_node(self.scene, result, f"{tp.label} to reference"))
+                     for tp, result in zip(study.timepoints, results)]
+            new = {TRANSFORM_ROLE: nodes, **self._registration_review(study, results, registered, created)}
+        except Exception:
+            _remove_all(self.scene, created)
+            raise
+        _swap(self.scene, parameter_node, new)
         return nodes
+
+    def timepoints_from_volumes(self, spect_nodes, ct_nodes=None):
+        """Time points from SPECT volume nodes of the scene (with their CT volume nodes, in the same order,
+        or none): one new metadata table per SPECT, filled from the volume's ``MIBGDosimetry.*``
+        attributes (as a study loaded by this module sets them) and left empty where the volume has none,
+        for the user to fill in the time-point table. Returned in time order when every time point's
+        hours after administration are known, else in the order given."""
+        from MIBGDosimetryLib.study.mrml_loader import ATTRIBUTE_PREFIX
+
+        ct_nodes = list(ct_nodes or [None] * len(spect_nodes))
+        if len(ct_nodes) != len(spect_nodes):
+            raise ValueError(f"{len(spect_nodes)} SPECT and {len(ct_nodes)} CT volumes are selected; select one CT "
+                             "per SPECT, or no CT.")
+        timepoints = []
+        for spect, ct in zip(spect_nodes, ct_nodes):
+            values = [spect.GetAttribute(ATTRIBUTE_PREFIX + field) or "" for field in METADATA_FIELDS]
+            values[0] = values[0] or spect.GetName()
+            table = mrml.add_table(self.scene, f"{values[0]} acquisition", {"field": list(METADATA_FIELDS),
+                                                                              "value": values})
+            if spect.GetAttribute(HEADER_FACTS_ATTRIBUTE):
+                table.SetAttribute(HEADER_FACTS_ATTRIBUTE, spect.GetAttribute(HEADER_FACTS_ATTRIBUTE))
+            timepoints.append(TimePointNodes(spect, ct, table))
+        hours = [_facts_or_empty(tp.metadata).get("HoursAfterAdministration", "") for tp in timepoints]
+        try:
+            order = sorted(range(len(timepoints)), key=lambda n: float(hours[n]))
+        except ValueError:
+            order = range(len(timepoints))
+        return [timepoints[n] for n in order]
+
+    def load_study_folder(self, parameter_node, study_dir, calibration_node=None, segmentation_node=None):
+        """Read a study folder into the scene (volumes, sequences, subject hierarchy and one metadata
+        table per time point) and reference it as the inputs; returns the :class:`TimePointNodes`."""
+        from MIBGDosimetryLib.study import load_study
+
+        study = load_study(study_dir)
+        timepoints = add_study(self.context, study)
+        self.set_inputs(parameter_node, timepoints, segmentation_node, calibration_node)
+        parameter_node.SetParameter(STUDY_DIRECTORY_PARAMETER, os.path.abspath(study_dir))
+        self.update_timepoint_table(parameter_node)
+        return timepoints
+
+    def apply_timepoint_edits(self, parameter_node):
+        """Copy the values edited in the time-point table into the time points' metadata tables, then
+        flag the table again. Returns the flags (one list of sentences per time point)."""
+        from MIBGDosimetryLib.scene import review
+
+        table = parameter_node.GetNodeReference(TIMEPOINT_TABLE_ROLE)
+        if table is None:
+            raise ValueError("There is no time-point table yet; select the time points first.")
+        edited = mrml.table_columns(table)
+        count = parameter_node.GetNumberOfNodeReferences(METADATA_ROLE)
+        if len(edited.get("TimePoint", [])) != count:
+            raise ValueError(f"The time-point table has {len(edited.get('TimePoint', []))} rows for {count} time "
+                             "points; rebuild it from the metadata tables.")
+        for n in range(count):
+            metadata = parameter_node.GetNthNodeReference(METADATA_ROLE, n)
+            columns = mrml.table_columns(metadata)
+            values = dict(zip(columns["field"], columns["value"]))
+            values.update({field: _text(edited[field][n]) for field in METADATA_FIELDS if field in edited})
+            attribute = metadata.GetAttribute(HEADER_FACTS_ATTRIBUTE)
+            mrml.fill_table(metadata, {"field": list(values), "value": list(values.values())})
+            if attribute is not None:
+                metadata.SetAttribute(HEADER_FACTS_ATTRIBUTE, attribute)
+        self.update_timepoint_table(parameter_node)
+        return review.timepoint_flags(self._metadata_rows(parameter_node))
+
+    def tac_chart(self, parameter_node, voi_name):
+        """The time-activity chart of the VOI ``voi_name`` of the last dose run (None without one)."""
+        for n in range(parameter_node.GetNumberOfNodeReferences(TAC_CHART_ROLE)):
+            chart = parameter_node.GetNthNodeReference(TAC_CHART_ROLE, n)
+            if chart is not None and chart.GetAttribute(VOI_ATTRIBUTE) == voi_name:
+                return chart
+        return None
+
+    def update_timepoint_table(self, parameter_node):
+        """Build (or rebuild) the time-point table from the metadata tables: one row per time point with
+        a ``flags`` column naming missing and implausible values. Returns the table node."""
+        from MIBGDosimetryLib.scene import review
+
+        created = []
+        try:
+            table = review.timepoint_table(self.scene, self._metadata_rows(parameter_node), created)
+        except Exception:
+            _remove_all(self.scene, created)
+            raise
+        _swap(self.scene, parameter_node, {TIMEPOINT_TABLE_ROLE: table})
+        return table
 
     def compute_dose(self, parameter_node, options=None, progress=None, cancel=None):
         """Dose from the segmentation's current segments and the referenced transforms (no new
@@ -180,11 +337,12 @@ class SceneDoseLogic:
         segmentation = parameter_node.GetNodeReference(SEGMENTATION_ROLE)
         if segmentation is None:
             raise ValueError("Select the segmentation that holds the organs and lesions.")
-        reference_spect = study.timepoints[options.reference_index].spect
+        reference_tp = study.timepoints[options.reference_index]
+        reference_spect = reference_tp.spect
         registrations, registered = [], []
         for tp, node in zip(study.timepoints, transforms):
             steps(f"Moving '{tp.label}' onto the reference grid with the transform '{node.GetName()}'")
-            result = _registration_from_node(node)
+            result = _registration_from_node(node, reference_tp, tp)
             registrations.append(result)
             registered.append(resample_counts(tp.spect, reference_spect, result.matrix_ras))
         steps(f"Taking the VOIs from the segments of '{segmentation.GetName()}'")
@@ -193,6 +351,36 @@ class SceneDoseLogic:
         steps.check()
         self._replace_results(parameter_node, calculation)
         return calculation
+
+    def _metadata_rows(self, parameter_node):
+        rows = []
+        for n in range(parameter_node.GetNumberOfNodeReferences(METADATA_ROLE)):
+            table = parameter_node.GetNthNodeReference(METADATA_ROLE, n)
+            columns = mrml.table_columns(table) if table is not None else {}
+            rows.append(dict(zip(columns.get("field", []), columns.get("value", []))))
+        return rows
+
+    def _registration_review(self, study, registrations, registered, created):
+        """Registration review nodes by role: the quality table and the registered SPECT sequence."""
+        from MIBGDosimetryLib.registration.mrml_nodes import add_volume_sequence
+        from MIBGDosimetryLib.scene import review
+
+        rows = {"timepoints": [{"label": tp.label, "registration": r.to_dict()}
+                               for tp, r in zip(study.timepoints, registrations)]}
+        table = review.registration_table(self.scene, rows, created)
+        before = _node_ids(self.scene)
+        added = []
+        try:
+            sequence, _ = add_volume_sequence(self.context, registered, "Registered SPECT",
+                                              [round(tp.mid_acquisition_hours, 2) for tp in study.timepoints],
+                                              index_name="time after administration")
+        finally:
+            added = [self.scene.GetNodeByID(i) for i in sorted(_node_ids(self.scene) - before)]
+            created.extend(added)
+        # The sequence browser and its proxy volume (with the proxy's display node).
+        helpers = [node for node in added if node is not sequence and node.GetSingletonTag() is None]
+        return {REGISTRATION_TABLE_ROLE: table, REGISTERED_SPECT_ROLE: sequence,
+                REGISTRATION_REVIEW_NODE_ROLE: helpers}
 
     # Internals
     def _study(self, parameter_node):
@@ -221,6 +409,7 @@ class SceneDoseLogic:
             raise ValueError(f"Time point {n + 1} lacks its SPECT volume or its metadata table.")
         facts = _facts(table)
         label = facts["TimePoint"] or spect_node.GetName()
+        header = _header_facts(table, label)
         administration = facts["AdministrationDateTime"]
         return TimePoint(
             label=label,
@@ -228,37 +417,77 @@ class SceneDoseLogic:
             acquisition_datetime=datetime.datetime.fromisoformat(facts["AcquisitionDateTime"]),
             duration_s=_number(facts, "DurationSeconds", label, required=True),
             spect=ImageVolume.from_node(self.scene, spect_node, units="counts"),
-            ct=None if ct_node is None else ImageVolume.from_node(self.scene, ct_node, units="HU"),
+            ct=None if ct_node is None else _ct_volume(self.scene, ct_node, header),
             observed_count_rate_cps=_number(facts, "ObservedCountRateCps", label),
-            metadata={"administered_activity_MBq": _number(facts, "AdministeredActivityMBq", label),
+            metadata={**header,
+                      "administered_activity_MBq": _number(facts, "AdministeredActivityMBq", label),
                       "administration_datetime": (datetime.datetime.fromisoformat(administration)
                                                   if administration else None)})
 
     def _replace_results(self, parameter_node, calculation):
-        """Add the result nodes, then swap the parameter node's references and remove the old nodes;
-        nothing is left behind if adding fails."""
+        """Add the result and review nodes, then swap the parameter node's references and remove the
+        old nodes; nothing is left behind if adding fails."""
         from MIBGDosimetryLib.export.rtdose import add_dose_node
-        from MIBGDosimetryLib.workflow.outputs import TABLE_FIELDS, clean_results
+        from MIBGDosimetryLib.scene import review
+        from MIBGDosimetryLib.workflow.outputs import clean_results
 
-        new = {}
+        results = calculation.results
+        created = []
         try:
-            new[DOSE_ROLE] = add_dose_node(self.context, calculation.dose_map, "Absorbed dose (Gy)")
-            new[TIA_ROLE] = calculation.tia_map.to_node(self.scene, "Time-integrated activity (MBq h)")
-            results = calculation.results
-            columns = {field: [_cell(v.get(field)) for v in results["vois"]] for field in TABLE_FIELDS}
-            new[RESULTS_TABLE_ROLE] = mrml.add_table(self.scene, "Dose results", columns)
-            text = self.scene.AddNewNodeByClass("vtkMRMLTextNode", "Dose results (JSON)")
+            new = {DOSE_ROLE: _kept(created, add_dose_node(self.context, calculation.dose_map, "Absorbed dose (Gy)")),
+                   TIA_ROLE: _kept(created, calculation.tia_map.to_node(self.scene, "Time-integrated activity (MBq h)")),
+                   RESULTS_TABLE_ROLE: review.results_table(self.scene, results, created)}
+            text = _kept(created, self.scene.AddNewNodeByClass("vtkMRMLTextNode", "Dose results (JSON)"))
             text.SetText(json.dumps(clean_results(results)))
             new[RESULTS_TEXT_ROLE] = text
+            charts = []
+            for entry in results["vois"]:
+                chart = review.tac_chart(self.scene, entry, calculation.tac_fits[entry["name"]], created)
+                chart.SetAttribute(VOI_ATTRIBUTE, entry["name"])
+                charts.append(chart)
+            new[TAC_CHART_ROLE] = charts
+            new[DVH_CHART_ROLE] = review.dvh_chart(self.scene, results, created)
+            new.update(self._registration_review(calculation.study, calculation.registrations,
+                                                 calculation.registered_spects, created))
         except Exception:
-            for node in new.values():
-                _remove(self.scene, node)
+            _remove_all(self.scene, created)
             raise
-        for role, node in new.items():
-            old = parameter_node.GetNodeReference(role)
-            parameter_node.SetNodeReferenceID(role, node.GetID())
-            if old is not None:
-                _remove(self.scene, old)
+        shown = {id(node) for value in new.values() for node in (value if isinstance(value, list) else [value])}
+        new[DOSE_REVIEW_NODE_ROLE] = [node for node in created if id(node) not in shown]
+        _swap(self.scene, parameter_node, new)
+
+
+#: Attribute naming the VOI of a time-activity chart.
+VOI_ATTRIBUTE = "MIBGDosimetry.VOI"
+
+
+def _kept(created, node):
+    created.append(node)
+    return node
+
+
+def _node_ids(scene):
+    nodes = scene.GetNodes()
+    return {nodes.GetItemAsObject(n).GetID() for n in range(nodes.GetNumberOfItems())}
+
+
+def _remove_all(scene, nodes):
+    for node in reversed(nodes):
+        if node is not None and scene.IsNodePresent(node):
+            _remove(scene, node)
+
+
+def _swap(scene, parameter_node, new):
+    """Reference the nodes of ``new`` (role -> node or list of nodes) from ``parameter_node`` in place of
+    the nodes referenced before under those roles, and remove the old nodes from the scene."""
+    old = []
+    for role, value in new.items():
+        nodes = value if isinstance(value, list) else [value]
+        old += [parameter_node.GetNthNodeReference(role, n) for n in range(parameter_node.GetNumberOfNodeReferences(role))]
+        parameter_node.RemoveNodeReferenceIDs(role)
+        for n, node in enumerate(nodes):
+            parameter_node.SetNthNodeReferenceID(role, n, node.GetID())
+    _remove_all(scene, [node for node in old if node is not None])
 
 
 def _remove(scene, node):
@@ -285,6 +514,38 @@ def _facts(table):
     return {field: facts.get(field, "") for field in METADATA_FIELDS}
 
 
+def _ct_volume(scene, node, header):
+    """The CT of a time point; its DICOM files are named when they are all on this computer (the RT Dose
+    and SEG exports then refer to that CT)."""
+    from MIBGDosimetryLib.volume import ImageVolume
+
+    ct = ImageVolume.from_node(scene, node, units="HU")
+    files = header.get("ct_files") or []
+    if files and all(os.path.isfile(path) for path in files):
+        ct.metadata["files"] = list(files)
+    return ct
+
+
+def _facts_or_empty(table):
+    columns = mrml.table_columns(table)
+    return dict(zip(columns.get("field", []), columns.get("value", [])))
+
+
+def _header_facts(table, label):
+    text = table.GetAttribute(HEADER_FACTS_ATTRIBUTE) or ""
+    if not text:
+        return {}
+    try:
+        parsed = json.loads(text)
+    except ValueError:
+        raise ValueError(f"Time point '{label}': the attribute {HEADER_FACTS_ATTRIBUTE} of the metadata table is not "
+                         "valid JSON; restore it or remove it (the calculation then warns about what is unknown).") from None
+    if not isinstance(parsed, dict):
+        raise ValueError(f"Time point '{label}': the attribute {HEADER_FACTS_ATTRIBUTE} of the metadata table must "
+                         "hold a JSON object.")
+    return {key: value for key, value in parsed.items() if key not in _OWN_ROWS}
+
+
 def _number(facts, field, label, required=False):
     text = facts.get(field, "")
     if text == "":
@@ -297,11 +558,13 @@ def _number(facts, field, label, required=False):
         raise ValueError(f"Time point '{label}': {field} '{text}' in the metadata table is not a number.") from None
 
 
-def _registration_from_node(node):
+def _registration_from_node(node, reference_tp, tp):
     """A :class:`RegistrationResult` from a transform node: its current matrix, with the quality
-    figures of the registration that made it; a matrix changed since is reported as corrected."""
+    figures of the registration that made it; a matrix changed since is reported as corrected, with the
+    quality figures of the corrected matrix (body overlap of the CTs, or SPECTs without CT)."""
     from MIBGDosimetryLib.registration.mrml_nodes import QUALITY_ATTRIBUTE, matrix_from_transform_node
     from MIBGDosimetryLib.registration.result import RegistrationResult
+    from MIBGDosimetryLib.registration.rigid import quality_of_matrix
 
     matrix = matrix_from_transform_node(node)
     stored = json.loads(node.GetAttribute(QUALITY_ATTRIBUTE) or "{}")
@@ -309,12 +572,20 @@ def _registration_from_node(node):
                                 modality=stored.get("modality", "CT"), quality=dict(stored.get("quality", {})),
                                 warnings=list(stored.get("warnings", [])))
     if "matrix_ras" in stored and not np.allclose(stored["matrix_ras"], matrix, atol=1e-6):
+        with_ct = reference_tp.ct is not None and tp.ct is not None
+        quality, warnings = quality_of_matrix(reference_tp.ct if with_ct else reference_tp.spect,
+                                              tp.ct if with_ct else tp.spect, matrix)
         result.kind = f"{result.kind}, corrected in the scene"
-        result.quality = {"corrected_in_scene": True}
+        result.quality = {**quality, "corrected_in_scene": True}
         result.warnings = [f"the transform '{node.GetName()}' was changed after the registration; the changed "
-                           "transform is used"]
+                           "transform is used"] + warnings
     return result
 
 
-def _cell(value):
-    return "" if value is None else value
+
+
+def _text(value):
+    """A table cell as the metadata table's text (numbers written in full, integers without '.0')."""
+    if isinstance(value, float):
+        return repr(int(value)) if value.is_integer() else repr(value)
+    return str(value)

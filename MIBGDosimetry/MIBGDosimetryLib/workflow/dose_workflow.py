@@ -291,39 +291,55 @@ def calculate(study, record, options, log=print, vois=None, registration=None):
                            reference.with_array(voxel_dose_map, units="Gy"))
 
 
-def _patient_age_years(study, options, ct_headers):
-    """Age at administration from the CT headers (PatientAge, or birth date), unless given."""
+def imaging_facts(study, timepoint):
+    """What the imaging-dose log needs from a time point's CT headers: ``{"age_years", "ct_exposure"}``
+    (the :class:`CTExposure` as a dict) or ``{"age_years", "ct_exposure_problem"}``; empty without CT
+    files. A time point's ``metadata["imaging"]`` holds these facts when its files are not at hand
+    (a time point taken from the Slicer scene)."""
+    import pydicom
+
+    from MIBGDosimetryLib.imaging_dose import ct_exposure_from_images
+
+    datasets = [pydicom.dcmread(path, stop_before_pixels=True) for path in study.ct_paths(timepoint)]
+    if not datasets:
+        return {}
+    facts = {"age_years": _age_from_header(study, datasets[0])}
+    try:
+        facts["ct_exposure"] = dataclasses.asdict(ct_exposure_from_images(timepoint.label, datasets))
+    except ValueError as error:
+        facts["ct_exposure_problem"] = str(error)
+    return facts
+
+
+def _age_from_header(study, ds):
+    """Age at administration from a CT header (PatientAge, or birth date); None when neither is given."""
     from MIBGDosimetryLib.imaging_dose import parse_dicom_age
 
-    if options.patient_age_years is not None:
-        return float(options.patient_age_years)
-    for ds in ct_headers:
-        if ds.get("PatientAge"):
-            return parse_dicom_age(ds.PatientAge)
-        birth = str(ds.get("PatientBirthDate", "") or "")
-        if len(birth) == 8 and study.administration_datetime is not None:
-            born = datetime.datetime.strptime(birth, "%Y%m%d")
-            return (study.administration_datetime - born).days / 365.25
+    if ds.get("PatientAge"):
+        return parse_dicom_age(ds.PatientAge)
+    birth = str(ds.get("PatientBirthDate", "") or "")
+    if len(birth) == 8 and study.administration_datetime is not None:
+        born = datetime.datetime.strptime(birth, "%Y%m%d")
+        return (study.administration_datetime - born).days / 365.25
     return None
 
 
 def _imaging_dose(study, options, warnings):
     """Imaging-dose log: CT dose indices per time point and the effective-dose estimate."""
-    import pydicom
+    from MIBGDosimetryLib.imaging_dose import CTExposure, imaging_dose_log
 
-    from MIBGDosimetryLib.imaging_dose import ct_exposure_from_images, imaging_dose_log
-
-    exposures, first_headers = [], []
+    exposures, ages = [], []
     for tp in study.timepoints:
-        datasets = [pydicom.dcmread(path, stop_before_pixels=True) for path in study.ct_paths(tp)]
-        if not datasets:
+        facts = tp.metadata["imaging"] if "imaging" in (tp.metadata or {}) else imaging_facts(study, tp)
+        if not facts:
             continue
-        first_headers.append(datasets[0])
-        try:
-            exposures.append(ct_exposure_from_images(tp.label, datasets))
-        except ValueError as error:
-            warnings.append(f"imaging-dose log: {error}")
-    age = _patient_age_years(study, options, first_headers)
+        ages.append(facts.get("age_years"))
+        if facts.get("ct_exposure"):
+            exposures.append(CTExposure(**facts["ct_exposure"]))
+        elif facts.get("ct_exposure_problem"):
+            warnings.append(f"imaging-dose log: {facts['ct_exposure_problem']}")
+    age = (float(options.patient_age_years) if options.patient_age_years is not None
+           else next((a for a in ages if a is not None), None))
     if age is None:
         warnings.append("imaging-dose log: the patient's age is unknown (no PatientAge or birth date); give it "
                         "to estimate the effective dose")
