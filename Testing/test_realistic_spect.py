@@ -154,6 +154,17 @@ def test_calibration_factor_and_dead_time_from_realistic_acquisitions(realistic_
     assert abs(tau_error) <= 0.05, tau_error
 
 
+def test_the_calibration_record_states_the_reconstruction_and_the_study_matches_it(realistic_run):
+    """Calibration and patient are reconstructed alike (OSEM 4 x 8, 64 x 64 grid of 4.42 mm, TEW
+    windows): the record states grid, label and updates, and the study raises no mismatch."""
+    record = realistic_run["record"]
+    assert record["image_grid"] == {"matrix_ij": [64, 64], "voxel_size_mm": [4.42, 4.42, 4.42]}
+    assert record["post_filter"] == "OSEM 4i8s ACSC"
+    assert record["reconstruction"]["updates"] == 32
+    mismatches = [w for w in realistic_run["results"]["warnings"] if w.startswith("calibration match:")]
+    assert mismatches == []
+
+
 # --- the dose workflow on the realistic patient -------------------------------------------------------
 
 def _errors(realistic_run):

@@ -353,6 +353,9 @@ def _record(description, spect, result, details, warnings, provenance):
         windows = spect.metadata["energy_windows"]
     camera = dict(description.get("camera") or {})
     reconstruction = {"description": spect.metadata.get("reconstruction", "")}
+    updates = osem.updates_from_label(reconstruction["description"])
+    if updates is not None:
+        reconstruction["updates"] = updates
     if result.osem_choice is not None:
         reconstruction["suggested_updates"] = result.osem_choice.suggested_updates
         for item in description["osem"]["reconstructions"]:
@@ -375,8 +378,15 @@ def _record(description, spect, result, details, warnings, provenance):
         collimator=str(camera.get("collimator") or spect.metadata.get("collimator", "")),
         energy_windows=windows, reconstruction=reconstruction,
         scatter_correction=details.get("tew"), attenuation_correction=details.get("chang"),
-        osem_updates=details.get("osem"), details=details, warnings=warnings, provenance=provenance,
+        osem_updates=details.get("osem"), image_grid=_image_grid(spect),
+        post_filter=spect.metadata.get("reconstruction") or None, details=details, warnings=warnings, provenance=provenance,
         date=spect.metadata["acquisition_datetime"].isoformat())
+
+
+def _image_grid(spect):
+    """The reconstruction grid of the calibration image, as the dosimetry compares it with a study's."""
+    return {"matrix_ij": [int(n) for n in spect.array.shape[:0:-1]],
+            "voxel_size_mm": [float(v) for v in spect.spacing_mm]}
 
 
 def _osem(folder, section, spheres, q, tau, inputs, warnings):
