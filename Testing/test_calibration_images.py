@@ -203,8 +203,9 @@ def test_threshold_model_over_volume_and_image_contrast():
     assert model.fraction(4.0, 100.0) == pytest.approx(0.3) and model.fraction(4.0, 2.0) == pytest.approx(0.45)
     # Between knots both the fractions and the contrasts of each row are interpolated in ln V.
     assert model.fraction(8.0, 1.0 / (0.5 * (1.0 / 8.5 + 1.0 / 45.0))) == pytest.approx(0.5 * (0.325 + 0.225))
-    with pytest.raises(ValueError, match="image contrast"):
-        model.fraction(4.0)
+    assert model.fraction(4.0) == pytest.approx(0.3)  # no background: infinite contrast
+    with pytest.raises(ValueError, match="image contrast above 1"):
+        model.fraction(4.0, 0.8)
     back = ThresholdModel.from_dict(json.loads(json.dumps(model.to_dict())))
     assert back == model
     assert record_problems_of(model) == []

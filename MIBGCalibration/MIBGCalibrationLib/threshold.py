@@ -118,15 +118,17 @@ class ThresholdModel:
         return min(self.max_fraction, max(self.min_fraction, value))
 
     def _fraction_between_contrasts(self, volume_ml, contrast):
-        if contrast is None or contrast <= 1:
-            raise ValueError(f"The contrast-interpolated threshold model needs the lesion's image contrast (above 1), "
+        if contrast is not None and contrast <= 1:
+            raise ValueError(f"The contrast-interpolated threshold model needs the lesion's image contrast above 1, "
                              f"got {contrast}.")
         log_knots = np.log(self.knot_volumes_ml)
         log_volume = math.log(volume_ml)
         fractions = [float(np.interp(log_volume, log_knots, row)) for row in self.knot_fractions]
         inverse_contrasts = [1.0 / float(np.interp(log_volume, log_knots, row)) for row in self.knot_contrasts]
         order = np.argsort(inverse_contrasts)
-        value = float(np.interp(1.0 / contrast, np.asarray(inverse_contrasts)[order], np.asarray(fractions)[order]))
+        # Without a contrast (no background around the lesion) it is infinite: the highest calibrated one holds.
+        inverse = 0.0 if contrast is None else 1.0 / contrast
+        value = float(np.interp(inverse, np.asarray(inverse_contrasts)[order], np.asarray(fractions)[order]))
         return min(self.max_fraction, max(self.min_fraction, value))
 
     def describe(self):
