@@ -183,6 +183,44 @@ def test_threshold_fraction_reproduces_analytic_isocontour_and_model_fit():
     assert (fitted.a, fitted.b, fitted.c) == pytest.approx((0.3, 0.2, 0.5), abs=1e-9)
 
 
+def test_threshold_model_over_volume_and_image_contrast():
+    """The same inserts at two concentration ratios: at each volume the fraction is interpolated
+    linearly in 1 / image contrast between the two rows, and held at the end rows outside them."""
+    volumes = (2.0, 4.0, 16.0)
+
+    def insert(volume, ratio, fraction, image_contrast):
+        return threshold_calibration.InsertThreshold(f"{volume:g}", volume, ratio, fraction,
+                                                     maximum=10.0 * image_contrast, background=10.0)
+
+    low = [insert(v, 8.0, f, c) for v, f, c in zip(volumes, (0.6, 0.45, 0.2), (3.0, 5.0, 12.0))]
+    high = [insert(v, 32.0, f, c) for v, f, c in zip(volumes, (0.55, 0.3, 0.15), (8.0, 30.0, 60.0))]
+    model = threshold_calibration.fit_threshold_model(low + high)
+    assert model.form == "interpolated-contrast"
+    assert np.allclose(model.knot_contrasts, ((3.0, 5.0, 12.0), (8.0, 30.0, 60.0)))
+    # At a knot volume: 1 / C halfway between 1/5 and 1/30 gives the mean of 0.45 and 0.3.
+    halfway = 1.0 / (0.5 * (1.0 / 5.0 + 1.0 / 30.0))
+    assert model.fraction(4.0, halfway) == pytest.approx(0.375)
+    assert model.fraction(4.0, 100.0) == pytest.approx(0.3) and model.fraction(4.0, 2.0) == pytest.approx(0.45)
+    # Between knots both the fractions and the contrasts of each row are interpolated in ln V.
+    assert model.fraction(8.0, 1.0 / (0.5 * (1.0 / 8.5 + 1.0 / 45.0))) == pytest.approx(0.5 * (0.325 + 0.225))
+    assert model.fraction(4.0) == pytest.approx(0.3)  # no background: infinite contrast
+    with pytest.raises(ValueError, match="image contrast above 1"):
+        model.fraction(4.0, 0.8)
+    back = ThresholdModel.from_dict(json.loads(json.dumps(model.to_dict())))
+    assert back == model
+    assert record_problems_of(model) == []
+    assert "contrast 30.0" in model.describe()
+    # Sets of different volumes cannot share volume knots: the least-squares form is fitted instead.
+    assert threshold_calibration.fit_threshold_model(low + high[:2] + [insert(20.0, 32.0, 0.15, 60.0)]).form \
+        == "inverse-volume"
+
+
+def record_problems_of(model):
+    from MIBGCalibrationLib.record import record_problems
+
+    return [p for p in record_problems({"threshold_model": model.to_dict()}) if "threshold_model" in p]
+
+
 def test_cylinder_found_on_ct_read_from_dicom(tmp_path):
     import datetime
 

@@ -62,13 +62,16 @@ def test_collimator_classes(name, energy):
 def _record(**changes):
     values = dict(calibration_factor_cps_per_MBq=20.0, calibration_factor_cps_per_MBq_uncertainty=0.2,
                   camera={"manufacturer": "Test Manufacturer", "model": "Test Camera"}, collimator="HEGP",
-                  energy_windows=[{"name": "PEAK", "lower_keV": 327.6, "upper_keV": 400.4}],
+                  energy_windows=[{"name": "LOWER", "lower_keV": 305.76, "upper_keV": 327.6},
+                                  {"name": "PEAK", "lower_keV": 327.6, "upper_keV": 400.4},
+                                  {"name": "UPPER", "lower_keV": 400.4, "upper_keV": 422.24}],
                   image_grid={"matrix_ij": [7, 6], "voxel_size_mm": [4.42, 4.8, 3.9]})
     values.update(changes)
     return CalibrationRecord(**values)
 
 
 def test_camera_set_up_compared_with_the_record(tmp_path):
+    """A photopeak-only reconstruction matches a record that also lists its TEW scatter windows."""
     fx.write_study(str(tmp_path / "ok"), hours=(4.0,),
                    spect_kwargs={0: {"replace": {"ConvolutionKernel": "Butterworth"}}})
     study = load_study(str(tmp_path / "ok"))
@@ -92,6 +95,22 @@ def test_camera_set_up_compared_with_the_record(tmp_path):
     for missing in ("camera manufacturer", "camera model", "collimator", "energy windows",
                     "reconstruction matrix and voxel size"):
         assert any(f"calibration record does not state the {missing}" in w for w in warnings), missing
+
+
+@pytest.mark.parametrize("label, record_updates, expected", [
+    ("OSEM 4i8s ACSC", 32, None), ("OSEM 2i8s ACSC", 32, "reconstruction with 16 OSEM updates"),
+    ("OSEM 4it 10sub", 32, "with 40 OSEM updates (iterations x subsets) differs from the calibration record's 32"),
+    ("OSEM 4i8s", None, "calibration record does not state its OSEM updates; the study's 32 updates"),
+    ("Butterworth", 32, None)])
+def test_osem_updates_compared_with_the_record(tmp_path, label, record_updates, expected):
+    fx.write_study(str(tmp_path), hours=(4.0,), spect_kwargs={0: {"replace": {"ConvolutionKernel": label}}})
+    study = load_study(str(tmp_path))
+    reconstruction = {} if record_updates is None else {"description": "OSEM", "updates": record_updates}
+    warnings, refusal = compare_with_record(study.timepoints, _record(reconstruction=reconstruction,
+                                                                      post_filter=label))
+    assert refusal is None
+    about_updates = [w for w in warnings if "OSEM updates" in w]
+    assert about_updates == ([] if expected is None else [next(w for w in warnings if expected in w)])
 
 
 def test_low_or_other_energy_collimator_refused(tmp_path):

@@ -35,6 +35,24 @@ def realistic_run(tmp_path_factory):
             "truth": json.loads((study_dir / "truth.json").read_text())}
 
 
+#: Noise seed of the patient on which the accuracy targets are asserted, used by no other test and
+#: never for developing the analysis (seed 1 was).
+UNSEEN_SEED = 41
+
+
+@pytest.fixture(scope="session")
+def unseen_run(realistic_run, tmp_path_factory):
+    """The realistic patient with another noise, motion and CT-noise realisation, dosed with the same
+    calibration (about two more minutes)."""
+    from MIBGDosimetryLib.phantoms.realistic import patient_study
+    from MIBGDosimetryLib.workflow.dose_workflow import run_dose
+
+    study_dir = tmp_path_factory.mktemp("realistic-unseen") / "patient"
+    patient_study.write_realistic_patient_study(str(study_dir), patient_study.RealisticPatientConfig(seed=UNSEEN_SEED))
+    calculation = run_dose(str(study_dir), str(realistic_run["record_path"]), log=lambda *_: None)
+    return {"results": calculation.results, "truth": json.loads((study_dir / "truth.json").read_text())}
+
+
 # --- the generator against physics it must reproduce ----------------------------------------------
 
 def _water_cylinder(shape, voxel_mm, radius_mm):
@@ -133,7 +151,7 @@ def test_realistic_dicom_validates_and_keeps_the_layout_of_the_image_domain_phan
     assert sorted(p.name for p in study.iterdir()) == ["seeds.mrk.json", "segmentation.dcm", "tp1", "tp2", "tp3",
                                                        "tp4", "tp5", "truth.json"]
     assert sorted(p.name for p in calibration.iterdir()) == ["chang", "deadtime", "jaszczak", "osem", "phantom.json",
-                                                             "spheres", "tew", "truth.json"]
+                                                             "spheres", "spheres_32to1", "tew", "truth.json"]
     for path in (study / "tp1" / "spect.dcm", calibration / "tew" / "projections.dcm",
                  calibration / "deadtime" / "step_01.dcm"):
         done = subprocess.run(["dciodvfy", str(path)], capture_output=True, text=True)
@@ -154,6 +172,17 @@ def test_calibration_factor_and_dead_time_from_realistic_acquisitions(realistic_
     assert abs(tau_error) <= 0.05, tau_error
 
 
+def test_the_calibration_record_states_the_reconstruction_and_the_study_matches_it(realistic_run):
+    """Calibration and patient are reconstructed alike (OSEM 4 x 8, 64 x 64 grid of 4.42 mm, TEW
+    windows): the record states grid, label and updates, and the study raises no mismatch."""
+    record = realistic_run["record"]
+    assert record["image_grid"] == {"matrix_ij": [64, 64], "voxel_size_mm": [4.42, 4.42, 4.42]}
+    assert record["post_filter"] == "OSEM 4i8s ACSC"
+    assert record["reconstruction"]["updates"] == 32
+    mismatches = [w for w in realistic_run["results"]["warnings"] if w.startswith("calibration match:")]
+    assert mismatches == []
+
+
 # --- the dose workflow on the realistic patient -------------------------------------------------------
 
 def _errors(realistic_run):
@@ -170,7 +199,7 @@ def _errors(realistic_run):
 
 def test_organ_time_integrated_activities_within_10_percent(realistic_run):
     """The quantification chain (Q, dead time, registration, TAC) on organs of 30 mL or more:
-    measured -4.8 % to +6.9 %."""
+    measured -7.2 % (bladder) to +8.3 % (left kidney)."""
     truth, rows = _errors(realistic_run)
     organs = [name for name, s in truth.items() if s["kind"] == "organ" and s["volume_ml"] >= 30.0]
     assert len(organs) == 6
@@ -187,20 +216,43 @@ def test_every_seeded_lesion_is_reported(realistic_run):
     assert lesions <= set(rows) | named_in_warnings
 
 
+def test_organ_doses_within_10_percent_on_an_unseen_noise_realisation(unseen_run):
+    """Organs of 30 mL or more (mean dose from the whole-map kernel against the truth's):
+    measured on seed 41 -7.4 % (bladder) to +4.5 % (liver)."""
+    truth, rows = _errors(unseen_run)
+    organs = [name for name, s in truth.items() if s["kind"] == "organ" and s["volume_ml"] >= 30.0]
+    assert len(organs) == 6
+    errors = {name: rows[name]["dose"] for name in organs}
+    assert all(abs(e) <= 0.10 for e in errors.values()), errors
+
+
+def test_bone_lesion_volumes_within_20_percent_on_an_unseen_noise_realisation(unseen_run):
+    """Hot bone lesions (image contrast 35-40) outlined with the threshold model over volume and
+    contrast: measured on seed 41 spine +2.3 %, pelvis +2.7 % (with fractions from the 8:1 spheres
+    alone they were -84 % and -88 % on seed 1). The spine's only self-consistent region lies below the
+    smallest insert, so its outline is the calibrated region closest to consistency, and says so."""
+    truth, rows = _errors(unseen_run)
+    bones = [name for name in truth if name.startswith("bone_met")]
+    assert len(bones) == 2
+    errors = {name: rows[name]["volume"] for name in bones}
+    assert all(abs(e) <= 0.20 for e in errors.values()), errors
+    spine = next(v for v in unseen_run["results"]["vois"] if v["name"] == "bone_met_spine")
+    assert any("smaller than the smallest calibrated insert" in w for w in spine["warnings"])
+
+
 @pytest.mark.xfail(strict=True, reason=(
-    "measured on seed 1, truth dose with a 100 mm kernel reach: organ mean doses lungs -19 %, liver -3 %, heart "
-    "-14 %, kidneys -11/-10 %, bladder -14 %, salivary glands +27 % (against a truth cut at the analysis' 44 mm "
-    "reach all but the salivary glands would be within 5.5 %); lesions of 4 mL or more: adrenal primary "
-    "(irregular, 27 mL) dose -2 % volume +17 %, para-aortic (elongated, 6 mL) dose -57 % volume +255 %, necrotic "
-    "mass (27 mL) dose -10 % volume +36 %, spine bone metastasis (4 mL) dose +529 % volume -84 %, pelvic bone "
-    "metastasis (9 mL) dose +463 % volume -88 %; each lesion has a single self-consistent threshold fraction, "
-    "the threshold model's fractions (from the calibration spheres) do not transfer to these lesions' images: "
-    "at every fraction the model gives for their size, the bone lesions' regions are smaller and the soft-tissue "
-    "ones' larger than the lesions"))
-def test_issue_accuracy_targets(realistic_run):
+    "measured on seed 41, truth dose with a 100 mm kernel reach: organ mean doses within 7.4 % except the "
+    "salivary glands (14 mL, +27 %); lesions of 4 mL or more: adrenal primary (irregular, 27 mL) dose +4 % "
+    "volume +12 %, para-aortic (elongated, 6 mL) dose -53 % volume +243 %, necrotic mass (27 mL) dose -7 % "
+    "volume +36 %, spine bone metastasis (4 mL) dose +50 % volume +2 %, pelvic bone metastasis (9 mL) dose "
+    "+33 % volume +3 %. The soft-tissue lesions' fractions differ from the spheres' of their volume and "
+    "contrast (elongated and necrotic images peak lower than a sphere's, whose edge overshoot OSEM focuses "
+    "at its centre); the bone lesions' outlines are right but the partial-volume correction overstates "
+    "their activity (TIA +52 % and +34 %; +35 % and +14 % with the recovery curve on seed 1)"))
+def test_issue_accuracy_targets(unseen_run):
     """Organs within 10 %, lesions of 4 mL or more within 15 % of the true mean dose, their volumes
-    within 20 %."""
-    truth, rows = _errors(realistic_run)
+    within 20 %, on a noise realisation the analysis was not developed on."""
+    truth, rows = _errors(unseen_run)
     failures = []
     for name, s in truth.items():
         if s["kind"] == "organ":
@@ -215,25 +267,42 @@ def test_issue_accuracy_targets(realistic_run):
 
 def test_gtm_partial_volume_beats_the_recovery_curve_on_organs(realistic_run):
     """The same study and calibration with the recovery-curve correction (EANM eq. 9) instead of the
-    GTM: on the organs of 30 mL or more the GTM's time-integrated activities lie closer to the truth.
-    Measured on seed 1 (organs of 30 mL or more; 14 mL salivary glands): GTM with the profile fit's FWHM
-    (13.6 mm, the default) -4.8 % to +6.9 %, salivary +27 %; GTM with the FWHM from the sphere recoveries
-    (12.8 mm) -8.1 % to +4.9 %, salivary +18 %; recovery curve -3.3 % to +34 % (lungs; kidneys +16 %),
-    salivary -24 %. On lesions the recovery curve is closer (TIA adrenal +2 %, necrotic mass +8 %,
-    against +15 % and +21 % with the GTM)."""
+    GTM: on the organs of 30 mL or more that the curve corrects (compact ones within the calibrated
+    volumes; the others take GTM activities in both runs) the GTM's time-integrated activities lie
+    closer to the truth. Measured on seed 1: heart and bladder +0.6 % and -7.2 % with the GTM, +8.2 %
+    and -3.3 % with the recovery curve; all organs of 30 mL or more -7.2 % to +8.3 % with the GTM (FWHM
+    of the profile fit, 13.6 mm), -10.4 % to +6.3 % with the FWHM from the sphere recoveries (12.8 mm);
+    salivary glands (14 mL) +28 % and +18 %."""
     from MIBGDosimetryLib.workflow.dose_workflow import DoseOptions, run_dose
 
     recovery = run_dose(str(realistic_run["study_dir"]), str(realistic_run["record_path"]),
                         DoseOptions(partial_volume="recovery"), log=lambda *_: None).results
     truth = {s["name"]: s for s in realistic_run["truth"]["structures"]}
     organs = [name for name, s in truth.items() if s["kind"] == "organ" and s["volume_ml"] >= 30.0]
+    by_curve = [name for name in organs if name not in recovery["partial_volume"]["recovery_curve_not_applied"]]
+    assert len(by_curve) >= 2
 
-    def worst(results):
+    def worst(results, names):
         rows = {v["name"]: v for v in results["vois"]}
-        return max(abs(rows[name]["tia_MBq_h"] / truth[name]["tia_MBq_h"] - 1.0) for name in organs)
+        return max(abs(rows[name]["tia_MBq_h"] / truth[name]["tia_MBq_h"] - 1.0) for name in names)
 
-    assert worst(realistic_run["results"]) <= 0.10
-    assert worst(realistic_run["results"]) < worst(recovery)
+    assert worst(realistic_run["results"], organs) <= 0.10
+    assert worst(realistic_run["results"], by_curve) < worst(recovery, by_curve)
+
+
+def test_gtm_resolution_uncertainty_covers_profile_and_recovery_estimates(realistic_run):
+    """OSEM's resolution is not Gaussian: the profile fit of the spheres (13.6 mm on seed 1) and the
+    FWHM that reproduces their recoveries (12.8 mm) differ by far more than the profile fit's own
+    uncertainty (0.04 mm); the GTM's stated FWHM uncertainty covers that difference."""
+    from MIBGCalibrationLib.resolution import fwhm_from_recoveries
+
+    record = realistic_run["record"]
+    inserts = record["recovery_inserts"]
+    from_recoveries, _ = fwhm_from_recoveries([i["volume_ml"] for i in inserts], [i["recovery"] for i in inserts])
+    gtm = realistic_run["results"]["partial_volume"]
+    assert gtm["fwhm_mm"] == pytest.approx(record["resolution_fwhm_mm"])
+    assert abs(from_recoveries - gtm["fwhm_mm"]) > 5 * record["resolution_fwhm_mm_uncertainty"]
+    assert gtm["fwhm_uncertainty_mm"] >= abs(from_recoveries - gtm["fwhm_mm"])
 
 
 # --- the command line ---------------------------------------------------------------------------------

@@ -8,11 +8,15 @@ ones the one with the lowest noise is suggested (the fewest updates on a tie).
 """
 
 import dataclasses
+import re
 
 import numpy as np
 
 #: Fraction of each insert's best recovery that an acceptable update number must reach.
 RECOVERY_FRACTION = 0.95
+#: Iterations and subsets as reconstruction labels write them ("OSEM 4i8s", "4 iterations 8 subsets", "4it 8sub").
+_ITERATIONS_SUBSETS = re.compile(r"(\d+)\s*(?:iterations?|iter|it|i)(?![a-z])[\s,x/_-]*(\d+)\s*(?:subsets?|sub|ss|s)"
+                                 r"(?![a-z])", re.IGNORECASE)
 
 
 @dataclasses.dataclass
@@ -30,6 +34,16 @@ class UpdateChoice:
         return {"updates": list(self.updates), "recovery": {k: list(v) for k, v in self.recovery.items()},
                 "noise_cv": list(self.noise_cv), "suggested_updates": self.suggested_updates, "rule": self.rule,
                 "warnings": list(self.warnings)}
+
+
+def updates_from_label(*labels):
+    """OSEM updates (iterations x subsets) stated in reconstruction labels such as ConvolutionKernel
+    or ReconstructionMethod ("OSEM 4i8s ACSC"), or None when none of them states both."""
+    for label in labels:
+        found = _ITERATIONS_SUBSETS.search(str(label or ""))
+        if found:
+            return int(found.group(1)) * int(found.group(2))
+    return None
 
 
 def coefficient_of_variation(image, mask):

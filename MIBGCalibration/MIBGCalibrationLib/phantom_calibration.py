@@ -7,7 +7,8 @@ Order of the steps, each using what the previous ones found:
    (EANM eq. 7) when the dead time and the observed count rate are known;
 3. recovery coefficients of the sphere inserts and the recovery curve (EANM eq. 5);
 4. spatial resolution (FWHM) of the sphere image, adaptive-threshold fractions of the inserts and
-   the threshold model;
+   the threshold model (over volume and contrast when ``threshold_spheres`` lists the same inserts
+   filled at other concentration ratios);
 5. recovery and noise over OSEM updates and the suggested update number;
 6. TEW scatter correction of the projections (EANM eq. 8), kept as a derived NM object;
 7. Chang attenuation correction of the non-attenuation-corrected reconstruction.
@@ -79,6 +80,14 @@ def load_description(folder):
         _require(spheres, ("series_dir", "reference_datetime", "sphere_concentration_MBq_per_ml", "inserts"),
                  "the sphere phantom description")
         for insert in spheres["inserts"]:
+            _require(insert, ("name", "volume_ml", "centre_ras_mm"), "a sphere insert")
+    for extra in description.get("threshold_spheres") or []:
+        if not spheres:
+            raise ValueError(f"{path}: threshold_spheres needs the sphere phantom ('spheres') as well.")
+        _require(extra, ("series_dir", "reference_datetime", "sphere_concentration_MBq_per_ml",
+                         "background_concentration_MBq_per_ml", "inserts"),
+                 "a threshold sphere phantom (threshold_spheres)")
+        for insert in extra["inserts"]:
             _require(insert, ("name", "volume_ml", "centre_ras_mm"), "a sphere insert")
     for name in ("deadtime", "osem", "tew", "chang"):
         if description.get(name):
@@ -241,6 +250,10 @@ def calibrate_phantom_folder(folder, log=None):
     if description.get("spheres"):
         say("Recovery coefficients of the sphere inserts (EANM eq. 5) and adaptive thresholds")
         details.update(_sphere_phantom(folder, description["spheres"], result, tau, inputs, warnings))
+        for extra in description.get("threshold_spheres") or []:
+            say(f"Adaptive thresholds of the sphere phantom in {extra['series_dir']}")
+            details.setdefault("threshold", {}).setdefault("other_contrasts", []).append(
+                _threshold_spheres(folder, extra, result, tau, inputs, warnings))
         if description.get("osem"):
             say("Recovery and noise over OSEM updates")
             result.osem_choice = _osem(folder, description["osem"], description["spheres"],
@@ -340,8 +353,27 @@ def _sphere_phantom(folder, spheres, result, tau, inputs, warnings):
         result.thresholds = [threshold_calibration.insert_threshold(
             image, i.name, i.centre_ras_mm, i.volume_ml, background_mean, contrast) for i in result.inserts]
         details["threshold"] = {"background_mean_counts": background_mean, "contrast": contrast,
-                                "inserts": [t.to_dict() for t in result.thresholds]}
+                                "inserts": [t.to_dict() for t in result.thresholds], "other_contrasts": []}
     return details
+
+
+def _threshold_spheres(folder, spheres, result, tau, inputs, warnings):
+    """Threshold fractions of the inserts of a sphere phantom filled at another concentration ratio
+    (added to ``result.thresholds``); recovery and resolution come from the main sphere phantom."""
+    q = result.q_result.q_cps_per_MBq
+    image = dicom_files.read_nm_tomo(inputs.add(_series_file(folder, spheres, "threshold sphere phantom")))
+    dtf = _dead_time_factor_of(image, tau, warnings, f"sphere phantom acquisition in {spheres['series_dir']}")
+    concentration, background_concentration = _concentrations(spheres, image)
+    if background_concentration <= 0:
+        raise ValueError(f"The threshold sphere phantom in {spheres['series_dir']} needs a warm background.")
+    background = _sphere_background(image, spheres, q, dtf, image.metadata["duration_s"], background_concentration)
+    background_mean = float(image.array[background].mean())
+    contrast = concentration / background_concentration
+    found = [threshold_calibration.insert_threshold(image, i["name"], i["centre_ras_mm"], float(i["volume_ml"]),
+                                                    background_mean, contrast) for i in spheres["inserts"]]
+    result.thresholds = list(result.thresholds) + found
+    return {"series_dir": spheres["series_dir"], "background_mean_counts": background_mean, "contrast": contrast,
+            "inserts": [t.to_dict() for t in found]}
 
 
 def _record(description, spect, result, details, warnings, provenance):
@@ -353,6 +385,9 @@ def _record(description, spect, result, details, warnings, provenance):
         windows = spect.metadata["energy_windows"]
     camera = dict(description.get("camera") or {})
     reconstruction = {"description": spect.metadata.get("reconstruction", "")}
+    updates = osem.updates_from_label(reconstruction["description"])
+    if updates is not None:
+        reconstruction["updates"] = updates
     if result.osem_choice is not None:
         reconstruction["suggested_updates"] = result.osem_choice.suggested_updates
         for item in description["osem"]["reconstructions"]:
@@ -375,8 +410,15 @@ def _record(description, spect, result, details, warnings, provenance):
         collimator=str(camera.get("collimator") or spect.metadata.get("collimator", "")),
         energy_windows=windows, reconstruction=reconstruction,
         scatter_correction=details.get("tew"), attenuation_correction=details.get("chang"),
-        osem_updates=details.get("osem"), details=details, warnings=warnings, provenance=provenance,
+        osem_updates=details.get("osem"), image_grid=_image_grid(spect),
+        post_filter=spect.metadata.get("reconstruction") or None, details=details, warnings=warnings, provenance=provenance,
         date=spect.metadata["acquisition_datetime"].isoformat())
+
+
+def _image_grid(spect):
+    """The reconstruction grid of the calibration image, as the dosimetry compares it with a study's."""
+    return {"matrix_ij": [int(n) for n in spect.array.shape[:0:-1]],
+            "voxel_size_mm": [float(v) for v in spect.spacing_mm]}
 
 
 def _osem(folder, section, spheres, q, tau, inputs, warnings):

@@ -284,6 +284,9 @@ def _threshold_problems(model):
         if key in model and not _is_number(model[key]):
             problems.append(f"threshold_model.{key} must be a number, got {model[key]!r}")
     fractions = model.get("knot_fractions")
+    if model.get("form") == "interpolated-contrast" and isinstance(fractions, (list, tuple)) \
+            and all(isinstance(row, (list, tuple)) for row in fractions):
+        fractions = [f for row in fractions for f in row]  # one row per concentration ratio
     if fractions is not None:
         if not isinstance(fractions, (list, tuple)) or not all(_is_number(f) for f in fractions):
             problems.append(f"threshold_model.knot_fractions must be a list of numbers, got {fractions!r}")

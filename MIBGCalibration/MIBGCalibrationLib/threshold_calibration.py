@@ -95,14 +95,25 @@ def fit_threshold_model(inserts):
     """The threshold model from the per-insert fractions; returns a :class:`ThresholdModel`.
 
     With one contrast the model interpolates the fractions of the inserts linearly in ln V (see
-    :mod:`MIBGCalibrationLib.threshold`); inserts of equal volume are averaged. With several
-    contrasts ``f = a + b / V + c / C`` is fitted by linear least squares (at least four inserts).
+    :mod:`MIBGCalibrationLib.threshold`); inserts of equal volume are averaged. The same set of at
+    least three insert volumes imaged at several concentration ratios gives the
+    "interpolated-contrast" form, which interpolates also in the image contrast (fitted maximum over
+    background) each insert showed. Other mixtures of contrasts are fitted with
+    ``f = a + b / V + c / C`` by linear least squares (at least four inserts).
     """
     if len(inserts) < 3:
         raise ValueError(f"At least 3 inserts are needed to calibrate the adaptive threshold, got {len(inserts)}.")
     volume = np.array([t.volume_ml for t in inserts])
     contrast = np.array([t.contrast for t in inserts])
     fraction = np.array([t.fraction for t in inserts])
+    by_contrast = _sets_by_contrast(inserts)
+    if by_contrast is not None:
+        knots = sorted(by_contrast[0])
+        return ThresholdModel(a=0.0, form="interpolated-contrast", knot_volumes_ml=tuple(knots),
+                              knot_fractions=tuple(tuple(float(np.mean([t.fraction for t in group[v]])) for v in knots)
+                                                   for group in by_contrast),
+                              knot_contrasts=tuple(tuple(float(np.mean([t.maximum / t.background for t in group[v]]))
+                                                         for v in knots) for group in by_contrast))
     if np.ptp(1.0 / contrast) <= 1e-6 * np.max(1.0 / contrast):
         knots = np.unique(np.round(volume, 9))
         if knots.size < 3:
@@ -122,3 +133,20 @@ def fit_threshold_model(inserts):
     a, b, c = (float(v) for v in coefficients)
     return ThresholdModel(a=a, b=b, c=c, a_uncertainty=float(errors[0]), b_uncertainty=float(errors[1]),
                           c_uncertainty=float(errors[2]), volume_range_ml=(float(volume.min()), float(volume.max())))
+
+
+def _sets_by_contrast(inserts):
+    """The inserts as one {volume: [inserts]} per concentration ratio when there are several ratios,
+    each with the same three or more volumes and a positive background; else None."""
+    groups = {}
+    for insert in inserts:
+        key = round(float(insert.contrast), 6)
+        groups.setdefault(key, {}).setdefault(round(float(insert.volume_ml), 9), []).append(insert)
+    if len(groups) < 2:
+        return None
+    volume_sets = {tuple(sorted(group)) for group in groups.values()}
+    if len(volume_sets) != 1 or len(next(iter(volume_sets))) < 3:
+        return None
+    if any(t.background <= 0 or t.maximum <= t.background for t in inserts):
+        return None
+    return [groups[key] for key in sorted(groups)]

@@ -410,7 +410,10 @@ def _consistent_volume(model, maximum, background, lesion, other, max_iterations
     :data:`STABILITY_WINDOW` scan steps either side: the threshold then lies on a steep edge of the
     lesion, not on a shoulder where the region spreads into its surroundings); the volumes of all
     are returned (``consistent_volumes_ml``) and described in ``ambiguity``. A result below the
-    calibrated volume range is marked as not converged. Without any fall through zero the acceptable
+    calibrated volume range is marked as not converged; when every consistent region lies there (where
+    the model is held at the smallest insert's fraction, so the crossing is an artefact of that) and
+    regions inside the range were scanned, the one of them closest to consistency is returned instead,
+    also marked as not converged. Without any fall through zero the acceptable
     fraction with the smallest |h| is returned, marked as not converged, and the warning gives the
     scanned volume-versus-fraction curve. ``max_iterations`` bounds the number of regions evaluated.
     """
@@ -457,6 +460,17 @@ def _consistent_volume(model, maximum, background, lesion, other, max_iterations
         solution["sensitivity"] = _volume_sensitivity(scan, crossing)
         solutions.append(solution)
     consistent = [r for r in solutions if abs(r["h"]) <= FRACTION_TOLERANCE]
+    calibrated = [r for r in usable if model.covers(r["volume_ml"])]
+    if consistent and calibrated and not any(model.covers(r["volume_ml"]) for r in consistent):
+        # Below the smallest insert the model is held at that insert's fraction, so a crossing there is
+        # an artefact of the clamping, not a calibrated answer: the closest calibrated region is better.
+        best = min(calibrated, key=lambda r: abs(r["h"]))
+        listed = ", ".join(f"{r['volume_ml']:.2f} mL" for r in consistent)
+        return _result(best, history, False, None, [float(r["volume_ml"]) for r in consistent], (
+            f"the only self-consistent regions ({listed}) are smaller than the smallest calibrated insert "
+            f"({model.volume_range_ml[0]:.2f} mL), where the model is extrapolated; the calibrated region closest "
+            f"to consistency is used ({best['volume_ml']:.2f} mL at fraction {best['fraction']:.3f}, model fraction "
+            f"off by {abs(best['h']):.3f}): check the outline ({_curve_text(scan, contrast, model)})"))
     ambiguity = None
     if consistent:
         best = min(consistent, key=lambda r: r["sensitivity"])
@@ -493,10 +507,16 @@ def _consistent_volume(model, maximum, background, lesion, other, max_iterations
                    f"insert ({model.volume_range_ml[0]:.2f} mL), so its threshold is extrapolated: either the "
                    "lesion is that small, or its uptake is not a compact hot spot (e.g. a lesion in active marrow or "
                    f"bone, or with a cold core) ({_curve_text(scan, contrast, model)})")
+    result = _result(best, history, converged, ambiguity, [float(r["volume_ml"]) for r in consistent], warning)
+    result["mismatch"] = float(mismatch)
+    return result
+
+
+def _result(best, history, converged, ambiguity, consistent_volumes_ml, warning):
     return {"component": best["component"], "mask": best["mask"], "level": best["level"],
             "fraction": best["fraction"], "volume_ml": best["volume_ml"], "history": history,
-            "converged": bool(converged), "mismatch": float(mismatch), "warning": warning,
-            "consistent_volumes_ml": [float(r["volume_ml"]) for r in consistent], "ambiguity": ambiguity}
+            "converged": bool(converged), "mismatch": float(abs(best["h"])), "warning": warning,
+            "consistent_volumes_ml": consistent_volumes_ml, "ambiguity": ambiguity}
 
 
 def _volume_sensitivity(scan, crossing):

@@ -6,7 +6,8 @@ are warnings kept with the results, except a collimator of another energy class 
 medium-energy collimator where the record's is high-energy, or any low-energy collimator for 131I),
 which changes sensitivity and septal penetration so much that the study is refused. What the record
 does not state is said too ("the calibration record does not state ..."), so that an old record is
-not taken as a match.
+not taken as a match. The OSEM update number is compared where the reconstruction labels
+(ReconstructionMethod, ConvolutionKernel) state iterations and subsets, as in "OSEM 4i8s".
 """
 
 #: Energy class of a collimator from the words vendors put in CollimatorGridName (and the record).
@@ -86,12 +87,34 @@ def compare_with_record(timepoints, record):
                                                                       record.energy_windows or []))
         if grid:
             warnings.extend(f"{label}: {w}" for w in _grid_differences(tp.spect, grid))
+        warnings.extend(f"{label}: {w}" for w in _update_differences(tp.metadata.get("reconstruction") or {},
+                                                                      record.reconstruction or {}))
         study_filter = (tp.metadata.get("reconstruction") or {}).get("filter")
         record_filter = getattr(record, "post_filter", None)
         if study_filter and record_filter and study_filter.strip().upper() != record_filter.strip().upper():
             warnings.append(f"{label}: post-filter '{study_filter}' (ConvolutionKernel) differs from the calibration "
                             f"record's '{record_filter}'")
     return list(dict.fromkeys(warnings)), refusal
+
+
+def _update_differences(study_reconstruction, record_reconstruction):
+    """OSEM updates differ: recovery, thresholds and the calibration factor of an OSEM image change with
+    them. Only labels that state iterations and subsets can be compared (no DICOM attribute holds them)."""
+    from MIBGCalibrationLib.osem import updates_from_label
+
+    theirs = updates_from_label(study_reconstruction.get("method"), study_reconstruction.get("filter"))
+    if theirs is None:
+        return []
+    ours = record_reconstruction.get("updates")
+    if ours is None:
+        ours = updates_from_label(record_reconstruction.get("description"))
+    if ours is None:
+        return [f"the calibration record does not state its OSEM updates; the study's {theirs} updates cannot be "
+                "checked against it"]
+    if int(ours) != theirs:
+        return [f"reconstruction with {theirs} OSEM updates (iterations x subsets) differs from the calibration "
+                f"record's {int(ours)}: recovery, threshold fractions and the calibration factor depend on it"]
+    return []
 
 
 def _window_differences(study_windows, record_windows):
@@ -102,9 +125,11 @@ def _window_differences(study_windows, record_windows):
     ours, theirs = ranges(record_windows), ranges(study_windows)
     if not ours or not theirs:
         return []
-    missing = [r for r in ours if not any(abs(r[0] - t[0]) <= WINDOW_TOLERANCE_KEV
-                                          and abs(r[1] - t[1]) <= WINDOW_TOLERANCE_KEV for t in theirs)]
-    if not missing:
+    # A reconstruction lists the windows it was made from, often the photopeak alone, where the record
+    # lists its scatter windows too: every window of the study must be one of the record's.
+    foreign = [t for t in theirs if not any(abs(r[0] - t[0]) <= WINDOW_TOLERANCE_KEV
+                                            and abs(r[1] - t[1]) <= WINDOW_TOLERANCE_KEV for r in ours)]
+    if not foreign:
         return []
     shown = ", ".join(f"{a:g}-{b:g} keV" for a, b in theirs)
     wanted = ", ".join(f"{a:g}-{b:g} keV" for a, b in ours)

@@ -431,16 +431,18 @@ def _resolution(record, options):
     uncertainty = float(getattr(record, "resolution_fwhm_mm_uncertainty", 0.0) or 0.0)
     inserts = [i for i in (getattr(record, "recovery_inserts", None) or [])
                if (i.get("recovery") or 0) > 0 and (i.get("volume_ml") or 0) > 0]
-    if options.gtm_resolution == "recoveries" and len(inserts) >= 3:
-        from MIBGCalibrationLib.resolution import fwhm_from_recoveries
+    if len(inserts) < 3:
+        return float(fwhm), uncertainty, "calibration record"
+    from MIBGCalibrationLib.resolution import fwhm_from_recoveries
 
-        fitted, misfit = fwhm_from_recoveries([i["volume_ml"] for i in inserts], [i["recovery"] for i in inserts])
-        # The profile fit and the recoveries describe the same chain; their difference is part of the
-        # uncertainty of the resolution the GTM assumes.
-        return (fitted, float(np.hypot(uncertainty, fitted - float(fwhm))),
-                f"sphere recoveries of the calibration record (profile fit {float(fwhm):.2f} mm, largest "
-                f"recovery misfit {misfit:.1%})")
-    return float(fwhm), uncertainty, "calibration record"
+    fitted, misfit = fwhm_from_recoveries([i["volume_ml"] for i in inserts], [i["recovery"] for i in inserts])
+    # The profile fit and the recoveries describe the same chain (a Gaussian stand-in for a resolution
+    # that OSEM makes non-Gaussian); their difference is part of the uncertainty of either.
+    spread = float(np.hypot(uncertainty, fitted - float(fwhm)))
+    if options.gtm_resolution == "recoveries":
+        return (fitted, spread, f"sphere recoveries of the calibration record (profile fit {float(fwhm):.2f} mm, "
+                                f"largest recovery misfit {misfit:.1%})")
+    return float(fwhm), spread, f"calibration record's profile fit (sphere recoveries give {fitted:.2f} mm)"
 
 
 def _voi_activities(vois, registered, factors, record, reference, body, options):

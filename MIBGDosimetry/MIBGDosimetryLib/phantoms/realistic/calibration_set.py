@@ -42,8 +42,18 @@ class RealisticCalibrationConfig:
     camera: acquisition.RealisticCamera = acquisition.RealisticCamera()
     iterations: int = 4
     subsets: int = 8
+    #: Background concentrations (MBq/mL at the spheres' reference time) of further acquisitions of the
+    #: sphere phantom, for the threshold model's contrast axis: the inserts keep their concentration,
+    #: so 0.0025 gives 32:1 beside the 8:1 of ``base``.
+    threshold_backgrounds_MBq_per_ml: tuple = (0.0025,)
+    #: Their frames last this many times the others': with a quarter of the background activity the
+    #: small inserts' fractions would otherwise scatter by 0.05 between noise realisations.
+    threshold_frame_factor: float = 4.0
 
     def __post_init__(self):
+        if any(not 0 < b < self.base.sphere_MBq_per_ml for b in self.threshold_backgrounds_MBq_per_ml):
+            raise ValueError("The threshold phantoms' background concentrations must be positive and below the "
+                             f"spheres' {self.base.sphere_MBq_per_ml} MBq/mL.")
         for updates in self.base.osem_updates:
             if updates % self.subsets:
                 raise ValueError(f"Every OSEM update number must be a multiple of the {self.subsets} subsets, "
@@ -114,6 +124,23 @@ def simulate_calibration(config=RealisticCalibrationConfig(), log=None):
         **patient_study.acquisition_record(acq, camera)}
     truth["osem"] = {"iterations_saved": sorted(series), "subsets": config.subsets,
                      "clinical_iterations": config.iterations}
+
+    images["threshold_spheres"], truth["threshold_spheres"] = [], []
+    for n, (background, rng) in enumerate(zip(config.threshold_backgrounds_MBq_per_ml,
+                                              np.random.SeedSequence(base.seed).spawn(5)[4].spawn(
+                                                  len(config.threshold_backgrounds_MBq_per_ml)))):
+        say(f"Sphere phantom at {base.sphere_MBq_per_ml / background:g}:1: acquisition and OSEM")
+        hours = _threshold_scan_h(base, n)
+        decay_n = float(i131.decay_factor(hours - times["spheres_reference_h"]))
+        activity_n = calibration_objects.activity_map_MBq(grid, water, background * decay_n, spheres,
+                                                          base.sphere_MBq_per_ml * decay_n).astype(np.float32)
+        acq_n = acquisition.acquire(activity_n, true_mu, fine, camera, n_views, frame_s * config.threshold_frame_factor,
+                                    np.random.default_rng(rng), grid.fine_factor)
+        images["threshold_spheres"].append({"image": _reconstruct(acq_n, ct_mu, config)[config.iterations],
+                                            "counts": acq_n.photopeak_counts, "background_MBq_per_ml": background})
+        truth["threshold_spheres"].append({"background_concentration_MBq_per_ml": background,
+                                           "concentration_ratio": base.sphere_MBq_per_ml / background,
+                                           "scan_hours_after_reference": hours})
 
     windows = spectrum.windows()
     estimate = (windows[0].width_keV / 2.0 * (acq.expected[1].sum() / windows[1].width_keV
@@ -197,6 +224,15 @@ def _chang_pair(config, cylinder_rates, cylinder_parts, rng):
     return {"nac": nac, "lower": lower}, truth, acq.photopeak_counts
 
 
+def _threshold_scan_h(base, n):
+    """Scan time (h after the calibration's reference) of the n-th further sphere acquisition."""
+    return base.session["chang_scan_h"] + 1.0 + n
+
+
+def _threshold_folder(base, background):
+    return f"spheres_{base.sphere_MBq_per_ml / background:g}to1"
+
+
 def write_realistic_calibration_set(out_dir, config=RealisticCalibrationConfig(), log=None):
     """Simulate and write the realistic calibration set into ``out_dir`` (must not exist or be
     empty; written completely or not at all). Returns a summary dict."""
@@ -249,6 +285,19 @@ def write_realistic_calibration_set(out_dir, config=RealisticCalibrationConfig()
                              reconstruction_description=f"OSEM {iterations}i{config.subsets}s ACSC")
             record["osem"]["reconstructions"].append({"file": name, "iterations": iterations,
                                                       "subsets": config.subsets, "updates": int(updates)})
+
+        record["threshold_spheres"] = []
+        for n, item in enumerate(images["threshold_spheres"]):
+            folder_name = _threshold_folder(base, item["background_MBq_per_ml"])
+            start_n = base.at(_threshold_scan_h(base, n))
+            nm.write_nm_tomo(grid.spect_volume(item["image"]), os.path.join(folder, folder_name, "spect.dcm"),
+                             study("Sphere phantom", start_n),
+                             acquisition_info(start_n, base.frame_duration_s * config.threshold_frame_factor, peak,
+                                              item["counts"], reference),
+                             series_number=30 + n, series_description=f"Sphere inserts {folder_name[8:]}",
+                             reconstruction_description=recon)
+            record["threshold_spheres"].append({**record["spheres"], "series_dir": folder_name,
+                                                "background_concentration_MBq_per_ml": item["background_MBq_per_ml"]})
 
         tew_counts = images["tew"]["counts"]
         nm.write_nm_projections(tew_counts, spacing, os.path.join(folder, "tew", "projections.dcm"),
