@@ -29,9 +29,11 @@ def add_arguments(parser):
     parser.add_argument("--voxel-model", default="auto", choices=["auto", "mono", "bi", "tri", "trapezoid"],
                         help="time-activity model of the voxels (default auto: the kinetics of the voxel's VOI "
                              "with the voxel's own amplitude)")
-    parser.add_argument("--tac-head", default=None, choices=["extrapolate", "linear", "midpoint", "uptake", "fitted"],
-                        help="activity before the first scan (default: back-extrapolation, the fitted uptake of "
-                             "bi/tri, or the uptake of --uptake-half-life-h when given)")
+    parser.add_argument("--tac-head", default=None,
+                        choices=["extrapolate", "linear", "midpoint", "uptake", "fitted", "prior"],
+                        help="activity before the first scan (default: the expectation over the uptake half-time "
+                             "prior of the VOI class, the fitted uptake of bi/tri, or the uptake of "
+                             "--uptake-half-life-h when given)")
     parser.add_argument("--uptake-half-life-h", type=float, default=None,
                         help="uptake half-time in hours (tracer study or population value) for the activity "
                              "before the first scan")
