@@ -21,7 +21,9 @@ rate there (floored at 0), the choices are:
   standard uncertainty the standard deviation over the prior (Gauss-Hermite quadrature over
   ``ln T_u``, :func:`prior_head_MBq_h`), both for the fitted curve of this VOI.
 
-Default (for the mono-exponential without a given uptake half-time): ``"extrapolate"``. 131I-mIBG
+Default of :func:`MIBGDosimetryLib.tac.fit_tac` (for the mono-exponential without a given uptake
+half-time or prior): ``"extrapolate"``; the dose workflow gives every VOI its class's prior
+(:data:`UPTAKE_PRIOR`), so its default is ``"prior"``, which removes the expected uptake. 131I-mIBG
 is taken up by the noradrenaline transporter within hours of the infusion, while the first
 post-therapy scan comes about a day later; an uptake with half-time ``T_u`` removes about
 ``T_u / T_eff`` of the TIA relative to instantaneous uptake (``T_eff`` the effective half-life), a
