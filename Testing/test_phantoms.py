@@ -349,3 +349,26 @@ def test_truth_far_photon_field_equals_direct_summation_over_the_whole_grid():
         direct = np.sum(weights * np.where(np.abs(offsets).max(axis=1) > 1, point, 0.0))
         assert far[target] == pytest.approx(direct, rel=1e-9, abs=1e-15), target
     assert far[0, 0, 0] > 0
+
+
+def test_patient_variability_options_change_uptake_half_lives_and_organ_outlines_only_when_asked():
+    exact = patient.simulate_patient(SMALL)
+    assert set(exact.outline_shifts_mm.values()) == {0.0}
+    varied = patient.simulate_patient(dataclasses.replace(SMALL, uptake_half_life_gsd=1.5, outline_error_sd_mm=2.0))
+    nominal = {s.name: s.kinetics.rates_per_h for s in exact.anatomy.structures}
+    factors = [nominal[s.name][1] / s.kinetics.rates_per_h[1] for s in varied.anatomy.structures]
+    assert all(nominal[s.name][0] == s.kinetics.rates_per_h[0] for s in varied.anatomy.structures)
+    assert np.std(np.log(factors)) > 0.1 and not np.allclose(factors, 1.0)
+    # Noise, repositioning and CT come from their own streams: the same as without variability.
+    np.testing.assert_array_equal(exact.timepoints[1].transform_ras_4x4, varied.timepoints[1].transform_ras_4x4)
+    np.testing.assert_array_equal(exact.timepoints[1].ct_hu, varied.timepoints[1].ct_hu)
+    # A delineated kidney grows or shrinks as its ellipsoid with every semi-axis moved by the drawn shift.
+    organs = patient.delineated_organs(varied)
+    kidney = varied.anatomy.structure("kidney_right")
+    shift = varied.outline_shifts_mm["kidney_right"]
+    assert abs(shift) > 1.0  # seed 7 draws -2.4 mm: the volume falls by about a third
+    voxel_ml = SMALL_GRID.fine_voxel_mm ** 3 / 1000.0
+    label = [s.name for s in varied.anatomy.structures].index("kidney_right") + 2
+    exact_ml = np.count_nonzero(varied.reference_labels == label) * voxel_ml
+    expected = np.prod(np.add(kidney.shape.semi_axes_mm, shift)) / np.prod(kidney.shape.semi_axes_mm)
+    assert np.count_nonzero(organs["kidney_right"]) * voxel_ml / exact_ml == pytest.approx(expected, rel=0.08)

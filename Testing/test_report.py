@@ -30,7 +30,10 @@ def voi_result(name, kind, a_MBq, half_life_h, n):
             "uncertainty_budget": [{"term": "calibration factor", "relative_uncertainty": 0.0312,
                                     "applies_to": "activity", "correlation": "fully correlated", "source": "record"},
                                    {"term": "registration", "relative_uncertainty": 0.0047 * (n + 1),
-                                    "applies_to": "activity", "correlation": "independent", "source": "shifts"}],
+                                    "applies_to": "activity", "correlation": "independent", "source": "shifts"},
+                                   {"term": "segmentation (volume)", "relative_uncertainty": 0.08,
+                                    "applies_to": "volume", "correlation": "one value per VOI", "source": "outline",
+                                    "sensitivity_tia": 0.7, "sensitivity_dose": -0.3}],
             "dvh": {"dose_Gy": dose.tolist(), "volume_fraction": np.exp(-dose / (3 + n)).tolist(),
                     "D2_Gy": 9.0, "D50_Gy": 3.0, "D98_Gy": 0.5},
             "tac": {"times_h": TIMES_H, "activity_MBq": activity,
@@ -105,9 +108,10 @@ def test_uncertainty_budget_table_names_every_term_and_the_totals():
     from MIBGDosimetryLib.report.content import uncertainty_budget_table
 
     headings, rows = uncertainty_budget_table(results_dict(2))
-    assert headings == ["VOI", "calibration factor (activity) %", "registration (activity) %", "TIA %", "Mean dose %"]
-    assert rows[1][:3] == ["VOI-1-liver", "3.1", "0.94"]
-    assert rows[1][4] == f"{100 * 0.6 / 6.0:.2g}"
+    assert headings == ["VOI", "calibration factor (activity) %", "registration (activity) %",
+                        "segmentation (volume) (volume) %", "TIA %", "Mean dose %"]
+    assert rows[1][:4] == ["VOI-1-liver", "3.1", "0.94", "8 (dose x-0.30)"]
+    assert rows[1][5] == f"{100 * 0.6 / 6.0:.2g}"
 
 
 def test_slice_page_passes_through_the_dose_maximum_inside_each_lesion(tmp_path):

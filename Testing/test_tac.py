@@ -364,3 +364,25 @@ def test_scan_during_uptake_is_integrated_by_trapezoid_before_the_mono_exponenti
     a, lam = fit.parameters["a_MBq"], fit.parameters["lambda_per_h"]
     body = (activity[0] + activity[1]) / 2 * 20 + a / lam * (np.exp(-lam * 24) - np.exp(-lam * 240))
     assert fit.coverage_fraction == pytest.approx(body / fit.tia_MBq_h, rel=1e-6)
+
+
+def test_uptake_prior_gives_the_population_mean_tia_and_its_spread():
+    # Patients whose uptake half-times follow the log-normal prior and whose scans from a day on all read
+    # the same clearance curve: each one's uptake-clearance curve through the first scan, integrated
+    # analytically; the TIA under the prior is their mean, the head term their spread.
+    times = np.array([24.0, 72.0, 144.0])
+    prior = (1.0, 2.0)
+    uptake_h = prior[0] * prior[1] ** np.random.default_rng(7).standard_normal(200_000)
+    uptake_h = uptake_h[uptake_h < 30.0]
+    t1, clearance_h = 24.0, 40.0
+    amplitude = mono(t1) / (np.exp(-LN2 / clearance_h * t1) - np.exp(-LN2 / uptake_h * t1))
+    head = amplitude * (clearance_h * -np.expm1(-LN2 / clearance_h * t1)
+                        - uptake_h * -np.expm1(-LN2 / uptake_h * t1)) / LN2
+    truths = head + mono(t1) * clearance_h / LN2
+    fit = fit_tac(times, mono(times), uptake_prior=prior)
+    assert fit.head == "prior"
+    assert fit.tia_MBq_h == pytest.approx(truths.mean(), rel=2e-3)
+    assert fit.uncertainty_terms_MBq_h["before_first_scan"] == pytest.approx(truths.std(), rel=0.05)
+    assert fit.tia_alternatives_MBq_h["before_first_scan"]["prior"] == pytest.approx(fit.tia_MBq_h)
+    with pytest.raises(ValueError, match="geometric standard deviation"):
+        fit_tac(times, mono(times), uptake_prior=(1.0, 0.5))

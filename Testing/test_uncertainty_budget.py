@@ -28,17 +28,40 @@ def test_missing_activity_meter_uncertainty_takes_the_default_with_a_warning():
     assert stated.relative_uncertainty == pytest.approx(0.01) and warnings == []
 
 
-def test_registration_term_matches_the_volume_a_shifted_sphere_loses():
+def test_registration_change_of_a_sharp_sphere_is_the_volume_it_loses_and_of_a_blurred_one_far_less():
     # A sphere of radius r shifted by d keeps the lens pi (4r + d)(2r - d)^2 / 12 of itself.
+    from scipy import ndimage
+
     r, d = 20.0, 1.5
     lost = 1.0 - np.pi * (4 * r + d) * (2 * r - d) ** 2 / 12 / (4 / 3 * np.pi * r ** 3)
-    s_over_v = budget.surface_to_volume_per_mm(_sphere_mask(r), (1.0, 1.0, 1.0))
+    mask = _sphere_mask(r)
+    s_over_v = budget.surface_to_volume_per_mm(mask, (1.0, 1.0, 1.0))
     assert s_over_v == pytest.approx(3 / r, rel=0.05)
-    term, _ = budget.registration_term([None, d], [0.0, 1.0], s_over_v)
-    assert term.relative_uncertainty == pytest.approx(lost, rel=0.08)
+    sharp = budget.registration_changes(mask.astype(float), [mask], d, (1.0, 1.0, 1.0))[0]
+    assert sharp == pytest.approx(lost, rel=0.08)
+    # Blurred (FWHM 15 mm), the VOI's sum sits at its maximum: a shift changes it only to second order.
+    blurred = budget.registration_changes(ndimage.gaussian_filter(mask.astype(float), 15 / 2.355), [mask], d,
+                                          (1.0, 1.0, 1.0))[0]
+    assert blurred < 0.1 * sharp
+    term = budget.registration_term([None, sharp], [0.0, 1.0], "test")
+    assert term.relative_uncertainty == pytest.approx(sharp)
     # Two independent scans with half the TIA each: the errors add in quadrature, not linearly.
-    half, _ = budget.registration_term([d, d], [0.5, 0.5], s_over_v)
-    assert half.relative_uncertainty == pytest.approx(term.relative_uncertainty / np.sqrt(2))
+    half = budget.registration_term([sharp, sharp], [0.5, 0.5], "test")
+    assert half.relative_uncertainty == pytest.approx(sharp / np.sqrt(2))
+
+
+def test_outline_sensitivity_follows_the_concentration_around_the_voi():
+    mask = _sphere_mask(10.0)
+    bright = np.where(mask, 10.0, 1.0)
+    assert budget.outside_concentration_ratio(mask, bright) == pytest.approx(0.1)
+    term = budget.volume_term(0.2, 0.1)
+    # Brighter than its surroundings: a wider outline dilutes the dose, the activity hardly moves.
+    assert term.sensitivities() == pytest.approx((0.1, -0.9))
+    tia, dose = budget.combine([term])
+    assert (tia, dose) == pytest.approx((0.02, 0.18))
+    # As bright as its surroundings: the mean dose does not depend on the outline.
+    assert budget.volume_term(0.2, budget.outside_concentration_ratio(mask, np.ones(mask.shape))).sensitivities() \
+        == pytest.approx((1.0, 0.0))
 
 
 def test_tia_shares_of_a_mono_exponential_sum_to_one_and_weigh_the_tail():
@@ -55,3 +78,15 @@ def test_combined_uncertainties_add_independent_terms_in_quadrature():
     tia, dose = budget.combine(terms)
     assert tia == pytest.approx(0.05)
     assert dose == pytest.approx(np.sqrt(0.05 ** 2 + 0.12 ** 2 + budget.KERNEL_RELATIVE ** 2))
+
+
+def test_command_line_options_of_the_budget_per_voi_class():
+    from MIBGDosimetryLib.commands.dose import _per_class
+
+    assert _per_class(["organ=0.75,1.8", "lesion=2,2"], "--uptake-prior", 2) == {"organ": (0.75, 1.8),
+                                                                                  "lesion": (2.0, 2.0)}
+    assert _per_class(["organ=0"], "--outline-uncertainty-mm", 1) == {"organ": 0.0}
+    assert _per_class([], "--outline-uncertainty-mm", 1) is None
+    for bad in (["tumour=1"], ["organ=1,2"], ["organ=x"]):
+        with pytest.raises(ValueError, match="--outline-uncertainty-mm takes CLASS=NUMBER"):
+            _per_class(bad, "--outline-uncertainty-mm", 1)

@@ -11,8 +11,12 @@ calibration-factor error is known from the calibration phantom's truth: computed
 by it and the calibration-factor term is taken out of u (its own honesty is the calibration tests'
 business). The resolution and recovery of the record are common too; their terms stay in u.
 
-Generators plug in through ``GENERATORS`` (name -> function writing a study folder for a seed); a
-realistic SPECT generator is added there as a second entry.
+The phantom must make the errors the budget claims to cover: each realisation draws its own uptake
+half-lives (the before-first-scan term) and hands the analysis organ outlines moved by a known error
+(the segmentation term); the patients are repositioned between scans (the registration term).
+
+Generators plug in through ``GENERATORS`` (name -> function writing a study folder for a seed); the
+realistic SPECT generator (OSEM per realisation) is not among them yet.
 """
 
 import json
@@ -27,18 +31,29 @@ CALIBRATION_SEED = 9100
 MIN_LESION_ML = 4.0
 
 
+#: Organ outline error of the phantom's SEG (SD of each outline's outward shift, mm): the analysis' default
+#: outline uncertainty for organs, so the segmentation term meets the error it claims to cover.
+OUTLINE_ERROR_SD_MM = 1.0
+#: Between-patient spread of the phantom's uptake half-lives (geometric SD about each structure's nominal
+#: value; the phantom's own population, see MIBGDosimetryLib.phantoms.patient).
+UPTAKE_HALF_LIFE_GSD = 1.5
+
+
 def _image_domain_study(folder, seed):
     from MIBGDosimetryLib.phantoms import anatomy, patient
 
     # Three lesions of at least 4 mL (fewer VOIs keep a realisation affordable).
     lesions = anatomy.lesions_with_diameters((40.0, 25.0, 22.0))
-    patient.write_patient_study(folder, patient.PatientConfig(seed=seed, lesions=lesions))
+    patient.write_patient_study(folder, patient.PatientConfig(
+        seed=seed, lesions=lesions, uptake_half_life_gsd=UPTAKE_HALF_LIFE_GSD, outline_error_sd_mm=OUTLINE_ERROR_SD_MM))
 
 
 #: name -> (function writing a study for a seed, budget terms whose error the generator cannot produce and
-#: which therefore stay out of u: the image-domain phantom blurs with a Gaussian PSF, so the non-Gaussian
-#: PSF-shape floor has no counterpart in its images).
-GENERATORS = {"image-domain": (_image_domain_study, ("PSF shape",))}
+#: which therefore stay out of u). The image-domain phantom blurs with a Gaussian PSF, so the non-Gaussian
+#: PSF-shape floor has no counterpart in its images; its true doses come from the same soft-tissue voxel S
+#: values at unit density that the analysis assumes, so neither the kernel's error against other Monte Carlo
+#: codes nor a tissue density other than assumed exists in it.
+GENERATORS = {"image-domain": (_image_domain_study, ("PSF shape", "dose kernel", "tissue density"))}
 
 
 @pytest.fixture(scope="module")
@@ -80,28 +95,39 @@ def zscores(results, truth, q_ratio, left_out=()):
     return out
 
 
-# Measured (20 realisations, image-domain): std of z 0.10 (organ TIA), 0.11 (organ dose), 0.23 (lesion TIA),
-# 0.14 (lesion dose); mean z 0.10, 0.15, -0.39, 0.01. The budget overstates: for organs the before-first-scan
-# term (a truth uniform between linear rise and back-extrapolation, 5-30 % of the TIA) dwarfs errors of 1-3 %,
-# the phantom's uptake being always fast; the segmentation term assumes a 1 mm clinical outline error that
-# the phantom's exact outlines do not have. Without the before-first-scan term: std 0.82 / mean 0.90 (organ
-# TIA), 0.17 / 0.23 (organ dose), 0.23 / -0.54 (lesion TIA), 0.16 / 0.02 (lesion dose), so the organ doses
-# are overstated by the segmentation term and the lesion TIAs by the registration term.
-# Strict: the test reports when the budget becomes honest.
-@pytest.mark.zscore
-@pytest.mark.xfail(strict=True, reason="uncertainty budget overstates the errors by 4-10x (before-first-scan and "
-                   "segmentation terms); z spread 0.1-0.23")
-@pytest.mark.parametrize("generator", sorted(GENERATORS))
-def test_zscores_of_tia_and_mean_dose_have_unit_spread(generator, calibration, tmp_path):
+#: Classes whose z spread is not yet within 0.7-1.5 on a generator, with the measured reason.
+NOT_YET_HONEST = {
+    ("image-domain", "organ dose"): "z std 0.52 (20 realisations): the mean-dose budget of organs still overstates; "
+                                    "the uptake prior is broader than the phantom's spread per organ, and the outline "
+                                    "term's sensitivity from one-voxel moves overstates for kidneys and the heart",
+}
+CLASSES = ("organ tia", "organ dose", "lesion tia", "lesion dose")
+
+
+@pytest.fixture(scope="module")
+def summaries(calibration, tmp_path_factory):
+    """generator -> (summary, summary without the before-first-scan term), each ``{class: (n, mean z, std z)}``,
+    computed once per generator for all classes."""
+    cache = {}
+
+    def summary_of(generator):
+        if generator not in cache:
+            cache[generator] = _zscore_summary(generator, calibration, tmp_path_factory.mktemp(f"zscore-{generator}"))
+        return cache[generator]
+
+    return summary_of
+
+
+def _zscore_summary(generator, calibration, folder):
     from MIBGDosimetryLib.workflow.dose_workflow import run_dose
 
     record_path, q_ratio = calibration
     write_study, not_simulated = GENERATORS[generator]
     pooled = {"organ": {"tia": [], "dose": []}, "lesion": {"tia": [], "dose": []}}
-    # Diagnostic: the same without the before-first-scan term (the largest term for organs).
+    # Diagnostic: the same without the before-first-scan term.
     diagnostic = {"organ": {"tia": [], "dose": []}, "lesion": {"tia": [], "dose": []}}
     for seed in range(FIRST_SEED, FIRST_SEED + REALISATIONS):
-        study = tmp_path / f"study-{seed}"
+        study = folder / f"study-{seed}"
         write_study(str(study), seed)
         calculation = run_dose(str(study), record_path, log=lambda *_: None)
         truth = json.loads((study / "truth.json").read_text())
@@ -114,6 +140,21 @@ def test_zscores_of_tia_and_mean_dose_have_unit_spread(generator, calibration, t
                               for kind in target for key, z in target[kind].items()} for target in (pooled, diagnostic))
     print(f"\nz-scores over {REALISATIONS} realisations ({generator}), (n, mean, std): {summary}; without the "
           f"before-first-scan term: {without_head}")
-    for name, (n, mean, std) in summary.items():
-        assert n >= REALISATIONS, name
-        assert 0.7 <= std <= 1.5, summary
+    return summary, without_head
+
+
+# Measured (20 realisations, image-domain, seeds 9101-9120; phantom with uptake half-lives spread by a geometric
+# SD of 1.5 and organ outlines moved by 1 mm SD): (n, mean z, std z) organ TIA (140, -0.24, 0.71), organ dose
+# (140, -0.36, 0.52), lesion TIA (60, -2.63, 0.97), lesion dose (60, -1.15, 0.85). The lesion TIAs are about 5 %
+# low in every realisation (GTM on the fitted lesion outline), a bias no budget term covers: the mean z says so,
+# this test of the spread does not.
+@pytest.mark.zscore
+@pytest.mark.parametrize("generator, name", [
+    pytest.param(generator, name, marks=[pytest.mark.xfail(strict=True, reason=NOT_YET_HONEST[generator, name])]
+                 if (generator, name) in NOT_YET_HONEST else [])
+    for generator in sorted(GENERATORS) for name in CLASSES])
+def test_zscores_of_tia_and_mean_dose_have_unit_spread(generator, name, summaries):
+    summary, _ = summaries(generator)
+    n, _, std = summary[name]
+    assert n >= REALISATIONS, name
+    assert 0.7 <= std <= 1.5, summary

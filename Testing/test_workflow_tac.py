@@ -28,7 +28,8 @@ def test_a_voi_with_an_empty_scan_gets_a_tia_and_a_warning_naming_the_scan():
     with np.errstate(divide="ignore"):
         relative = 1.0 / np.sqrt(activities * 1e4)  # Poisson: infinite for zero counts
     pv_info = {"method": "none"}
-    entry, fit = _voi_tac(voi, activities, relative, 0.0, pv_info, TIMES_H, factors(), DoseOptions())
+    entry, fit = _voi_tac(voi, activities, relative, 0.0, pv_info, TIMES_H, factors(),
+                          DoseOptions(tac_head="extrapolate"))
     assert any("48 h" in w and "zero" in w for w in entry["warnings"])
     assert entry["tac"]["excluded_times_h"] == [48.0]
     # Mono-exponential through the exact remaining points, back-extrapolated to administration.
@@ -37,6 +38,27 @@ def test_a_voi_with_an_empty_scan_gets_a_tia_and_a_warning_naming_the_scan():
     assert set(terms) == {"fit", "before_first_scan", "after_last_scan"}
     assert terms["before_first_scan"] > 0
     assert entry["tac"]["head"] == "extrapolate"
+
+
+def test_by_default_the_activity_before_the_first_scan_follows_the_uptake_prior_of_the_voi_class():
+    mask = np.zeros((4, 4, 4), dtype=bool)
+    mask[1:3, 1:3, 1:3] = True
+    activities = 50.0 * np.exp(-LN2 / 30.0 * TIMES_H)
+    relative = np.full(TIMES_H.size, 0.01)
+    entries = {}
+    for kind in ("organ", "lesion"):
+        voi = Voi(kind, kind, mask, "test")
+        entries[kind], _ = _voi_tac(voi, activities, relative, 0.0, {"method": "none"}, TIMES_H, factors(),
+                                    DoseOptions(uptake_prior={"lesion": (4.0, 1.5)}))
+        assert entries[kind]["tac"]["head"] == "prior"
+    # Uptake with half-time T_u (much shorter than the first scan's 24 h) takes about A(0) T_u / ln 2 from
+    # instantaneous uptake; the organ prior's mean T_u is median x exp(ln(gsd)^2 / 2).
+    mean_uptake_h = 1.0 * np.exp(np.log(2.0) ** 2 / 2)
+    assert 50.0 * 30.0 / LN2 - entries["organ"]["tia_MBq_h"] == pytest.approx(50.0 * mean_uptake_h / LN2, rel=0.03)
+    # The slower uptake stated for lesions takes more.
+    assert entries["lesion"]["tia_MBq_h"] < entries["organ"]["tia_MBq_h"] - 50.0 * 2.0 / LN2
+    with pytest.raises(ValueError, match="organ' or 'lesion"):
+        DoseOptions(uptake_prior={"tumour": (1.0, 2.0)})
 
 
 def test_voxel_tia_follows_each_region_and_the_corrected_map_sums_to_the_voi_tias():

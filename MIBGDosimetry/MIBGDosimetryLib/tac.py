@@ -25,7 +25,8 @@ Before the first scan: the exponential models integrate the part before the firs
 ``head`` choice says (see :mod:`MIBGDosimetryLib.tac_extrapolation`, which also justifies the
 default): with a given uptake half-time the uptake it implies; otherwise the fitted uptake phase
 for ``bi``/``tri`` and, for the mono-exponential (and ``bi``/``tri`` whose uptake rate reaches its
-bound, i.e. the scans do not resolve it), mono-exponential back-extrapolation. Every result lists
+bound, i.e. the scans do not resolve it), mono-exponential back-extrapolation, or with a prior of
+the uptake half-time (``uptake_prior``) the expectation over that prior. Every result lists
 the TIA under each head alternative and under the model-free tail alternative, and the TIA
 uncertainty is split into three terms: ``fit`` (the parameter covariance), ``before_first_scan``
 and ``after_last_scan``.
@@ -101,6 +102,8 @@ class TacFit:
     degrees_of_freedom: int = None
     covariance_scale: float = None
     uptake_half_life_h: float = None
+    #: Log-normal prior (median h, geometric SD) of the uptake half-time behind the "prior" head.
+    uptake_prior: tuple = None
     #: Mono-exponential fitted from its measured maximum on: the time of that maximum (h); before it
     #: the curve is the measured activities joined by straight lines.
     fitted_from_h: float = None
@@ -168,6 +171,9 @@ class TacFit:
             "effective_half_life_h": self.effective_half_life_h,
             "head": self.head,
             "uptake_half_life_h": self.uptake_half_life_h,
+            "uptake_prior": (None if self.uptake_prior is None else
+                             {"median_h": float(self.uptake_prior[0]),
+                              "geometric_sd": float(self.uptake_prior[1])}),
             "tia_alternatives_MBq_h": {part: dict(v) for part, v in self.tia_alternatives_MBq_h.items()},
             "relative_sensitivities": self.relative_sensitivities(),
             "parameters": dict(self.parameters),
@@ -198,7 +204,7 @@ class TacFit:
 
 def fit_tac(times_h, activity_MBq, activity_uncertainty_MBq=None, model="auto", *,
             tail="fit", head=None, uptake_half_life_h=None, effective_half_life_h=None,
-            effective_half_life_uncertainty_h=0.0):
+            effective_half_life_uncertainty_h=0.0, uptake_prior=None):
     """Fit and integrate a time-activity curve.
 
     Parameters
@@ -222,6 +228,10 @@ def fit_tac(times_h, activity_MBq, activity_uncertainty_MBq=None, model="auto", 
     uptake_half_life_h : float, optional
         Uptake half-time (h), e.g. from a tracer study; used by the default head of the exponential
         models and by ``head="uptake"``, and listed among the alternatives.
+    uptake_prior : (float, float), optional
+        Log-normal prior (median h, geometric standard deviation) of the uptake half-time when no
+        ``uptake_half_life_h`` is given: the default head of the exponential models becomes "prior"
+        instead of "extrapolate" (see :mod:`MIBGDosimetryLib.tac_extrapolation`).
     effective_half_life_h, effective_half_life_uncertainty_h : float
         ``model="single"`` only: the assumed effective half-life and its uncertainty.
 
@@ -242,7 +252,7 @@ def fit_tac(times_h, activity_MBq, activity_uncertainty_MBq=None, model="auto", 
         if model == "trapezoid":
             fit = _trapezoid(tu, yu, su, tail, "linear" if head is None else head)
         else:
-            fit = _exponential(model, tu, yu, su, head, uptake_half_life_h)
+            fit = _exponential(model, tu, yu, su, head, uptake_half_life_h, uptake_prior)
     fit.times_h, fit.activity_MBq, fit.activity_uncertainty_MBq, fit.used = t, y, sigma, used
     fit.warnings = notes + fit.warnings
     return fit
@@ -318,7 +328,7 @@ def _initial_estimates(model, t, y, sigma):
     return [p for _, p in starts[:3]]
 
 
-def _exponential(model_name, t, y, sigma, head, uptake_half_life_h):
+def _exponential(model_name, t, y, sigma, head, uptake_half_life_h, uptake_prior=None):
     absolute = sigma is not None
     if model_name != "auto":
         candidate = MODELS[model_name]
@@ -354,7 +364,8 @@ def _exponential(model_name, t, y, sigma, head, uptake_half_life_h):
         best = min(scores, key=scores.get)
     else:
         best = next(iter(finite))
-    return _exponential_result(MODELS[best], t, y, fits[best], scores, notes, head, uptake_half_life_h, rise)
+    return _exponential_result(MODELS[best], t, y, fits[best], scores, notes, head, uptake_half_life_h, rise,
+                               uptake_prior)
 
 
 def _split_rise(t, y, sigma):
@@ -403,16 +414,17 @@ def _covariance_scale(wrss, dof, absolute):
     return max(1.0, scatter) if absolute else scatter
 
 
-def _default_head(model, p, uptake_half_life_h):
+def _default_head(model, p, uptake_half_life_h, uptake_prior=None):
     if uptake_half_life_h is not None:
         return "uptake"
+    unresolved = "extrapolate" if uptake_prior is None else "prior"
     if model.name == "mono":
-        return "extrapolate"
+        return unresolved
     uptake_at_bound = np.isclose(p[-1], MAX_RATE_PER_H, rtol=1e-6)
-    return "extrapolate" if uptake_at_bound else "fitted"
+    return unresolved if uptake_at_bound else "fitted"
 
 
-def _check_head(model, head, uptake_half_life_h):
+def _check_head(model, head, uptake_half_life_h, uptake_prior=None):
     if head not in extrapolation.HEADS:
         raise ValueError(f"Unknown head '{head}' (activity before the first scan) for an exponential model; "
                          f"choose one of {', '.join(extrapolation.HEADS)}.")
@@ -421,15 +433,20 @@ def _check_head(model, head, uptake_half_life_h):
                          "'midpoint', 'linear', 'extrapolate' or 'uptake'.")
     if head == "uptake" and uptake_half_life_h is None:
         raise ValueError("The 'uptake' head needs the uptake half-time (uptake_half_life_h, hours).")
+    if head == "prior" and uptake_prior is None:
+        raise ValueError("The 'prior' head needs a prior of the uptake half-time (uptake_prior: median hours, "
+                         "geometric standard deviation).")
 
 
-def _exponential_result(model, t, y, fit, scores, notes, head, uptake_half_life_h, rise=None):
+def _exponential_result(model, t, y, fit, scores, notes, head, uptake_half_life_h, rise=None, uptake_prior=None):
     """The TacFit of a fitted exponential model. ``rise``: (times, activities, sigma) of the measured
     rising part before the first fitted point (its last point is the first fitted one), integrated by
     trapezoids; the head before the first scan then starts from the first measured activity."""
     p, covariance = fit["p"], fit["covariance"]
-    head = _default_head(model, p, uptake_half_life_h) if head is None else head
-    _check_head(model, head, uptake_half_life_h)
+    if uptake_prior is not None:
+        uptake_prior = extrapolation.check_prior(uptake_prior)
+    head = _default_head(model, p, uptake_half_life_h, uptake_prior) if head is None else head
+    _check_head(model, head, uptake_half_life_h, uptake_prior)
     t_start, tn = float(t[0]), float(t[-1])
     if rise is None:
         t1, rise_area, rise_weights = t_start, 0.0, np.zeros(0)
@@ -441,16 +458,21 @@ def _exponential_result(model, t, y, fit, scores, notes, head, uptake_half_life_
         rise_weights[1:] += np.diff(rise_t) / 2
         rise_area = float(rise_weights @ rise_y)
 
-    def head_area(q, choice):
+    def first_activity_and_rate(q):
         if rise is not None:
             # Still rising at the first scan: no clearance to extrapolate back.
-            return extrapolation.head_area_MBq_h(choice, rise[1][0], t1, 0.0, uptake_half_life_h)
-        if choice == "fitted":
-            return float(model.integral(q, 0.0, t1)[0])
+            return rise[1][0], 0.0
         c, lam = model.terms(q)
         a1 = float(np.sum(c * np.exp(-lam * t1)))
         slope = float(-np.sum(c * lam * np.exp(-lam * t1)))
-        rate = -slope / a1 if a1 > 0 else 0.0
+        return a1, (-slope / a1 if a1 > 0 else 0.0)
+
+    def head_area(q, choice):
+        if choice == "fitted" and rise is None:
+            return float(model.integral(q, 0.0, t1)[0])
+        a1, rate = first_activity_and_rate(q)
+        if choice == "prior":
+            return extrapolation.prior_head_MBq_h(a1, t1, rate, uptake_prior)[0]
         return extrapolation.head_area_MBq_h(choice, a1, t1, rate, uptake_half_life_h)
 
     def tia_of(q, choice=head):
@@ -465,9 +487,14 @@ def _exponential_result(model, t, y, fit, scores, notes, head, uptake_half_life_
     fit_sd = float(np.sqrt(max(fit_var, 0.0))) if np.isfinite(fit_var) else np.nan
     chosen_head = head_area(p, head)
     names = ["midpoint", "linear", "extrapolate"] + (["uptake"] if uptake_half_life_h is not None else []) \
-        + (["fitted"] if model.name != "mono" else [])
+        + (["fitted"] if model.name != "mono" else []) + (["prior"] if uptake_prior is not None else [])
     heads = {name: tia_of(p, name) for name in names}
-    head_sd = extrapolation.head_uncertainty_MBq_h(chosen_head, head_area(p, "linear"), head_area(p, "extrapolate"))
+    if head == "prior":
+        a1, rate = first_activity_and_rate(p)
+        head_sd = extrapolation.prior_head_MBq_h(a1, t1, rate, uptake_prior)[1]
+    else:
+        head_sd = extrapolation.head_uncertainty_MBq_h(chosen_head, head_area(p, "linear"),
+                                                       head_area(p, "extrapolate"))
 
     terminal = float(model.terminal_rate(p)[0])
     c, lam = model.terms(p)
@@ -497,7 +524,8 @@ def _exponential_result(model, t, y, fit, scores, notes, head, uptake_half_life_
                                           "after_last_scan": {"fitted_curve": tia,
                                                               "trapezoid_physical_decay": model_free}},
                   degrees_of_freedom=int(fit["dof"]), covariance_scale=float(fit["scale"]),
-                  uptake_half_life_h=uptake_half_life_h, fitted_from_h=None if rise is None else t_start)
+                  uptake_half_life_h=uptake_half_life_h, uptake_prior=uptake_prior,
+                  fitted_from_h=None if rise is None else t_start)
 
 
 def _rise_variance(rise, rise_weights, head, t1, fit):

@@ -15,8 +15,15 @@ rate there (floored at 0), the choices are:
 - ``"uptake"``: uptake with a given half-time ``T_u`` (from a tracer study or a population value):
   ``A(t) = A1 h(t) / h(t1)`` with ``h(t) = exp(-k1 t) - exp(-ln2 t / T_u)``.
 - ``"fitted"``: the fitted curve's own uptake phase (bi- and tri-exponential models only).
+- ``"prior"``: uptake with a half-time that is not known for this patient but follows a stated
+  prior, log-normal with median ``m`` and geometric standard deviation ``g`` (:data:`UPTAKE_PRIOR`
+  per VOI class): the head area is the expectation of the ``"uptake"`` area over the prior and its
+  standard uncertainty the standard deviation over the prior (Gauss-Hermite quadrature over
+  ``ln T_u``, :func:`prior_head_MBq_h`), both for the fitted curve of this VOI.
 
-Default (for the mono-exponential without a given uptake half-time): ``"extrapolate"``. 131I-mIBG
+Default of :func:`MIBGDosimetryLib.tac.fit_tac` (for the mono-exponential without a given uptake
+half-time or prior): ``"extrapolate"``; the dose workflow gives every VOI its class's prior
+(:data:`UPTAKE_PRIOR`), so its default is ``"prior"``, which removes the expected uptake. 131I-mIBG
 is taken up by the noradrenaline transporter within hours of the infusion, while the first
 post-therapy scan comes about a day later; an uptake with half-time ``T_u`` removes about
 ``T_u / T_eff`` of the TIA relative to instantaneous uptake (``T_eff`` the effective half-life), a
@@ -27,7 +34,8 @@ Testing/test_dose_workflow.py checks to 10 % with the default. Where
 the uptake is slower (several hours), a tracer study's uptake half-time with ``"uptake"`` removes
 the overestimate; every result lists the TIA under each choice and its relative sensitivity.
 
-The standard uncertainty of the head ("extrapolation before the first scan") treats the truth as
+With the ``"prior"`` head the standard uncertainty of the head is the prior's spread of the head
+area. With any other head it treats the truth as
 uniformly distributed between the bounds ``L`` (linear) and ``U`` (back-extrapolation) (GUM,
 JCGM 100:2008, 4.3.7): the root-mean-square deviation of the chosen head area ``e`` from it is
 ``sqrt(((U - e)^3 + (e - L)^3) / (3 (U - L)))`` (``(U - L) / sqrt 3`` at a bound,
@@ -46,7 +54,15 @@ import numpy as np
 
 from MIBGDosimetryLib.physics.i131 import DECAY_CONSTANT_PER_H
 
-HEADS = ("midpoint", "linear", "extrapolate", "uptake", "fitted")
+HEADS = ("midpoint", "linear", "extrapolate", "uptake", "fitted", "prior")
+#: Prior of the uptake half-time T_u (h) per VOI class, log-normal: (median, geometric standard
+#: deviation). An assumption, not a published population value: 131I-mIBG is taken up by the
+#: noradrenaline transporter within hours of an infusion of 1-2 h (the uptake half-time counted from
+#: the infusion's start), so T_u between about 0.25 and 4 h (organs) or 0.4 and 6 h (lesions) at 95 %.
+#: Change it (DoseOptions.uptake_prior) when a tracer study of the population gives it.
+UPTAKE_PRIOR = {"organ": (1.0, 2.0), "lesion": (1.5, 2.0)}
+#: Nodes of the Gauss-Hermite quadrature over the prior (exact for polynomials of degree < 2 x nodes in ln T_u).
+PRIOR_NODES = 24
 TRAPEZOID_HEADS = ("linear", "constant", "midpoint")
 #: Head area in units of (first activity x first scan time) for a curve still rising at the first scan
 #: (no clearance): linear 1/2, extrapolate (constant) 1, midpoint 3/4. "uptake" lies between; 3/4 is used
@@ -89,6 +105,30 @@ def head_area_MBq_h(head, first_activity_MBq, first_time_h, clearance_rate_per_h
         at_first = np.exp(-k1 * t1) - np.exp(-ku * t1)
         return a1 * integral / at_first
     raise ValueError(f"Unknown head '{head}' (activity before the first scan); choose one of {', '.join(HEADS)}.")
+
+
+def check_prior(prior):
+    """``(median_h, gsd)`` of a log-normal uptake half-time prior, checked; raises ValueError."""
+    try:
+        median_h, gsd = (float(v) for v in prior)
+    except (TypeError, ValueError):
+        raise ValueError(f"An uptake half-time prior is (median hours, geometric standard deviation), got {prior!r}.")
+    if not (np.isfinite(median_h) and median_h > 0 and np.isfinite(gsd) and gsd >= 1.0):
+        raise ValueError(f"An uptake half-time prior needs a positive median (h) and a geometric standard deviation "
+                         f"of at least 1, got {median_h:g} h and {gsd:g}.")
+    return median_h, gsd
+
+
+def prior_head_MBq_h(first_activity_MBq, first_time_h, clearance_rate_per_h, prior):
+    """Mean and standard deviation (MBq h) of the head area over a log-normal prior ``(median_h, gsd)``
+    of the uptake half-time (the ``"uptake"`` head at each quadrature node)."""
+    median_h, gsd = check_prior(prior)
+    nodes, weights = np.polynomial.hermite_e.hermegauss(PRIOR_NODES)
+    weights = weights / weights.sum()
+    areas = np.array([head_area_MBq_h("uptake", first_activity_MBq, first_time_h, clearance_rate_per_h,
+                                      median_h * gsd ** z) for z in nodes])
+    mean = float(weights @ areas)
+    return mean, float(np.sqrt(max(float(weights @ (areas - mean) ** 2), 0.0)))
 
 
 def head_uncertainty_MBq_h(estimate, lower, upper):

@@ -29,12 +29,21 @@ def add_arguments(parser):
     parser.add_argument("--voxel-model", default="auto", choices=["auto", "mono", "bi", "tri", "trapezoid"],
                         help="time-activity model of the voxels (default auto: the kinetics of the voxel's VOI "
                              "with the voxel's own amplitude)")
-    parser.add_argument("--tac-head", default=None, choices=["extrapolate", "linear", "midpoint", "uptake", "fitted"],
-                        help="activity before the first scan (default: back-extrapolation, the fitted uptake of "
-                             "bi/tri, or the uptake of --uptake-half-life-h when given)")
+    parser.add_argument("--tac-head", default=None,
+                        choices=["extrapolate", "linear", "midpoint", "uptake", "fitted", "prior"],
+                        help="activity before the first scan (default: the expectation over the uptake half-time "
+                             "prior of the VOI class, the fitted uptake of bi/tri, or the uptake of "
+                             "--uptake-half-life-h when given)")
     parser.add_argument("--uptake-half-life-h", type=float, default=None,
                         help="uptake half-time in hours (tracer study or population value) for the activity "
                              "before the first scan")
+    parser.add_argument("--uptake-prior", action="append", default=[], metavar="CLASS=MEDIAN_H,GSD",
+                        help="log-normal prior of the uptake half-time for a VOI class (organ or lesion), e.g. "
+                             "organ=1.0,2.0 (default organ=1.0,2.0 and lesion=1.5,2.0, an assumption)")
+    parser.add_argument("--outline-uncertainty-mm", action="append", default=[], metavar="CLASS=MM",
+                        help="standard uncertainty of the outline position for a VOI class, e.g. organ=1.0 "
+                             "(default organ 1 mm; lesions the PSF fit's own volume uncertainty, else 0.5 mm); "
+                             "0 for outlines known to be exact")
     parser.add_argument("--kernel-half-width", type=int, default=None,
                         help="reach of the voxel S-value kernel in voxels, at least 1 (default: the whole map, so "
                              "that every photon absorbed in the body counts; a shorter kernel leaves out photon dose)")
@@ -82,6 +91,22 @@ def run(args):
         return _run_locked(args)
 
 
+def _per_class(values, option, count):
+    """``{"organ" | "lesion": (numbers...)}`` from ``CLASS=N[,N]`` arguments; None when none given."""
+    parsed = {}
+    for value in values:
+        kind, _, numbers = value.partition("=")
+        try:
+            numbers = tuple(float(n) for n in numbers.split(","))
+        except ValueError:
+            numbers = ()
+        if kind not in ("organ", "lesion") or len(numbers) != count:
+            raise ValueError(f"{option} takes CLASS={','.join(['NUMBER'] * count)} with CLASS organ or lesion, got "
+                             f"'{value}'.")
+        parsed[kind] = numbers if count > 1 else numbers[0]
+    return parsed or None
+
+
 def _run_locked(args):
     from MIBGDosimetryLib.workflow.dose_workflow import DoseOptions, run_dose
     from MIBGDosimetryLib.workflow.outputs import write_outputs
@@ -94,6 +119,8 @@ def _run_locked(args):
         seeds, _ = read_seed_points([args.seeds])
     options = DoseOptions(reference_index=args.reference, tac_model=args.tac_model, voxel_model=args.voxel_model,
                           tac_head=args.tac_head, uptake_half_life_h=args.uptake_half_life_h,
+                          uptake_prior=_per_class(args.uptake_prior, "--uptake-prior", 2),
+                          outline_uncertainty_mm=_per_class(args.outline_uncertainty_mm, "--outline-uncertainty-mm", 1),
                           kernel_half_width=args.kernel_half_width, density_correction=args.density_correction,
                           deformable_registration=args.deformable, seed_points_ras_mm=seeds,
                           tissue_parameters_path=args.tissue_parameters,

@@ -13,6 +13,22 @@ between time points and are independent of each other: each time point's term is
 share of the TIA and those are added in quadrature. Terms of one VOI are independent of each other,
 so the TIA and dose figures add them in quadrature with their sensitivities (GUM, JCGM 100:2008, 5.1.6).
 
+Terms computed from the data of the run rather than assumed:
+
+- registration: the VOI's activity in each registered SPECT when the VOI is moved by that time
+  point's measured residual displacement (RMS of the bright structures' shifts after registration)
+  along each axis, both ways (:func:`registration_changes`). A VOI centred on its own activity
+  hardly changes to first order (its sum is at a maximum), so this is much smaller than the share of
+  the volume the shift moves across the boundary, which a uniform, unblurred VOI would lose.
+- segmentation: an outline moved by ``delta`` (the stated outline uncertainty, DoseOptions
+  ``outline_uncertainty_mm``) changes the volume by ``S delta / V`` (relative); the activity changes
+  by ``s`` times that and the mean dose (the activity's energy over the outline's mass) by
+  ``s - 1`` times that (:func:`volume_term`). ``s`` is measured: with the GTM by solving it again
+  with the VOI's outline one voxel out and one voxel in
+  (MIBGDosimetryLib.workflow.partial_volume.outline_sensitivities); otherwise from the ratio of the
+  concentration of the regions just outside the VOI to its own (:func:`outside_concentration_ratio`,
+  the concentration a wider outline takes in).
+
 A term whose input is missing is never silently zero: it takes a stated default and the budget
 returns a warning naming the term and the default.
 """
@@ -52,10 +68,22 @@ class BudgetTerm:
     source: str
     #: Exponent of the quantity in the TIA or the mean dose (-1 for a divisor such as Q, R or the mass).
     sensitivity: float = 1.0
+    #: Relative change of the TIA per relative change of a "volume" term (the mean dose's is ``sensitivity``).
+    tia_sensitivity: float = 0.0
+
+    def sensitivities(self):
+        """``(on the TIA, on the mean dose)``."""
+        if self.applies_to in ("activity", "tia"):
+            return self.sensitivity, self.sensitivity
+        if self.applies_to == "volume":
+            return self.tia_sensitivity, self.sensitivity
+        return 0.0, self.sensitivity
 
     def to_dict(self):
+        on_tia, on_dose = self.sensitivities()
         return {"term": self.term, "relative_uncertainty": float(self.relative_uncertainty),
-                "applies_to": self.applies_to, "correlation": self.correlation, "source": self.source}
+                "applies_to": self.applies_to, "correlation": self.correlation, "source": self.source,
+                "sensitivity_tia": float(on_tia), "sensitivity_dose": float(on_dose)}
 
 
 def calibration_term(record):
@@ -104,20 +132,34 @@ def recovery_terms(method, pv_relative, volume_ml, surface_to_volume_per_mm, fwh
     return terms, warnings
 
 
-def registration_term(shifts_mm, tia_shares, surface_to_volume_per_mm):
-    """Misregistration by ``d`` mm moves about ``d S / (4 V)`` of a VOI's activity across its boundary
-    (mean projected area of a convex body is S/4, Cauchy); each time point's error is independent and
-    weighted by its share of the TIA. ``shifts_mm`` has None for the reference or an unmeasured time
-    point (the reference is exact; an unmeasured one takes a default and a warning)."""
-    warnings = []
-    total = 0.0
-    for index, (shift, share) in enumerate(zip(shifts_mm, tia_shares)):
-        if shift is None:
-            continue
-        total += (float(shift) * surface_to_volume_per_mm / 4.0 * share) ** 2
+def registration_changes(image, masks, shift_mm, spacing_mm):
+    """RMS relative change of each mask's sum of ``image`` (k, j, i) when the image moves by
+    ``shift_mm`` along each axis, both ways (linear interpolation); one value per mask."""
+    from scipy import ndimage
+
+    image = np.asarray(image, dtype=float)
+    sums = np.array([image[m].sum() for m in masks])
+    changes = np.zeros((len(masks), 6))
+    column = 0
+    for axis, step_mm in zip((2, 1, 0), spacing_mm):
+        for sign in (1.0, -1.0):
+            offset = np.zeros(3)
+            offset[axis] = sign * float(shift_mm) / float(step_mm)
+            moved = ndimage.shift(image, offset, order=1, mode="constant", cval=0.0)
+            changes[:, column] = [moved[m].sum() for m in masks]
+            column += 1
+    relative = np.divide(changes, sums[:, None], out=np.zeros_like(changes), where=sums[:, None] > 0) - 1.0
+    return np.sqrt(np.mean(relative ** 2, axis=1))
+
+
+def registration_term(relative_changes, tia_shares, source):
+    """Each time point's relative activity change from misregistration (None for the reference),
+    independent between time points, weighted by the time point's share of the TIA."""
+    total = sum((float(change) * share) ** 2 for change, share in zip(relative_changes, tia_shares)
+                if change is not None)
     return BudgetTerm("registration", float(np.sqrt(total)), "activity",
                       "independent between time points (added in quadrature, weighted by each scan's share of "
-                      "the TIA)", "measured shift of bright structures after registration per time point"), warnings
+                      "the TIA)", source)
 
 
 def tia_shares(times_h, activities):
@@ -152,9 +194,37 @@ def dead_time_term(relative, stated):
                       "taken as fully correlated between time points (the largest)", source)
 
 
-def volume_term(relative):
+def outside_concentration_ratio(mask, region_concentration):
+    """Mean of ``region_concentration`` (each voxel: the mean TIA concentration of the region it
+    belongs to) over the voxels just outside ``mask``, over the mask's own; 0 for an empty surrounding."""
+    from scipy import ndimage
+
+    mask = np.asarray(mask, dtype=bool)
+    shell = ndimage.binary_dilation(mask) & ~mask
+    inside = float(np.mean(region_concentration[mask])) if mask.any() else 0.0
+    if not shell.any() or inside <= 0:
+        return 0.0
+    return float(np.mean(region_concentration[shell])) / inside
+
+
+def volume_term(relative, outwards=0.0, inwards=None, outline_mm=None, how=None):
+    """The outline's term: ``relative`` = S x outline uncertainty / V; ``outwards`` and ``inwards`` the
+    relative activity change per relative volume change when the outline moves out or in (equal when
+    only one is known). A mean dose is the activity's energy over the outline's mass, so its change is
+    that of the activity less the volume's (sensitivity minus 1). Either way is equally likely: the
+    sensitivities are the root mean square over the two, signed by their mean."""
+    inwards = outwards if inwards is None else inwards
+
+    def rms(a, b):
+        return float(np.copysign(np.sqrt((a * a + b * b) / 2.0), a + b))
+
+    on_tia, on_dose = rms(outwards, inwards), rms(outwards - 1.0, inwards - 1.0)
+    stated = "" if outline_mm is None else f" ({outline_mm:g} mm)"
     return BudgetTerm("segmentation (volume)", float(relative), "volume", "one value per VOI",
-                      "surface area x surface-position uncertainty / volume", -1.0)
+                      f"surface area x outline-position uncertainty{stated} / volume; activity change per volume "
+                      f"change {outwards:.2f} outwards, {inwards:.2f} inwards "
+                      f"({how or 'concentration around the VOI'})",
+                      on_dose, on_tia)
 
 
 def kernel_terms(density_corrected):
@@ -168,10 +238,8 @@ def kernel_terms(density_corrected):
 
 def combine(terms):
     """Relative standard uncertainties of the TIA and of the mean dose from the independent terms."""
-    tia = np.sqrt(sum((t.sensitivity * t.relative_uncertainty) ** 2 for t in terms
-                      if t.applies_to in ("activity", "tia")))
-    dose = np.sqrt(tia ** 2 + sum((t.sensitivity * t.relative_uncertainty) ** 2 for t in terms
-                                  if t.applies_to in ("volume", "dose")))
+    tia = np.sqrt(sum((t.sensitivities()[0] * t.relative_uncertainty) ** 2 for t in terms))
+    dose = np.sqrt(sum((t.sensitivities()[1] * t.relative_uncertainty) ** 2 for t in terms))
     return float(tia), float(dose)
 
 
@@ -189,7 +257,10 @@ def voi_budget(entry, mask, spacing_mm, record, context):
     """The budget of one VOI's result ``entry`` (with its ``tac``, TIA, mean dose and the private
     ``_`` keys the workflow leaves); ``context`` holds the run-wide inputs: ``partial_volume_method``,
     ``fwhm_mm``, ``registration_shifts_mm`` (one per time point, None for the reference or unmeasured),
-    ``dead_time_stated``, ``density_corrected`` and ``volume_relative``.
+    ``dead_time_stated``, ``density_corrected``, ``volume_relative``, ``outline_sensitivity`` (outwards,
+    inwards, how; see :func:`volume_term`),
+    ``outline_mm`` and ``registration_changes`` (this VOI's relative activity change per time point for
+    its measured shift, None for the reference; missing for unmeasured time points).
 
     Returns ``(terms, tia_relative, dose_relative, warnings)``.
     """
@@ -200,17 +271,23 @@ def voi_budget(entry, mask, spacing_mm, record, context):
     recovery, notes = recovery_terms(context["partial_volume_method"], entry["_recovery_relative"],
                                      entry.get("volume_ml"), s_over_v, context["fwhm_mm"])
     warnings += notes
-    shifts = list(context["registration_shifts_mm"])
-    for index, shift in enumerate(shifts):
+    changes = list(context["registration_changes"])
+    for index, shift in enumerate(context["registration_shifts_mm"]):
         if shift is None and index != context["reference_index"]:
-            shifts[index] = DEFAULT_REGISTRATION_MM
+            # Misregistration by d mm moves about d S / (4 V) of a uniform VOI's activity across its
+            # boundary (the mean projected area of a convex body is S/4, Cauchy).
+            changes[index] = DEFAULT_REGISTRATION_MM * s_over_v / 4.0
             warnings.append(f"uncertainty budget: no registration quality figure for time point {index + 1}; the term "
-                            f"'registration' uses a default of {DEFAULT_REGISTRATION_MM:g} mm")
+                            f"'registration' uses a default of {DEFAULT_REGISTRATION_MM:g} mm moving "
+                            f"{DEFAULT_REGISTRATION_MM:g} x S/(4V) of the activity")
     shares = tia_shares(entry["tac"]["times_h"], entry["tac"]["activity_MBq"])
-    registration, notes = registration_term(shifts, shares, s_over_v)
-    warnings += notes
+    registration = registration_term(changes, shares,
+                                     "activity change of the VOI in each registered SPECT when moved by that time "
+                                     "point's measured residual shift (RMS of the bright structures' shifts)")
     terms = [calibration, *recovery, dead_time_term(entry["_dead_time_relative"], context["dead_time_stated"]),
              registration, *tac_terms(entry["tia_MBq_h"], entry["_fit_uncertainty_MBq_h"]),
-             volume_term(context["volume_relative"]), *kernel_terms(context["density_corrected"])]
+             volume_term(context["volume_relative"], *context["outline_sensitivity"][:2], context.get("outline_mm"),
+                         context["outline_sensitivity"][2]),
+             *kernel_terms(context["density_corrected"])]
     tia_relative, dose_relative = combine(terms)
     return terms, tia_relative, dose_relative, warnings

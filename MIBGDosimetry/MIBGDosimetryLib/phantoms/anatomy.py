@@ -178,3 +178,18 @@ def child_anatomy(administered_activity_MBq=7400.0, lesions=DEFAULT_LESIONS):
             HU_LESION))
     remainder = kinetics.biexponential((0.30 * a, 0.18 * a), (6.0, 55.0))
     return PatientAnatomy(body, bones, organs + tuple(lesion_structures), remainder, a)
+
+
+def with_uptake_half_lives(anatomy, factors):
+    """The anatomy with each structure's uptake half-life multiplied by its factor (same order as
+    ``anatomy.structures``); amplitude and clearance half-life stay. An uptake half-life is kept
+    below 90 % of the clearance half-life, which an uptake-clearance curve needs."""
+    structures = []
+    for structure, factor in zip(anatomy.structures, factors):
+        amplitude = structure.kinetics.coefficients_MBq[0]
+        clearance_rate, uptake_rate = structure.kinetics.rates_per_h
+        clearance_h = np.log(2.0) / clearance_rate
+        uptake_h = min(np.log(2.0) / uptake_rate * float(factor), 0.9 * clearance_h)
+        structures.append(dataclasses.replace(
+            structure, kinetics=kinetics.uptake_clearance(amplitude, clearance_h, uptake_h)))
+    return dataclasses.replace(anatomy, structures=tuple(structures))

@@ -13,6 +13,19 @@ study folder::
 The first time point is the reference: the patient lies in the scanner as defined in
 :mod:`MIBGDosimetryLib.phantoms.anatomy`. At every later time point it is repositioned by a
 small rigid transform, and its anatomy is rasterised exactly in the new position.
+
+Two options make patients differ beyond noise and position (both off by default, so the default
+patient is the same for every seed):
+
+- ``uptake_half_life_gsd``: each structure's uptake half-life is its nominal value times a factor
+  drawn log-normally with this geometric standard deviation. The phantom's own population
+  assumption: uptake by the noradrenaline transporter within hours, varying between children with
+  the infusion's duration and the tissue's perfusion; 1.5 puts 95 % of the half-lives within a
+  factor 2.2 of the nominal value.
+- ``outline_error_sd_mm``: the organ outlines written to the DICOM SEG are each moved outwards by a
+  distance drawn from a normal distribution with this standard deviation (a delineation that is
+  systematically too wide or too tight, as between observers), taking in only the body's remainder;
+  the truth stays the exact organs.
 """
 
 import dataclasses
@@ -60,6 +73,10 @@ class PatientConfig:
     ct_ctdivol_mGy: float = 1.5
     dose_kernel_half_width_mm: float = 40.0
     administration_datetime: datetime.datetime = ADMINISTRATION_DATETIME
+    #: Geometric standard deviation of each structure's uptake half-life about its nominal value (1: nominal).
+    uptake_half_life_gsd: float = 1.0
+    #: Standard deviation (mm) of the outward shift of each organ outline in the DICOM SEG (0: exact outlines).
+    outline_error_sd_mm: float = 0.0
 
     def __post_init__(self):
         times = list(self.timepoints_h)
@@ -67,6 +84,9 @@ class PatientConfig:
             raise ValueError(f"Time points must be positive, distinct and increasing, got {times} h.")
         if self.frame_durations_s is not None and len(self.frame_durations_s) != len(times):
             raise ValueError("Give one frame duration per time point.")
+        if not self.uptake_half_life_gsd >= 1.0 or not self.outline_error_sd_mm >= 0.0:
+            raise ValueError(f"The uptake half-life's geometric SD must be at least 1 and the outline error's SD not "
+                             f"negative, got {self.uptake_half_life_gsd} and {self.outline_error_sd_mm} mm.")
         for spec in self.lesions:
             if spec.clearance_half_life_h >= i131.HALF_LIFE_H:
                 raise ValueError(f"The effective clearance half-life of {spec.name} ({spec.clearance_half_life_h} h) "
@@ -104,6 +124,8 @@ class PatientPhantom:
     config: PatientConfig
     anatomy: anatomy_module.PatientAnatomy
     timepoints: list
+    #: Outward shift (mm) of each organ's outline in the SEG, by name (all 0 without outline error).
+    outline_shifts_mm: dict = dataclasses.field(default_factory=dict)
 
     @property
     def reference_labels(self):
@@ -139,9 +161,16 @@ def simulate_patient(config=PatientConfig()):
     grid = config.grid
     _check_field_of_view(grid, config.camera)
     points = grid.fine_points_ras()
-    streams = [np.random.default_rng(s) for s in np.random.SeedSequence(config.seed).spawn(3)]
-    motion_rng, ct_rng, counts_rng = streams
-    phantom = PatientPhantom(config, anatomy, [])
+    # Streams 0-2 are those of the phantom without patient variability, so its images stay the same.
+    streams = [np.random.default_rng(s) for s in np.random.SeedSequence(config.seed).spawn(5)]
+    motion_rng, ct_rng, counts_rng, uptake_rng, outline_rng = streams
+    if config.uptake_half_life_gsd > 1.0:
+        factors = config.uptake_half_life_gsd ** uptake_rng.standard_normal(len(anatomy.structures))
+        anatomy = anatomy_module.with_uptake_half_lives(anatomy, factors)
+    shifts = {s.name: (float(outline_rng.normal(0.0, config.outline_error_sd_mm))
+                       if config.outline_error_sd_mm > 0 else 0.0)
+              for s in anatomy.structures if s.kind == "organ"}
+    phantom = PatientPhantom(config, anatomy, [], shifts)
     for index, hours in enumerate(config.timepoints_h):
         transform = np.eye(4) if index == 0 else repositioning.random_repositioning(motion_rng)
         labels, hu = anatomy.labels_and_hu(repositioning.apply_inverse(transform, points))
@@ -180,6 +209,28 @@ def _check_every_structure_present(anatomy, labels, index):
                              f"{index + 1}; make it larger or the grid finer.")
 
 
+def delineated_organs(phantom):
+    """Organ masks of the SEG on the fine reference grid: the exact organs, or with outline error
+    each organ's shape moved by its shift, taking in only the remainder of the body."""
+    from MIBGDosimetryLib.phantoms import shapes
+
+    labels = phantom.reference_labels
+    points = None
+    organs = {}
+    for n, structure in enumerate(phantom.anatomy.structures):
+        if structure.kind != "organ":
+            continue
+        exact = labels == n + 2
+        shift = phantom.outline_shifts_mm.get(structure.name, 0.0)
+        if shift == 0.0:
+            organs[structure.name] = exact
+            continue
+        points = phantom.config.grid.fine_points_ras() if points is None else points
+        moved = shapes.offset(structure.shape, shift).contains(points)
+        organs[structure.name] = moved & (exact | (labels == 1))
+    return organs
+
+
 def structure_truth(phantom, dose_Gy=None):
     """Per-structure truth records in reference position (field names of dose results)."""
     labels = phantom.reference_labels
@@ -204,6 +255,8 @@ def structure_truth(phantom, dose_Gy=None):
             "kinetics": structure.kinetics.to_dict(),
             "ct_hu": structure.hu,
         }
+        if structure.kind == "organ":
+            record["outline_shift_mm"] = phantom.outline_shifts_mm.get(structure.name, 0.0)
         if structure.kind == "lesion":
             record["diameter_mm"] = 2.0 * structure.shape.semi_axes_mm[0]
             record["centre_ras_mm"] = list(structure.shape.centre_ras_mm)
@@ -219,6 +272,8 @@ def truth_document(phantom, dose_Gy):
         "seed": config.seed,
         "administration_datetime": config.administration_datetime.isoformat(),
         "administered_activity_MBq": config.administered_activity_MBq,
+        "uptake_half_life_gsd": config.uptake_half_life_gsd,
+        "outline_error_sd_mm": config.outline_error_sd_mm,
         "calibration": {"Q_cps_per_MBq": config.camera.calibration_factor_cps_per_MBq,
                         "tau_s": config.camera.dead_time_s, "fwhm_mm": config.camera.fwhm_mm},
         "grid": {"spect_voxel_mm": config.grid.spect_voxel_mm, "spect_shape_kji": list(config.grid.spect_shape),
@@ -283,8 +338,7 @@ def write_patient_study(out_dir, config=PatientConfig()):
                 collimator_type=config.camera.collimator_type)
             nm.write_nm_tomo(grid.spect_volume(tp.counts), os.path.join(tp_dir, "spect.dcm"), study, acquisition,
                              series_number=2, series_description="131I SPECT OSEM")
-        organs = {s.name: phantom.reference_labels == n + 2
-                  for n, s in enumerate(phantom.anatomy.structures) if s.kind == "organ"}
+        organs = delineated_organs(phantom)
         seg.write_segmentation(organs, {name: "organ" for name in organs}, reference_ct_paths,
                                os.path.join(folder, "segmentation.dcm"))
         seeds = {s.name: s.shape.centre_ras_mm for s in phantom.anatomy.structures if s.kind == "lesion"}

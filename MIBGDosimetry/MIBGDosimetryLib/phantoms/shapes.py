@@ -94,3 +94,18 @@ class Intersection:
         for part in self.parts:
             inside &= part.contains(points_ras_mm)
         return inside
+
+
+def offset(shape, distance_mm):
+    """The shape with its surface moved outwards by ``distance_mm`` (inwards when negative): the
+    semi-axes of an ellipsoid grow by the distance (exact for a sphere, within a fraction of the
+    distance for the phantom's ellipsoids), a union's parts each grow. Other shapes are refused."""
+    if isinstance(shape, Union):
+        return Union(tuple(offset(part, distance_mm) for part in shape.parts))
+    if isinstance(shape, Ellipsoid):
+        axes = tuple(a + float(distance_mm) for a in shape.semi_axes_mm)
+        if min(axes) <= 0:
+            raise ValueError(f"An outline moved by {distance_mm:g} mm leaves nothing of an ellipsoid with semi-axes "
+                             f"{shape.semi_axes_mm} mm.")
+        return Ellipsoid(shape.centre_ras_mm, axes)
+    raise ValueError(f"Outlines of {type(shape).__name__} shapes cannot be moved.")

@@ -57,6 +57,8 @@ def register_timepoints(timepoints, reference_index=0, deformable=False, log=Non
             shifts = quality_figures.bright_structure_shifts_mm(reference_spect, moved)
             result.quality["bright_structures"] = shifts
             result.quality["max_bright_structure_shift_mm"] = max((s["shift_mm"] for s in shifts), default=None)
+            result.quality["rms_bright_structure_shift_mm"] = (
+                float(np.sqrt(np.mean([s["shift_mm"] ** 2 for s in shifts]))) if shifts else None)
             result.warnings = quality_figures.registration_warnings(result.quality)
         if log is not None:
             log(f"Time point {index}: {result.kind} registration, quality {result.quality}")

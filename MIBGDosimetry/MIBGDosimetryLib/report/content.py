@@ -65,7 +65,8 @@ def dose_table(results):
 
 def uncertainty_budget_table(results):
     """``(headings, rows)`` of the uncertainty budget: one row per VOI, one column per term (relative
-    standard uncertainty in %, with what it applies to in the heading), then the TIA and mean-dose totals."""
+    standard uncertainty in %, with what it applies to in the heading; a volume term also with its
+    measured sensitivity on the mean dose), then the TIA and mean-dose totals."""
     terms = []
     for voi in results.get("vois", []):
         for item in voi.get("uncertainty_budget") or []:
@@ -74,15 +75,22 @@ def uncertainty_budget_table(results):
     headings = ["VOI"] + [f"{term} ({applies_to}) %" for term, applies_to in terms] + ["TIA %", "Mean dose %"]
     rows = []
     for voi in results.get("vois", []):
-        values = {(i["term"], i["applies_to"]): i["relative_uncertainty"] for i in voi.get("uncertainty_budget") or []}
+        values = {(i["term"], i["applies_to"]): _budget_cell(i) for i in voi.get("uncertainty_budget") or []}
         row = [voi.get("name", "-")]
-        row += ["-" if key not in values else f"{100 * values[key]:.2g}" for key in terms]
+        row += [values.get(key, "-") for key in terms]
         for value_key, uncertainty_key in (("tia_MBq_h", "tia_uncertainty_MBq_h"),
                                            ("mean_dose_Gy", "dose_uncertainty_Gy")):
             value, uncertainty = voi.get(value_key), voi.get(uncertainty_key)
             row.append("-" if not value or uncertainty is None else f"{100 * uncertainty / abs(value):.2g}")
         rows.append(row)
     return headings, rows
+
+
+def _budget_cell(item):
+    text = f"{100 * item['relative_uncertainty']:.2g}"
+    if item["applies_to"] == "volume" and item.get("sensitivity_dose") is not None:
+        text += f" (dose x{item['sensitivity_dose']:.2f})"
+    return text
 
 
 def key_values(section):

@@ -46,11 +46,18 @@ class DoseOptions:
     tac_model: str = "auto"
     voxel_model: str = "auto"
     #: Activity before the first scan (see MIBGDosimetryLib.tac_extrapolation): None for the default
-    #: (the uptake with uptake_half_life_h when given; else back-extrapolation, or the fitted uptake
-    #: of bi/tri), "linear", "extrapolate", "midpoint", "uptake" or "fitted".
+    #: (the uptake with uptake_half_life_h when given; else the expectation over the uptake half-time
+    #: prior of the VOI class, or the fitted uptake of bi/tri), "linear", "extrapolate", "midpoint",
+    #: "uptake", "fitted" or "prior".
     tac_head: str = None
     #: Uptake half-time (h) from a tracer study or a population value, for tac_head="uptake".
     uptake_half_life_h: float = None
+    #: Log-normal prior of the uptake half-time per VOI class, {"organ" | "lesion": (median h, geometric
+    #: SD)}; None: MIBGDosimetryLib.tac_extrapolation.UPTAKE_PRIOR (an assumption, see there).
+    uptake_prior: dict = None
+    #: Standard uncertainty (mm) of a VOI's outline position per VOI class, {"organ" | "lesion": mm};
+    #: None: SURFACE_UNCERTAINTY_MM. 0 for outlines known to be exact (e.g. a phantom's).
+    outline_uncertainty_mm: dict = None
     #: Reach of the voxel S-value kernel in voxels; None: the whole map (every photon absorbed in it).
     kernel_half_width: int = None
     density_correction: bool = False
@@ -104,6 +111,16 @@ class DoseOptions:
         if self.partial_volume not in PARTIAL_VOLUME_METHODS:
             raise ValueError(f"Unknown partial-volume method '{self.partial_volume}'; choose one of "
                              f"{', '.join(PARTIAL_VOLUME_METHODS)}.")
+        from MIBGDosimetryLib.tac_extrapolation import check_prior
+
+        for kind, prior in (self.uptake_prior or {}).items():
+            if kind not in ("organ", "lesion"):
+                raise ValueError(f"Uptake half-time priors are given per VOI class 'organ' or 'lesion', got '{kind}'.")
+            check_prior(prior)
+        for kind, mm in (self.outline_uncertainty_mm or {}).items():
+            if kind not in ("organ", "lesion") or not np.isfinite(mm) or mm < 0:
+                raise ValueError(f"Outline uncertainties are given per VOI class 'organ' or 'lesion' as a "
+                                 f"non-negative number of mm, got {kind}: {mm}.")
         if self.wholebody_measurements and self.patient_mass_kg is None:
             raise ValueError("The whole-body dose from whole-body readings needs the patient's mass (--mass-kg).")
 
@@ -255,9 +272,13 @@ def calculate(study, record, options, log=print, vois=None, registration=None):
 
     tissues = radiobiology.load_tissue_parameters(options.tissue_parameters_path)
     budget_context = _budget_context(record, options, pv_info, registrations)
-    for voi, entry in zip(vois, voi_results):
+    changes = _registration_changes(vois, registered, reference, budget_context["registration_shifts_mm"])
+    outline = _outline_sensitivities(vois, voi_results, registered, tia_map, body, pv_info, record, options, reference)
+    for index, (voi, entry) in enumerate(zip(vois, voi_results)):
+        context = {**budget_context, "registration_changes": [None if c is None else c[index] for c in changes],
+                   "outline_sensitivity": (outline[0][index], outline[1][index], outline[2])}
         _voi_dose(voi, entry, tac_fits[voi.name], tia_map, dose_map, voxel_dose_map, density, reference, tissues,
-                  options, budget_context)
+                  options, context)
 
     whole_body = {}
     if options.wholebody_measurements:
@@ -515,7 +536,7 @@ def _voi_tac(voi, activities, relative, pv_relative, pv_info, times_h, factors, 
     # A zero or negative activity has no meaningful uncertainty; fit_tac leaves that time point out and says so.
     sigma = np.multiply(activities, relative, out=np.zeros(len(activities)), where=activities > 0)
     fit = fit_tac(times_h, activities, sigma, model=options.tac_model, head=options.tac_head,
-                  uptake_half_life_h=options.uptake_half_life_h)
+                  uptake_half_life_h=options.uptake_half_life_h, uptake_prior=_uptake_prior(voi, options))
     summary = fit.to_dict()
     entry = {
         "name": voi.name, "kind": voi.kind, "source": voi.source, "volume_ml": None,
@@ -527,7 +548,8 @@ def _voi_tac(voi, activities, relative, pv_relative, pv_info, times_h, factors, 
                 "activity_uncertainty_MBq": sigma.tolist(),
                 "parameters": {k: float(v) for k, v in fit.parameters.items()},
                 "aicc": {k: _finite_or_none(v) for k, v in fit.aicc.items()},
-                **{key: summary[key] for key in ("head", "uncertainty_terms_MBq_h", "tia_alternatives_MBq_h",
+                **{key: summary[key] for key in ("head", "uptake_prior", "uncertainty_terms_MBq_h",
+                                                 "tia_alternatives_MBq_h",
                                                  "relative_sensitivities", "excluded_times_h",
                                                  "degrees_of_freedom", "covariance_scale")}},
         "adaptive_threshold": voi.details or None,
@@ -538,6 +560,15 @@ def _voi_tac(voi, activities, relative, pv_relative, pv_info, times_h, factors, 
         "_dead_time_relative": float(max(f.dead_time_factor_relative_uncertainty for f in factors)),
     }
     return entry, fit
+
+
+def _uptake_prior(voi, options):
+    """The uptake half-time prior of the VOI's class, unless an uptake half-time or another head is chosen."""
+    from MIBGDosimetryLib.tac_extrapolation import UPTAKE_PRIOR
+
+    if options.uptake_half_life_h is not None or options.tac_head not in (None, "prior"):
+        return None
+    return {**UPTAKE_PRIOR, **(options.uptake_prior or {})}.get(voi.kind)
 
 
 def _voxel_tia(times_h, activity_maps, reference, options, log, vois=(), tac_fits=None):
@@ -687,19 +718,63 @@ def _voi_dose(voi, entry, fit, tia_map, dose_map, voxel_dose_map, density, refer
                 g = radiobiology.lea_catcheside_g(*fit.exponential_terms(), tissue["repair_half_time_h"])
                 entry["eud_Gy"] = radiobiology.lq_eud_Gy(dose_map[voi.mask], tissue["alpha_per_Gy"],
                                                          tissue["alpha_beta_Gy"], g, weights)
-    volume_relative = _volume_relative_uncertainty(voi, reference.spacing_mm)
-    _uncertainty_budget(voi, entry, reference, volume_relative, budget_context)
+    volume_relative, outline_mm = _outline_uncertainty(voi, reference.spacing_mm, options)
+    _uncertainty_budget(voi, entry, reference, volume_relative, {**budget_context, "outline_mm": outline_mm})
 
 
 def _budget_context(record, options, pv_info, registrations):
     """Run-wide inputs of every VOI's uncertainty budget (MIBGDosimetryLib.dose.budget)."""
     fwhm, _, _ = _resolution(record, options)
-    shifts = [None if index == options.reference_index else reg.quality.get("max_bright_structure_shift_mm")
+    shifts = [None if index == options.reference_index else reg.quality.get("rms_bright_structure_shift_mm")
               for index, reg in enumerate(registrations)]
     return {"record": record, "partial_volume_method": pv_info["method"], "fwhm_mm": fwhm,
             "registration_shifts_mm": shifts,
             "reference_index": options.reference_index, "density_corrected": options.density_correction,
             "dead_time_stated": record.dead_time_s is not None}
+
+
+def _registration_changes(vois, registered, reference, shifts_mm):
+    """Per time point (None for the reference or an unmeasured one): each VOI's relative activity change
+    in the registered SPECT when moved by the time point's measured residual shift."""
+    from MIBGDosimetryLib.dose.budget import registration_changes
+
+    masks = [voi.mask for voi in vois]
+    return [None if shift is None else registration_changes(spect.array, masks, shift, reference.spacing_mm)
+            for spect, shift in zip(registered, shifts_mm)]
+
+
+def _outline_sensitivities(vois, voi_results, registered, tia_map, body, pv_info, record, options, reference):
+    """``(outwards[voi], inwards[voi], how)``: each VOI's relative activity change per relative volume
+    change when its outline moves; by the GTM itself when it corrected the activities, else from the
+    concentration around the VOI (see MIBGDosimetryLib.dose.budget)."""
+    from MIBGDosimetryLib.dose import budget
+
+    # The GTM's info names its method in full.
+    if pv_info["method"] in ("gtm", "geometric transfer matrix"):
+        from MIBGDosimetryLib.workflow.partial_volume import outline_sensitivities
+
+        weights = [budget.tia_shares(e["tac"]["times_h"], e["tac"]["activity_MBq"]) for e in voi_results]
+        fwhm, _, _ = _resolution(record, options)
+        outwards, inwards = outline_sensitivities(vois, [s.array for s in registered], body, fwhm,
+                                                  reference.spacing_mm, weights)
+        return outwards, inwards, "GTM re-solved with the outline one voxel out and in"
+    concentration = _region_concentration(vois, voi_results, tia_map, body)
+    ratios = [budget.outside_concentration_ratio(voi.mask, concentration) for voi in vois]
+    return ratios, ratios, "concentration around the VOI"
+
+
+def _region_concentration(vois, voi_results, tia_map, body):
+    """Each voxel's mean TIA concentration of its region (MBq h per voxel): a VOI's corrected TIA over its
+    voxels, the rest of the body's mean, 0 outside the body."""
+    concentration = np.zeros(np.shape(tia_map))
+    rest = np.asarray(body, dtype=bool).copy()
+    for voi, entry in zip(vois, voi_results):
+        rest &= ~voi.mask
+    if rest.any():
+        concentration[rest] = float(np.mean(tia_map[rest]))
+    for voi, entry in zip(vois, voi_results):
+        concentration[voi.mask] = entry["tia_MBq_h"] / max(np.count_nonzero(voi.mask), 1)
+    return concentration
 
 
 def _uncertainty_budget(voi, entry, reference, volume_relative, context):
@@ -739,7 +814,25 @@ SURFACE_UNCERTAINTY_MM = {"organ": 1.0, "lesion": 0.5}
 FACE_COUNT_TO_AREA = 2.0 / 3.0
 
 
-def _volume_relative_uncertainty(voi, spacing_mm):
+def _outline_uncertainty(voi, spacing_mm, options):
+    """``(relative volume uncertainty, outline-position uncertainty mm)`` of a VOI: the stated outline
+    uncertainty of its class; for a lesion whose outline the PSF-model fit refined, unless the options
+    state one for lesions, the fit's own volume uncertainty (noise of this image; a lesion that is no
+    ellipsoid or a PSF that is no Gaussian adds a model error the fit does not see)."""
+    stated = options.outline_uncertainty_mm or {}
+    refined = (voi.details or {}).get("psf_refinement") or {}
+    measured = refined.get("volume_uncertainty_ml")
+    if voi.kind == "lesion" and "lesion" not in stated and "threshold_volume_ml" in (voi.details or {}) \
+            and measured is not None and np.isfinite(measured) and refined.get("volume_ml"):
+        from MIBGDosimetryLib.dose.budget import surface_to_volume_per_mm
+
+        relative = float(measured) / float(refined["volume_ml"])
+        return relative, relative / surface_to_volume_per_mm(voi.mask, spacing_mm)
+    outline_mm = float({**SURFACE_UNCERTAINTY_MM, **stated}[voi.kind])
+    return _volume_relative_uncertainty(voi, spacing_mm, outline_mm), outline_mm
+
+
+def _volume_relative_uncertainty(voi, spacing_mm, outline_mm=None):
     """Relative standard uncertainty of a VOI volume: surface area x surface-position uncertainty / volume."""
     mask = np.asarray(voi.mask, dtype=bool)
     sx, sy, sz = (float(s) for s in spacing_mm)
@@ -749,7 +842,8 @@ def _volume_relative_uncertainty(voi, spacing_mm):
     for axis in range(3):
         area_mm2 += np.count_nonzero(np.diff(padded, axis=axis)) * face_area[axis]
     volume_mm3 = np.count_nonzero(mask) * sx * sy * sz
-    return FACE_COUNT_TO_AREA * area_mm2 * SURFACE_UNCERTAINTY_MM[voi.kind] / max(volume_mm3, 1e-12)
+    outline_mm = SURFACE_UNCERTAINTY_MM[voi.kind] if outline_mm is None else outline_mm
+    return FACE_COUNT_TO_AREA * area_mm2 * outline_mm / max(volume_mm3, 1e-12)
 
 
 def _timepoint_entry(tp, registration, factors):

@@ -136,3 +136,49 @@ def gtm_activities(vois, counts_images, mbq_per_count, body, fwhm_mm, fwhm_uncer
             "condition_number": condition_number(g), "background_voxels": int(np.count_nonzero(regions[-1])),
             "background_activity_MBq": activity[n].tolist()}
     return activity[:n], relative, resolution_relative, info
+
+
+def outline_sensitivities(vois, counts_images, body, fwhm_mm, spacing_mm, weights):
+    """How each VOI's GTM activity follows its outline: ``(outwards[voi], inwards[voi])``, the relative
+    activity change over the relative volume change when the VOI's outline moves out by one voxel
+    (taking in only the rest of the body) or in by one voxel, everything else unchanged.
+
+    ``weights[voi, time]`` weigh the time points (e.g. their shares of the VOI's TIA). A VOI the GTM
+    treats as concentration times volume gives 1, one whose activity it conserves (its counts stay
+    assigned to it) 0.
+    """
+    regions = exclusive_regions([v.mask for v in vois], body)
+    sigma_voxels = [fwhm_mm * FWHM_TO_SIGMA / s for s in np.asarray(spacing_mm, dtype=float)[::-1]]
+
+    def blur(region):
+        return scipy.ndimage.gaussian_filter(region.astype(np.float64), sigma_voxels, mode="constant")
+
+    def activities(regions, blurred):
+        flat = np.stack([b.ravel() for b in blurred])
+        g = np.array([flat[:, r.ravel()].mean(axis=1) if r.any() else np.zeros(len(regions)) for r in regions])
+        sizes = np.array([np.count_nonzero(r) for r in regions], dtype=float)
+        return np.array([solve_transfer(regional_means(c, regions), g) * sizes for c in counts])
+
+    counts = [np.clip(np.asarray(c, dtype=np.float64), 0.0, None) for c in counts_images]
+    blurred = [blur(r) for r in regions]
+    base = activities(regions, blurred)
+    n = len(vois)
+    result = np.zeros((2, n))
+    for i in range(n):
+        own = regions[i]
+        for column, moved in enumerate((own | (scipy.ndimage.binary_dilation(own) & regions[-1]),
+                                        scipy.ndimage.binary_erosion(own))):
+            volume_change = (np.count_nonzero(moved) - np.count_nonzero(own)) / max(np.count_nonzero(own), 1)
+            if volume_change == 0 or not moved.any():
+                continue
+            changed = list(regions)
+            changed[i] = moved
+            changed[-1] = regions[-1] & ~moved | (own & ~moved)
+            changed_blurred = list(blurred)
+            changed_blurred[i], changed_blurred[-1] = blur(changed[i]), blur(changed[-1])
+            new = activities(changed, changed_blurred)
+            w = np.asarray(weights[i], dtype=float)
+            before, after = float(w @ base[:, i]), float(w @ new[:, i])
+            if before > 0:
+                result[column, i] = (after / before - 1.0) / volume_change
+    return result[0], result[1]
