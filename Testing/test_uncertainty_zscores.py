@@ -158,3 +158,26 @@ def test_zscores_of_tia_and_mean_dose_have_unit_spread(generator, name, summarie
     n, _, std = summary[name]
     assert n >= REALISATIONS, name
     assert 0.7 <= std <= 1.5, summary
+
+
+#: Classes whose z-scores are not yet centred on 0, with the measured reason.
+NOT_YET_CENTRED = {
+    ("image-domain", "lesion tia"): "mean z -2.63 (60 lesions, 20 realisations): the lesion TIAs are about 5 % low in "
+                                    "every realisation (GTM on the fitted lesion outline), a bias no budget term covers",
+    ("image-domain", "lesion dose"): "mean z -1.15 (60 lesions, 20 realisations): the same lesion bias, partly offset "
+                                     "in the dose",
+}
+
+
+# An honest budget also leaves no bias it does not state: over n z-scores of unit spread the mean has a standard
+# error of 1/sqrt(n) (0.08-0.13 here); a mean beyond 0.5 is a systematic error that no term covers.
+@pytest.mark.zscore
+@pytest.mark.parametrize("generator, name", [
+    pytest.param(generator, name, marks=[pytest.mark.xfail(strict=True, reason=NOT_YET_CENTRED[generator, name])]
+                 if (generator, name) in NOT_YET_CENTRED else [])
+    for generator in sorted(GENERATORS) for name in CLASSES])
+def test_zscores_of_tia_and_mean_dose_are_centred(generator, name, summaries):
+    summary, _ = summaries(generator)
+    n, mean, _ = summary[name]
+    assert n >= REALISATIONS, name
+    assert abs(mean) <= 0.5, summary
