@@ -232,20 +232,31 @@ class SceneDoseLogic:
         _swap(self.scene, parameter_node, new)
         return nodes
 
-    def timepoints_from_volumes(self, spect_nodes, ct_nodes=None):
+    def timepoints_from_volumes(self, spect_nodes, ct_nodes=None, file_for_instance=None):
         """Time points from SPECT volume nodes of the scene (with their CT volume nodes, in the same order,
-        or none): one new metadata table per SPECT, filled from the volume's ``MIBGDosimetry.*``
-        attributes (as a study loaded by this module sets them) and left empty where the volume has none,
-        for the user to fill in the time-point table. Returned in time order when every time point's
-        hours after administration are known, else in the order given."""
+        or none), with one new metadata table per SPECT. Returned in time order when every time point's
+        hours after administration are known, else in the order given.
+
+        Volumes loaded by Slicer's DICOM module (attribute ``DICOM.instanceUIDs``) have their files found
+        with ``file_for_instance`` (SOPInstanceUID -> path, '' when unknown; in Slicer
+        ``slicer.dicomDatabase.fileForInstance``); those files are read by the study loader's rules, so
+        the metadata tables and header facts are those a study folder of the same files gives (each SPECT
+        paired with the CT selected with it). Other volumes take their facts from their
+        ``MIBGDosimetry.*`` attributes (as a study loaded by this module sets them); what they lack is
+        left empty and flagged in the time-point table for the user to fill in."""
         from MIBGDosimetryLib.study.mrml_loader import ATTRIBUTE_PREFIX
 
         ct_nodes = list(ct_nodes or [None] * len(spect_nodes))
         if len(ct_nodes) != len(spect_nodes):
             raise ValueError(f"{len(spect_nodes)} SPECT and {len(ct_nodes)} CT volumes are selected; select one CT "
                              "per SPECT, or no CT.")
+        study, read = self._study_of_dicom_volumes(spect_nodes, ct_nodes, file_for_instance)
         timepoints = []
         for spect, ct in zip(spect_nodes, ct_nodes):
+            if spect.GetID() in read:
+                table = metadata_table(self.scene, study, read[spect.GetID()])
+                timepoints.append(TimePointNodes(spect, ct, table))
+                continue
             values = [spect.GetAttribute(ATTRIBUTE_PREFIX + field) or "" for field in METADATA_FIELDS]
             values[0] = values[0] or spect.GetName()
             table = mrml.add_table(self.scene, f"{values[0]} acquisition", {"field": list(METADATA_FIELDS),
@@ -259,6 +270,41 @@ class SceneDoseLogic:
         except ValueError:
             order = range(len(timepoints))
         return [timepoints[n] for n in order]
+
+    def _study_of_dicom_volumes(self, spect_nodes, ct_nodes, file_for_instance):
+        """The study read from the DICOM files of the SPECT volumes loaded by Slicer's DICOM module and of
+        their CT volumes, with ``{SPECT node ID: its TimePoint}``; ``(None, {})`` when no SPECT has files."""
+        from MIBGDosimetryLib.study.loader import load_study_files
+        from MIBGDosimetryLib.study.scan import read_header
+
+        if file_for_instance is None:
+            return None, {}
+        files, series_of, overrides = [], {}, {}
+        for spect, ct in zip(spect_nodes, ct_nodes):
+            spect_files = dicom_files(spect, file_for_instance)
+            if not spect_files:
+                continue
+            series_of[spect.GetID()] = _series_uid(read_header, spect, spect_files[0])
+            files += spect_files
+            ct_files = dicom_files(ct, file_for_instance) if ct is not None else []
+            if ct_files:
+                files += ct_files
+                overrides[series_of[spect.GetID()]] = {"ct_series_uid": _series_uid(read_header, ct, ct_files[0])}
+        if not files:
+            return None, {}
+        try:
+            study = load_study_files(list(dict.fromkeys(files)), overrides)
+        except ValueError as error:
+            raise ValueError(f"The DICOM files of the selected volumes cannot be used as they are: {error}") from None
+        by_series = {tp.metadata["spect_series_instance_uid"]: tp for tp in study.timepoints}
+        read = {}
+        for node_id, uid in series_of.items():
+            if uid not in by_series:
+                name = self.scene.GetNodeByID(node_id).GetName()
+                raise ValueError(f"The volume '{name}' is not a reconstructed 131I SPECT: "
+                                 f"{_unused_reason(study, uid)}. Select it as a CT or leave it out.")
+            read[node_id] = by_series[uid]
+        return study, read
 
     def load_study_folder(self, parameter_node, study_dir, calibration_node=None, segmentation_node=None):
         """Read a study folder into the scene (volumes, sequences, subject hierarchy and one metadata
@@ -295,7 +341,7 @@ class SceneDoseLogic:
             if attribute is not None:
                 metadata.SetAttribute(HEADER_FACTS_ATTRIBUTE, attribute)
         self.update_timepoint_table(parameter_node)
-        return review.timepoint_flags(self._metadata_rows(parameter_node))
+        return review.timepoint_flags(self._metadata_rows(parameter_node), self._header_facts_rows(parameter_node))
 
     def tac_chart(self, parameter_node, voi_name):
         """The time-activity chart of the VOI ``voi_name`` of the last dose run (None without one)."""
@@ -312,7 +358,8 @@ class SceneDoseLogic:
 
         created = []
         try:
-            table = review.timepoint_table(self.scene, self._metadata_rows(parameter_node), created)
+            table = review.timepoint_table(self.scene, self._metadata_rows(parameter_node), created,
+                                           self._header_facts_rows(parameter_node))
         except Exception:
             _remove_all(self.scene, created)
             raise
@@ -358,6 +405,19 @@ class SceneDoseLogic:
             table = parameter_node.GetNthNodeReference(METADATA_ROLE, n)
             columns = mrml.table_columns(table) if table is not None else {}
             rows.append(dict(zip(columns.get("field", []), columns.get("value", []))))
+        return rows
+
+    def _header_facts_rows(self, parameter_node):
+        """Per time point the header facts of its metadata table (None when the table has none)."""
+        rows = []
+        for n in range(parameter_node.GetNumberOfNodeReferences(METADATA_ROLE)):
+            table = parameter_node.GetNthNodeReference(METADATA_ROLE, n)
+            text = table.GetAttribute(HEADER_FACTS_ATTRIBUTE) if table is not None else None
+            try:
+                parsed = json.loads(text) if text else None
+            except ValueError:
+                parsed = None
+            rows.append(parsed if isinstance(parsed, dict) else None)
         return rows
 
     def _registration_review(self, study, registrations, registered, created):
@@ -524,6 +584,39 @@ def _ct_volume(scene, node, header):
     if files and all(os.path.isfile(path) for path in files):
         ct.metadata["files"] = list(files)
     return ct
+
+
+#: Attribute of a volume loaded by Slicer's DICOM module: the SOPInstanceUIDs of its files, space-separated
+#: ("Unknown" for a file without one), as Slicer's DICOMScalarVolumePlugin sets it.
+DICOM_INSTANCE_UIDS_ATTRIBUTE = "DICOM.instanceUIDs"
+
+
+def dicom_files(node, file_for_instance):
+    """The DICOM files of a volume loaded by Slicer's DICOM module (empty for other volumes), found with
+    ``file_for_instance`` (SOPInstanceUID -> path, '' when the file is not known)."""
+    uids = (node.GetAttribute(DICOM_INSTANCE_UIDS_ATTRIBUTE) or "").split()
+    if not uids:
+        return []
+    paths = [file_for_instance(uid) if uid != "Unknown" else "" for uid in uids]
+    missing = [uid for uid, path in zip(uids, paths) if not path]
+    if missing:
+        raise ValueError(f"The DICOM files of the volume '{node.GetName()}' are not in the DICOM database "
+                         f"({len(missing)} of {len(uids)} not found, e.g. instance '{missing[0]}'); import its "
+                         "series into the DICOM database again, or load the study folder.")
+    return list(dict.fromkeys(paths))
+
+
+def _series_uid(read_header, node, path):
+    header, reason = read_header(path)
+    if header is None or not header.get("SeriesInstanceUID"):
+        raise ValueError(f"The DICOM file '{path}' of the volume '{node.GetName()}' cannot be read: "
+                         f"{reason or 'it has no SeriesInstanceUID'}.")
+    return str(header.SeriesInstanceUID)
+
+
+def _unused_reason(study, series_uid):
+    reasons = [entry["reason"] for entry in study.unused_series if entry["series_instance_uid"] == series_uid]
+    return reasons[0] if reasons else "its series is not an emission image"
 
 
 def _facts_or_empty(table):

@@ -27,7 +27,7 @@ from MIBGDosimetryLib.study.markups import read_seed_points
 from MIBGDosimetryLib.study.model import Study, TimePoint
 from MIBGDosimetryLib.study.overrides import check_scope, load_overrides
 from MIBGDosimetryLib.study.projections import read_projection_file, window_count_rates_cps
-from MIBGDosimetryLib.study.scan import NM_IMAGE, read_dataset, scan_folder, sop_class_name
+from MIBGDosimetryLib.study.scan import NM_IMAGE, read_dataset, scan_files, scan_folder, sop_class_name
 from MIBGDosimetryLib.study.value_units import mapped_values, read_value_units
 from MIBGDosimetryLib.volume import ImageVolume
 
@@ -73,7 +73,17 @@ def load_study(path, overrides=None, accept_radionuclide=False):
     (they are then used as 131I, with a warning). Raises StudyDataError (a ValueError) listing every
     problem that prevents loading.
     """
-    scan = scan_folder(path)
+    return _load_scan(scan_folder(path), overrides, accept_radionuclide)
+
+
+def load_study_files(paths, overrides=None, accept_radionuclide=False):
+    """Read the study made of the DICOM files ``paths`` (e.g. the series a user loaded with Slicer's DICOM
+    module) by the rules of :func:`load_study`; ``overrides`` is a dict or the path of an overrides file
+    (None: no overrides). Raises StudyDataError listing every problem that prevents loading."""
+    return _load_scan(scan_files(paths), overrides if overrides is not None else {}, accept_radionuclide)
+
+
+def _load_scan(scan, overrides, accept_radionuclide):
     root = scan.root
     options, override_notes = load_overrides(overrides, root)
     warnings, problems = list(scan.warnings) + override_notes, []
