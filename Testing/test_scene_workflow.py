@@ -1016,5 +1016,8 @@ def test_a_volume_without_dicom_files_gets_its_missing_facts_flagged(phantom):
         spects[1].SetAttribute("DICOM.instanceUIDs", "1.2.3.4.5")
         with pytest.raises(ValueError, match="not in the DICOM database"):
             logic.timepoints_from_volumes(spects, None, database.get)
+        moved = dict(database, **{spects[0].GetAttribute("DICOM.instanceUIDs"): "/nonexistent/spect.dcm"})
+        with pytest.raises(ValueError, match="'/nonexistent/spect.dcm' of the volume .* does not exist"):
+            logic.timepoints_from_volumes(spects[:1], None, moved.get)
     finally:
         context.scene.Clear(1)

@@ -603,6 +603,11 @@ def dicom_files(node, file_for_instance):
         raise ValueError(f"The DICOM files of the volume '{node.GetName()}' are not in the DICOM database "
                          f"({len(missing)} of {len(uids)} not found, e.g. instance '{missing[0]}'); import its "
                          "series into the DICOM database again, or load the study folder.")
+    gone = [path for path in paths if not os.path.isfile(path)]
+    if gone:
+        raise ValueError(f"The DICOM file '{gone[0]}' of the volume '{node.GetName()}' does not exist ({len(gone)} of "
+                         f"{len(paths)} files are gone): it was moved or deleted after it was imported. Import the "
+                         "series into the DICOM database again, or load the study folder.")
     return list(dict.fromkeys(paths))
 
 
