@@ -1016,6 +1016,11 @@ def test_a_volume_without_dicom_files_gets_its_missing_facts_flagged(phantom):
         spects[1].SetAttribute("DICOM.instanceUIDs", "1.2.3.4.5")
         with pytest.raises(ValueError, match="not in the DICOM database"):
             logic.timepoints_from_volumes(spects, None, database.get)
+        values = mrml.array_from_volume(context.scene, spects[0], copy=False)
+        values *= 2
+        spects[0].GetImageData().Modified()
+        with pytest.raises(ValueError, match="differ from those its DICOM files give in counts"):
+            logic.timepoints_from_volumes(spects[:1], None, database.get)
         moved = dict(database, **{spects[0].GetAttribute("DICOM.instanceUIDs"): "/nonexistent/spect.dcm"})
         with pytest.raises(ValueError, match="'/nonexistent/spect.dcm' of the volume .* does not exist"):
             logic.timepoints_from_volumes(spects[:1], None, moved.get)

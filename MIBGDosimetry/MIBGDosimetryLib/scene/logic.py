@@ -304,6 +304,7 @@ class SceneDoseLogic:
                 raise ValueError(f"The volume '{name}' is not a reconstructed 131I SPECT: "
                                  f"{_unused_reason(study, uid)}. Select it as a CT or leave it out.")
             read[node_id] = by_series[uid]
+            _check_same_values(self.scene, self.scene.GetNodeByID(node_id), by_series[uid].spect)
         return study, read
 
     def load_study_folder(self, parameter_node, study_dir, calibration_node=None, segmentation_node=None):
@@ -609,6 +610,20 @@ def dicom_files(node, file_for_instance):
                          f"{len(paths)} files are gone): it was moved or deleted after it was imported. Import the "
                          "series into the DICOM database again, or load the study folder.")
     return list(dict.fromkeys(paths))
+
+
+def _check_same_values(scene, node, read):
+    """Refuse a volume whose total differs from that of the image the study loader reads from its files
+    (e.g. a RealWorldValueMapping the DICOM module does not apply): the dose would be computed on other values
+    than the header facts describe."""
+    from MIBGDosimetryLib.volume import ImageVolume
+
+    total = float(np.sum(ImageVolume.from_node(scene, node, units="counts").array, dtype=float))
+    expected = float(np.sum(read.array, dtype=float))
+    if not np.isclose(total, expected, rtol=1e-6, atol=1e-9):
+        raise ValueError(f"The voxel values of the volume '{node.GetName()}' (total {total:.6g}) differ from those "
+                         f"its DICOM files give in {read.units} (total {expected:.6g}), e.g. a value mapping the "
+                         "DICOM module did not apply; load the study folder instead.")
 
 
 def _series_uid(read_header, node, path):
