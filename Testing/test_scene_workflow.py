@@ -1026,3 +1026,59 @@ def test_a_volume_without_dicom_files_gets_its_missing_facts_flagged(phantom):
             logic.timepoints_from_volumes(spects[:1], None, moved.get)
     finally:
         context.scene.Clear(1)
+
+
+def test_dicom_volumes_without_administration_time_are_flagged_and_completed_in_the_timepoint_table(phantom, study,
+                                                                                                    tmp_path):
+    """SPECT files without RadiopharmaceuticalStartDateTime (three time points of the demo, copied and
+    edited): the study loader refuses them, so Use selected volumes fills each metadata table with what
+    the headers give (acquisition start, duration, count rate, activity, detectors) and the time-point
+    table flags the administration date-time and the hours after it; entered there, they give the hours
+    of the complete study."""
+    import shutil
+
+    import pydicom
+
+    from MIBGDosimetryLib.scene import logic as scene_logic
+
+    folder = tmp_path / "no-administration-time"
+    for label in ("tp1", "tp2", "tp3"):
+        shutil.copytree(os.path.join(phantom["study"], label), folder / label)
+        path = folder / label / "spect.dcm"
+        ds = pydicom.dcmread(path)
+        item = ds.RadiopharmaceuticalInformationSequence[0]
+        for keyword in ("RadiopharmaceuticalStartDateTime", "RadiopharmaceuticalStartTime"):
+            if keyword in item:
+                delattr(item, keyword)
+        ds.save_as(path)
+    context = mrml.new_scene()
+    try:
+        database, volumes = _dicom_loaded_volumes(context, str(folder))
+        logic = scene_logic.SceneDoseLogic(context)
+        timepoints = logic.timepoints_from_volumes([v["SPECT"] for v in volumes], [v["CT"] for v in volumes],
+                                                   database.get)
+        parameters = logic.new_parameter_node()
+        logic.set_inputs(parameters, timepoints, None, None)
+        table = logic.update_timepoint_table(parameters)
+        columns = mrml.table_columns(table)
+        for n, loaded in enumerate(study.timepoints[:3]):
+            assert "AdministrationDateTime missing" in columns["flags"][n]
+            assert "HoursAfterAdministration missing" in columns["flags"][n]
+            assert "DICOM header facts" not in columns["flags"][n]
+            assert columns["AcquisitionDateTime"][n] == loaded.acquisition_datetime.isoformat()
+            assert float(columns["DurationSeconds"][n]) == loaded.duration_s
+            assert float(columns["ObservedCountRateCps"][n]) == pytest.approx(loaded.observed_count_rate_cps, rel=1e-12)
+            assert float(columns["AdministeredActivityMBq"][n]) == loaded.metadata["administered_activity_MBq"]
+            assert json_of(timepoints[n].metadata)["number_of_detectors"] == loaded.metadata["number_of_detectors"]
+        hours = table.GetTable().GetColumnByName("HoursAfterAdministration")
+        administered = table.GetTable().GetColumnByName("AdministrationDateTime")
+        for n, loaded in enumerate(study.timepoints[:3]):
+            hours.SetValue(n, repr(loaded.hours_after_administration))
+            administered.SetValue(n, study.administration_datetime.isoformat())
+        assert logic.apply_timepoint_edits(parameters) == [[], [], []]
+        completed = logic._study(parameters)
+        assert [tp.hours_after_administration for tp in completed.timepoints] == \
+            [tp.hours_after_administration for tp in study.timepoints[:3]]
+        assert completed.administration_datetime == study.administration_datetime
+    finally:
+        context.scene.Clear(1)

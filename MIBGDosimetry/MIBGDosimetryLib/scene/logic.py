@@ -250,12 +250,15 @@ class SceneDoseLogic:
         if len(ct_nodes) != len(spect_nodes):
             raise ValueError(f"{len(spect_nodes)} SPECT and {len(ct_nodes)} CT volumes are selected; select one CT "
                              "per SPECT, or no CT.")
-        study, read = self._study_of_dicom_volumes(spect_nodes, ct_nodes, file_for_instance)
+        study, read, partial = self._study_of_dicom_volumes(spect_nodes, ct_nodes, file_for_instance)
         timepoints = []
         for spect, ct in zip(spect_nodes, ct_nodes):
             if spect.GetID() in read:
                 table = metadata_table(self.scene, study, read[spect.GetID()])
                 timepoints.append(TimePointNodes(spect, ct, table))
+                continue
+            if spect.GetID() in partial:
+                timepoints.append(TimePointNodes(spect, ct, self._partial_metadata_table(spect, partial[spect.GetID()])))
                 continue
             values = [spect.GetAttribute(ATTRIBUTE_PREFIX + field) or "" for field in METADATA_FIELDS]
             values[0] = values[0] or spect.GetName()
@@ -278,8 +281,8 @@ class SceneDoseLogic:
         from MIBGDosimetryLib.study.scan import read_header
 
         if file_for_instance is None:
-            return None, {}
-        files, series_of, overrides = [], {}, {}
+            return None, {}, {}
+        files, series_of, overrides, files_of = [], {}, {}, {}
         for spect, ct in zip(spect_nodes, ct_nodes):
             spect_files = dicom_files(spect, file_for_instance)
             if not spect_files:
@@ -287,15 +290,16 @@ class SceneDoseLogic:
             series_of[spect.GetID()] = _series_uid(read_header, spect, spect_files[0])
             files += spect_files
             ct_files = dicom_files(ct, file_for_instance) if ct is not None else []
+            files_of[spect.GetID()] = (spect_files, ct_files)
             if ct_files:
                 files += ct_files
                 overrides[series_of[spect.GetID()]] = {"ct_series_uid": _series_uid(read_header, ct, ct_files[0])}
         if not files:
-            return None, {}
+            return None, {}, {}
         try:
             study = load_study_files(list(dict.fromkeys(files)), overrides)
         except ValueError as error:
-            raise ValueError(f"The DICOM files of the selected volumes cannot be used as they are: {error}") from None
+            return None, {}, _facts_to_complete(files_of, error)
         by_series = {tp.metadata["spect_series_instance_uid"]: tp for tp in study.timepoints}
         read = {}
         for node_id, uid in series_of.items():
@@ -305,7 +309,23 @@ class SceneDoseLogic:
                                  f"{_unused_reason(study, uid)}. Select it as a CT or leave it out.")
             read[node_id] = by_series[uid]
             _check_same_values(self.scene, self.scene.GetNodeByID(node_id), by_series[uid].spect)
-        return study, read
+        return study, read, {}
+
+    def _partial_metadata_table(self, spect, facts):
+        """A metadata table with what the SPECT's headers give, the rest left empty for the time-point table."""
+        acquired, administered = facts["acquisition_datetime"], facts["administration_datetime"]
+        hours = ("" if acquired is None or administered is None else
+                 repr((acquired.replace(tzinfo=None) - administered.replace(tzinfo=None)).total_seconds() / 3600.0))
+        values = [spect.GetName(), hours, acquired.isoformat() if acquired else "",
+                  _optional_number(facts["duration_s"]), _optional_number(facts["observed_count_rate_cps"]),
+                  administered.isoformat() if administered else "",
+                  _optional_number(facts["administered_activity_MBq"])]
+        table = mrml.add_table(self.scene, f"{spect.GetName()} acquisition", {"field": list(METADATA_FIELDS),
+                                                                                "value": values})
+        header = {key: value for key, value in facts["metadata"].items() if key not in _OWN_ROWS}
+        header.update(imaging={}, ct_files=facts["ct_files"])
+        table.SetAttribute(HEADER_FACTS_ATTRIBUTE, json.dumps(header, sort_keys=True))
+        return table
 
     def load_study_folder(self, parameter_node, study_dir, calibration_node=None, segmentation_node=None):
         """Read a study folder into the scene (volumes, sequences, subject hierarchy and one metadata
@@ -610,6 +630,32 @@ def dicom_files(node, file_for_instance):
                          f"{len(paths)} files are gone): it was moved or deleted after it was imported. Import the "
                          "series into the DICOM database again, or load the study folder.")
     return list(dict.fromkeys(paths))
+
+
+def _facts_to_complete(files_of, error):
+    """When the study loader refuses the DICOM files of the selected volumes because the acquisition or
+    administration times or the duration are missing or wrong, what each SPECT's headers give
+    ({SPECT node ID: facts}), for the user to complete in the time-point table; any other refusal is
+    raised with the loader's reasons."""
+    from MIBGDosimetryLib.study.loader import emission_series_facts
+
+    partial = {}
+    for node_id, (spect_files, ct_files) in files_of.items():
+        try:
+            facts = emission_series_facts(spect_files)
+        except ValueError:
+            facts = None
+        if facts is None:
+            break
+        partial[node_id] = dict(facts, ct_files=ct_files)
+    needed = ("acquisition_datetime", "duration_s", "administration_datetime")
+    if len(partial) != len(files_of) or not any(facts[key] is None for facts in partial.values() for key in needed):
+        raise ValueError(f"The DICOM files of the selected volumes cannot be used as they are: {error}") from None
+    return partial
+
+
+def _optional_number(value):
+    return "" if value is None else repr(float(value))
 
 
 def _check_same_values(scene, node, read):
