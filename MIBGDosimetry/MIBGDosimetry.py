@@ -221,7 +221,8 @@ class MIBGDosimetryWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         with slicer.util.tryWithErrorDisplay(_("The selected volumes could not be used."), waitCursor=True):
             sceneLogic, node = self.logic.sceneLogic(), self.logic.sceneNode()
             timepoints = sceneLogic.timepoints_from_volumes(self.ui.spectVolumesSelector.checkedNodes(),
-                                                            self.ui.ctVolumesSelector.checkedNodes() or None)
+                                                            self.ui.ctVolumesSelector.checkedNodes() or None,
+                                                            self.logic.dicomFileLookup())
             sceneLogic.set_inputs(node, timepoints, self.ui.segmentationSelector.currentNode(),
                                   self.ui.calibrationNodeSelector.currentNode())
             sceneLogic.update_timepoint_table(node)
@@ -432,6 +433,14 @@ class MIBGDosimetryLogic(ScriptedLoadableModuleLogic):
         from MIBGDosimetryLib.scene.logic import SceneDoseLogic
 
         return SceneDoseLogic(mrml.SceneContext.of_application(slicer))
+
+    def dicomFileLookup(self):
+        """SOPInstanceUID -> file path in Slicer's DICOM database (None when no database is open), for the
+        volumes loaded by the DICOM module."""
+        database = getattr(slicer, "dicomDatabase", None)
+        if database is None or not database.isOpen:
+            return None
+        return database.fileForInstance
 
     def sceneNode(self):
         """The module's parameter node, which references every input and result node of the panel."""

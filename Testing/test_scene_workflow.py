@@ -864,3 +864,221 @@ def test_time_points_from_volumes_of_the_scene_give_the_same_doses(scene):
         scene["context"].scene.RemoveNode(other)
     with pytest.raises(ValueError, match="select one CT per SPECT"):
         logic.timepoints_from_volumes(spects, cts[:2])
+
+
+# Volumes loaded by Slicer's DICOM module: a volume node read by vtkITK/GDCM from the series' files with
+# the attribute DICOM.instanceUIDs (as DICOMScalarVolumePlugin sets it); the DICOM database's
+# fileForInstance is stood in for by a dict from the scanned study folder.
+
+def _dicom_database_of(folder):
+    """SOPInstanceUID -> path of every DICOM file under ``folder``, and the series' files by modality."""
+    import pydicom
+
+    files, series = {}, {}
+    for root, _, names in os.walk(folder):
+        for name in sorted(names):
+            if not name.endswith(".dcm"):
+                continue
+            path = os.path.join(root, name)
+            header = pydicom.dcmread(path, stop_before_pixels=True)
+            files[str(header.SOPInstanceUID)] = path
+            if header.Modality in ("NM", "CT"):
+                series.setdefault(str(header.SeriesInstanceUID), []).append(header)
+    return files, series
+
+
+def _load_like_the_dicom_module(context, headers, name):
+    """A volume node as DICOMScalarVolumePlugin loads a series: the files sorted along the slice normal,
+    read by vtkITK (GDCM) through the volumes logic, and DICOM.instanceUIDs in that order."""
+    import vtk
+
+    def position(header):
+        if "ImagePositionPatient" not in header:
+            return 0.0
+        normal = np.cross(*np.reshape(np.asarray(header.ImageOrientationPatient, dtype=float), (2, 3)))
+        return float(np.dot(normal, np.asarray(header.ImagePositionPatient, dtype=float)))
+
+    ordered = sorted(headers, key=position)
+    paths = vtk.vtkStringArray()
+    for header in ordered:
+        paths.InsertNextValue(header.filename)
+    node = context.volumes_logic.AddArchetypeVolume(ordered[0].filename, name, 0, paths)
+    assert node is not None, name
+    node.SetAttribute("DICOM.instanceUIDs", " ".join(str(h.SOPInstanceUID) for h in ordered))
+    return node
+
+
+def _dicom_loaded_volumes(context, folder):
+    """The demo study's SPECT and CT volumes as the DICOM module loads them, with their time-point folder."""
+    files, series = _dicom_database_of(folder)
+    volumes = {}
+    for headers in series.values():
+        timepoint = os.path.basename(os.path.dirname(headers[0].filename))
+        if headers[0].Modality == "CT":
+            timepoint = os.path.basename(os.path.dirname(os.path.dirname(headers[0].filename)))
+        modality = "SPECT" if headers[0].Modality == "NM" else "CT"
+        volumes.setdefault(timepoint, {})[modality] = _load_like_the_dicom_module(
+            context, headers, f"{headers[0].SeriesDescription or modality} ({timepoint})")
+    return files, [volumes[tp] for tp in sorted(volumes)]
+
+
+def test_volumes_loaded_by_the_dicom_module_give_the_numbers_of_mibgdose_dose(phantom, study, tmp_path):
+    """Use selected volumes on the SPECT and CT volumes of the DICOM module (selected out of time order):
+    the metadata tables and header facts are those of the study folder's files, nothing is flagged, and
+    the dose run gives the numbers, warnings and imaging-dose log of `mibgdose dose` on the same folder,
+    with the dead time corrected."""
+    from MIBGCalibrationLib.record import CalibrationRecord
+    from MIBGDosimetryLib.scene import logic as scene_logic
+    from MIBGDosimetryLib.segmentation.segment_vois import VOI_TYPE_TAG, read_segmentation_file
+    from MIBGDosimetryLib.workflow.dose_workflow import run_dose
+
+    fine = phantom["grid"].fine_volume(np.zeros(phantom["grid"].fine_shape, dtype=np.uint8))
+    masks = {name: mask for name, (kind, mask) in phantom["structures"].items()}
+    tags = {name: {VOI_TYPE_TAG: kind} for name, (kind, mask) in phantom["structures"].items()}
+    path = _write_seg_nrrd(tmp_path / "drawn.seg.nrrd", masks, fine, tags=tags)
+    headless = run_dose(phantom["study"], phantom["calibration"], log=_quiet, segmentation=path)
+
+    context = mrml.new_scene()
+    try:
+        database, volumes = _dicom_loaded_volumes(context, phantom["study"])
+        assert len(volumes) == len(study.timepoints)
+        logic = scene_logic.SceneDoseLogic(context)
+        order = [2, 0, 4, 1, 3][:len(volumes)]
+        timepoints = logic.timepoints_from_volumes([volumes[n]["SPECT"] for n in order],
+                                                   [volumes[n]["CT"] for n in order], database.get)
+        assert [tp.spect for tp in timepoints] == [v["SPECT"] for v in volumes]
+        assert [tp.ct for tp in timepoints] == [v["CT"] for v in volumes]
+        from_folder = scene_logic.add_study(mrml.new_scene(), study)
+        for made, loaded in zip(timepoints, from_folder):
+            assert mrml.table_columns(made.metadata) == mrml.table_columns(loaded.metadata)
+            assert json_of(made.metadata) == json_of(loaded.metadata)
+        assert json_of(timepoints[0].metadata)["number_of_detectors"] is not None
+        record = CalibrationRecord.from_json(phantom["calibration"]).to_node(context.scene)
+        parameters = logic.new_parameter_node()
+        logic.set_inputs(parameters, timepoints, read_segmentation_file(context.scene, path), record)
+        table = logic.update_timepoint_table(parameters)
+        assert mrml.table_columns(table)["flags"] == [""] * len(timepoints)
+        logic.register(parameters)
+        in_scene = logic.compute_dose(parameters)
+    finally:
+        context.scene.Clear(1)
+
+    expected = {v["name"]: v for v in headless.results["vois"]}
+    got = {v["name"]: v for v in in_scene.results["vois"]}
+    assert set(got) == set(expected) == set(masks)
+    differences = {}
+    for name, entry in expected.items():
+        for field in PARITY_FIELDS:
+            a, b = entry.get(field), got[name].get(field)
+            if (a is None or b is None) and a is not b:
+                differences[(name, field)] = (a, b)
+            elif a is not None and b != pytest.approx(a, rel=1e-6, abs=1e-12):
+                differences[(name, field)] = (a, b)
+    assert not differences, differences
+    assert not [w for w in in_scene.results["warnings"] if "not corrected" in w or "unknown" in w]
+    assert in_scene.results["warnings"] == headless.results["warnings"]
+    assert in_scene.results["imaging_dose"] == headless.results["imaging_dose"]
+    assert len(in_scene.results["imaging_dose"]["entries"]) == len(study.timepoints)
+
+
+def json_of(table):
+    import json
+
+    from MIBGDosimetryLib.scene.logic import HEADER_FACTS_ATTRIBUTE
+
+    return json.loads(table.GetAttribute(HEADER_FACTS_ATTRIBUTE))
+
+
+def test_a_volume_without_dicom_files_gets_its_missing_facts_flagged(phantom):
+    """A SPECT volume that does not come from the DICOM module (no DICOM.instanceUIDs) beside two that do:
+    the two get their facts from their files; the other's acquisition, administration and header facts
+    are flagged in the time-point table, and the dose run refuses it naming what is missing."""
+    from MIBGDosimetryLib.scene import logic as scene_logic
+
+    context = mrml.new_scene()
+    try:
+        database, volumes = _dicom_loaded_volumes(context, phantom["study"])
+        spects = [v["SPECT"] for v in volumes[:3]]
+        spects[1].RemoveAttribute("DICOM.instanceUIDs")
+        logic = scene_logic.SceneDoseLogic(context)
+        timepoints = logic.timepoints_from_volumes(spects, None, database.get)
+        assert [tp.spect for tp in timepoints] == spects
+        parameters = logic.new_parameter_node()
+        logic.set_inputs(parameters, timepoints, None, None)
+        flags = mrml.table_columns(logic.update_timepoint_table(parameters))["flags"]
+        assert flags[0] == "" and flags[2] == ""
+        for missing in ("AcquisitionDateTime missing", "HoursAfterAdministration missing", "DurationSeconds missing",
+                        "AdministrationDateTime missing", "AdministeredActivityMBq missing",
+                        "DICOM header facts missing", "dead-time losses are not corrected"):
+            assert missing in flags[1], missing
+        with pytest.raises(ValueError, match="lacks AcquisitionDateTime, HoursAfterAdministration, DurationSeconds"):
+            logic.register(parameters)
+        spects[1].SetAttribute("DICOM.instanceUIDs", "1.2.3.4.5")
+        with pytest.raises(ValueError, match="not in the DICOM database"):
+            logic.timepoints_from_volumes(spects, None, database.get)
+        values = mrml.array_from_volume(context.scene, spects[0], copy=False)
+        values *= 2
+        spects[0].GetImageData().Modified()
+        with pytest.raises(ValueError, match="differ from those its DICOM files give in counts"):
+            logic.timepoints_from_volumes(spects[:1], None, database.get)
+        moved = dict(database, **{spects[0].GetAttribute("DICOM.instanceUIDs"): "/nonexistent/spect.dcm"})
+        with pytest.raises(ValueError, match="'/nonexistent/spect.dcm' of the volume .* does not exist"):
+            logic.timepoints_from_volumes(spects[:1], None, moved.get)
+    finally:
+        context.scene.Clear(1)
+
+
+def test_dicom_volumes_without_administration_time_are_flagged_and_completed_in_the_timepoint_table(phantom, study,
+                                                                                                    tmp_path):
+    """SPECT files without RadiopharmaceuticalStartDateTime (three time points of the demo, copied and
+    edited): the study loader refuses them, so Use selected volumes fills each metadata table with what
+    the headers give (acquisition start, duration, count rate, activity, detectors) and the time-point
+    table flags the administration date-time and the hours after it; entered there, they give the hours
+    of the complete study."""
+    import shutil
+
+    import pydicom
+
+    from MIBGDosimetryLib.scene import logic as scene_logic
+
+    folder = tmp_path / "no-administration-time"
+    for label in ("tp1", "tp2", "tp3"):
+        shutil.copytree(os.path.join(phantom["study"], label), folder / label)
+        path = folder / label / "spect.dcm"
+        ds = pydicom.dcmread(path)
+        item = ds.RadiopharmaceuticalInformationSequence[0]
+        for keyword in ("RadiopharmaceuticalStartDateTime", "RadiopharmaceuticalStartTime"):
+            if keyword in item:
+                delattr(item, keyword)
+        ds.save_as(path)
+    context = mrml.new_scene()
+    try:
+        database, volumes = _dicom_loaded_volumes(context, str(folder))
+        logic = scene_logic.SceneDoseLogic(context)
+        timepoints = logic.timepoints_from_volumes([v["SPECT"] for v in volumes], [v["CT"] for v in volumes],
+                                                   database.get)
+        parameters = logic.new_parameter_node()
+        logic.set_inputs(parameters, timepoints, None, None)
+        table = logic.update_timepoint_table(parameters)
+        columns = mrml.table_columns(table)
+        for n, loaded in enumerate(study.timepoints[:3]):
+            assert "AdministrationDateTime missing" in columns["flags"][n]
+            assert "HoursAfterAdministration missing" in columns["flags"][n]
+            assert "DICOM header facts" not in columns["flags"][n]
+            assert columns["AcquisitionDateTime"][n] == loaded.acquisition_datetime.isoformat()
+            assert float(columns["DurationSeconds"][n]) == loaded.duration_s
+            assert float(columns["ObservedCountRateCps"][n]) == pytest.approx(loaded.observed_count_rate_cps, rel=1e-12)
+            assert float(columns["AdministeredActivityMBq"][n]) == loaded.metadata["administered_activity_MBq"]
+            assert json_of(timepoints[n].metadata)["number_of_detectors"] == loaded.metadata["number_of_detectors"]
+        hours = table.GetTable().GetColumnByName("HoursAfterAdministration")
+        administered = table.GetTable().GetColumnByName("AdministrationDateTime")
+        for n, loaded in enumerate(study.timepoints[:3]):
+            hours.SetValue(n, repr(loaded.hours_after_administration))
+            administered.SetValue(n, study.administration_datetime.isoformat())
+        assert logic.apply_timepoint_edits(parameters) == [[], [], []]
+        completed = logic._study(parameters)
+        assert [tp.hours_after_administration for tp in completed.timepoints] == \
+            [tp.hours_after_administration for tp in study.timepoints[:3]]
+        assert completed.administration_datetime == study.administration_datetime
+    finally:
+        context.scene.Clear(1)

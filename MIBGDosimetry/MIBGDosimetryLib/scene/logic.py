@@ -232,20 +232,34 @@ class SceneDoseLogic:
         _swap(self.scene, parameter_node, new)
         return nodes
 
-    def timepoints_from_volumes(self, spect_nodes, ct_nodes=None):
+    def timepoints_from_volumes(self, spect_nodes, ct_nodes=None, file_for_instance=None):
         """Time points from SPECT volume nodes of the scene (with their CT volume nodes, in the same order,
-        or none): one new metadata table per SPECT, filled from the volume's ``MIBGDosimetry.*``
-        attributes (as a study loaded by this module sets them) and left empty where the volume has none,
-        for the user to fill in the time-point table. Returned in time order when every time point's
-        hours after administration are known, else in the order given."""
+        or none), with one new metadata table per SPECT. Returned in time order when every time point's
+        hours after administration are known, else in the order given.
+
+        Volumes loaded by Slicer's DICOM module (attribute ``DICOM.instanceUIDs``) have their files found
+        with ``file_for_instance`` (SOPInstanceUID -> path, '' when unknown; in Slicer
+        ``slicer.dicomDatabase.fileForInstance``); those files are read by the study loader's rules, so
+        the metadata tables and header facts are those a study folder of the same files gives (each SPECT
+        paired with the CT selected with it). Other volumes take their facts from their
+        ``MIBGDosimetry.*`` attributes (as a study loaded by this module sets them); what they lack is
+        left empty and flagged in the time-point table for the user to fill in."""
         from MIBGDosimetryLib.study.mrml_loader import ATTRIBUTE_PREFIX
 
         ct_nodes = list(ct_nodes or [None] * len(spect_nodes))
         if len(ct_nodes) != len(spect_nodes):
             raise ValueError(f"{len(spect_nodes)} SPECT and {len(ct_nodes)} CT volumes are selected; select one CT "
                              "per SPECT, or no CT.")
+        study, read, partial = self._study_of_dicom_volumes(spect_nodes, ct_nodes, file_for_instance)
         timepoints = []
         for spect, ct in zip(spect_nodes, ct_nodes):
+            if spect.GetID() in read:
+                table = metadata_table(self.scene, study, read[spect.GetID()])
+                timepoints.append(TimePointNodes(spect, ct, table))
+                continue
+            if spect.GetID() in partial:
+                timepoints.append(TimePointNodes(spect, ct, self._partial_metadata_table(spect, partial[spect.GetID()])))
+                continue
             values = [spect.GetAttribute(ATTRIBUTE_PREFIX + field) or "" for field in METADATA_FIELDS]
             values[0] = values[0] or spect.GetName()
             table = mrml.add_table(self.scene, f"{values[0]} acquisition", {"field": list(METADATA_FIELDS),
@@ -259,6 +273,59 @@ class SceneDoseLogic:
         except ValueError:
             order = range(len(timepoints))
         return [timepoints[n] for n in order]
+
+    def _study_of_dicom_volumes(self, spect_nodes, ct_nodes, file_for_instance):
+        """The study read from the DICOM files of the SPECT volumes loaded by Slicer's DICOM module and of
+        their CT volumes, with ``{SPECT node ID: its TimePoint}``; ``(None, {})`` when no SPECT has files."""
+        from MIBGDosimetryLib.study.loader import load_study_files
+        from MIBGDosimetryLib.study.scan import read_header
+
+        if file_for_instance is None:
+            return None, {}, {}
+        files, series_of, overrides, files_of = [], {}, {}, {}
+        for spect, ct in zip(spect_nodes, ct_nodes):
+            spect_files = dicom_files(spect, file_for_instance)
+            if not spect_files:
+                continue
+            series_of[spect.GetID()] = _series_uid(read_header, spect, spect_files[0])
+            files += spect_files
+            ct_files = dicom_files(ct, file_for_instance) if ct is not None else []
+            files_of[spect.GetID()] = (spect_files, ct_files)
+            if ct_files:
+                files += ct_files
+                overrides[series_of[spect.GetID()]] = {"ct_series_uid": _series_uid(read_header, ct, ct_files[0])}
+        if not files:
+            return None, {}, {}
+        try:
+            study = load_study_files(list(dict.fromkeys(files)), overrides)
+        except ValueError as error:
+            return None, {}, _facts_to_complete(files_of, error)
+        by_series = {tp.metadata["spect_series_instance_uid"]: tp for tp in study.timepoints}
+        read = {}
+        for node_id, uid in series_of.items():
+            if uid not in by_series:
+                name = self.scene.GetNodeByID(node_id).GetName()
+                raise ValueError(f"The volume '{name}' is not a reconstructed 131I SPECT: "
+                                 f"{_unused_reason(study, uid)}. Select it as a CT or leave it out.")
+            read[node_id] = by_series[uid]
+            _check_same_values(self.scene, self.scene.GetNodeByID(node_id), by_series[uid].spect)
+        return study, read, {}
+
+    def _partial_metadata_table(self, spect, facts):
+        """A metadata table with what the SPECT's headers give, the rest left empty for the time-point table."""
+        acquired, administered = facts["acquisition_datetime"], facts["administration_datetime"]
+        hours = ("" if acquired is None or administered is None else
+                 repr((acquired.replace(tzinfo=None) - administered.replace(tzinfo=None)).total_seconds() / 3600.0))
+        values = [spect.GetName(), hours, acquired.isoformat() if acquired else "",
+                  _optional_number(facts["duration_s"]), _optional_number(facts["observed_count_rate_cps"]),
+                  administered.isoformat() if administered else "",
+                  _optional_number(facts["administered_activity_MBq"])]
+        table = mrml.add_table(self.scene, f"{spect.GetName()} acquisition", {"field": list(METADATA_FIELDS),
+                                                                                "value": values})
+        header = {key: value for key, value in facts["metadata"].items() if key not in _OWN_ROWS}
+        header.update(imaging={}, ct_files=facts["ct_files"])
+        table.SetAttribute(HEADER_FACTS_ATTRIBUTE, json.dumps(header, sort_keys=True))
+        return table
 
     def load_study_folder(self, parameter_node, study_dir, calibration_node=None, segmentation_node=None):
         """Read a study folder into the scene (volumes, sequences, subject hierarchy and one metadata
@@ -295,7 +362,7 @@ class SceneDoseLogic:
             if attribute is not None:
                 metadata.SetAttribute(HEADER_FACTS_ATTRIBUTE, attribute)
         self.update_timepoint_table(parameter_node)
-        return review.timepoint_flags(self._metadata_rows(parameter_node))
+        return review.timepoint_flags(self._metadata_rows(parameter_node), self._header_facts_rows(parameter_node))
 
     def tac_chart(self, parameter_node, voi_name):
         """The time-activity chart of the VOI ``voi_name`` of the last dose run (None without one)."""
@@ -312,7 +379,8 @@ class SceneDoseLogic:
 
         created = []
         try:
-            table = review.timepoint_table(self.scene, self._metadata_rows(parameter_node), created)
+            table = review.timepoint_table(self.scene, self._metadata_rows(parameter_node), created,
+                                           self._header_facts_rows(parameter_node))
         except Exception:
             _remove_all(self.scene, created)
             raise
@@ -358,6 +426,19 @@ class SceneDoseLogic:
             table = parameter_node.GetNthNodeReference(METADATA_ROLE, n)
             columns = mrml.table_columns(table) if table is not None else {}
             rows.append(dict(zip(columns.get("field", []), columns.get("value", []))))
+        return rows
+
+    def _header_facts_rows(self, parameter_node):
+        """Per time point the header facts of its metadata table (None when the table has none)."""
+        rows = []
+        for n in range(parameter_node.GetNumberOfNodeReferences(METADATA_ROLE)):
+            table = parameter_node.GetNthNodeReference(METADATA_ROLE, n)
+            text = table.GetAttribute(HEADER_FACTS_ATTRIBUTE) if table is not None else None
+            try:
+                parsed = json.loads(text) if text else None
+            except ValueError:
+                parsed = None
+            rows.append(parsed if isinstance(parsed, dict) else None)
         return rows
 
     def _registration_review(self, study, registrations, registered, created):
@@ -524,6 +605,84 @@ def _ct_volume(scene, node, header):
     if files and all(os.path.isfile(path) for path in files):
         ct.metadata["files"] = list(files)
     return ct
+
+
+#: Attribute of a volume loaded by Slicer's DICOM module: the SOPInstanceUIDs of its files, space-separated
+#: ("Unknown" for a file without one), as Slicer's DICOMScalarVolumePlugin sets it.
+DICOM_INSTANCE_UIDS_ATTRIBUTE = "DICOM.instanceUIDs"
+
+
+def dicom_files(node, file_for_instance):
+    """The DICOM files of a volume loaded by Slicer's DICOM module (empty for other volumes), found with
+    ``file_for_instance`` (SOPInstanceUID -> path, '' when the file is not known)."""
+    uids = (node.GetAttribute(DICOM_INSTANCE_UIDS_ATTRIBUTE) or "").split()
+    if not uids:
+        return []
+    paths = [file_for_instance(uid) if uid != "Unknown" else "" for uid in uids]
+    missing = [uid for uid, path in zip(uids, paths) if not path]
+    if missing:
+        raise ValueError(f"The DICOM files of the volume '{node.GetName()}' are not in the DICOM database "
+                         f"({len(missing)} of {len(uids)} not found, e.g. instance '{missing[0]}'); import its "
+                         "series into the DICOM database again, or load the study folder.")
+    gone = [path for path in paths if not os.path.isfile(path)]
+    if gone:
+        raise ValueError(f"The DICOM file '{gone[0]}' of the volume '{node.GetName()}' does not exist ({len(gone)} of "
+                         f"{len(paths)} files are gone): it was moved or deleted after it was imported. Import the "
+                         "series into the DICOM database again, or load the study folder.")
+    return list(dict.fromkeys(paths))
+
+
+def _facts_to_complete(files_of, error):
+    """When the study loader refuses the DICOM files of the selected volumes because the acquisition or
+    administration times or the duration are missing or wrong, what each SPECT's headers give
+    ({SPECT node ID: facts}), for the user to complete in the time-point table; any other refusal is
+    raised with the loader's reasons."""
+    from MIBGDosimetryLib.study.loader import emission_series_facts
+
+    partial = {}
+    for node_id, (spect_files, ct_files) in files_of.items():
+        try:
+            facts = emission_series_facts(spect_files)
+        except ValueError:
+            facts = None
+        if facts is None:
+            break
+        partial[node_id] = dict(facts, ct_files=ct_files)
+    needed = ("acquisition_datetime", "duration_s", "administration_datetime")
+    if len(partial) != len(files_of) or not any(facts[key] is None for facts in partial.values() for key in needed):
+        raise ValueError(f"The DICOM files of the selected volumes cannot be used as they are: {error}") from None
+    return partial
+
+
+def _optional_number(value):
+    return "" if value is None else repr(float(value))
+
+
+def _check_same_values(scene, node, read):
+    """Refuse a volume whose total differs from that of the image the study loader reads from its files
+    (e.g. a RealWorldValueMapping the DICOM module does not apply): the dose would be computed on other values
+    than the header facts describe."""
+    from MIBGDosimetryLib.volume import ImageVolume
+
+    total = float(np.sum(ImageVolume.from_node(scene, node, units="counts").array, dtype=float))
+    expected = float(np.sum(read.array, dtype=float))
+    if not np.isclose(total, expected, rtol=1e-6, atol=1e-9):
+        raise ValueError(f"The voxel values of the volume '{node.GetName()}' (total {total:.6g}) differ from those "
+                         f"its DICOM files give in {read.units} (total {expected:.6g}), e.g. a value mapping the "
+                         "DICOM module did not apply; load the study folder instead.")
+
+
+def _series_uid(read_header, node, path):
+    header, reason = read_header(path)
+    if header is None or not header.get("SeriesInstanceUID"):
+        raise ValueError(f"The DICOM file '{path}' of the volume '{node.GetName()}' cannot be read: "
+                         f"{reason or 'it has no SeriesInstanceUID'}.")
+    return str(header.SeriesInstanceUID)
+
+
+def _unused_reason(study, series_uid):
+    reasons = [entry["reason"] for entry in study.unused_series if entry["series_instance_uid"] == series_uid]
+    return reasons[0] if reasons else "its series is not an emission image"
 
 
 def _facts_or_empty(table):

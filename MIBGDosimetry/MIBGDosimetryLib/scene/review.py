@@ -102,14 +102,27 @@ def registration_table(scene, results, created):
         "warnings": ["; ".join(tp["registration"].get("warnings") or []) for tp in rows]}))
 
 
-def timepoint_flags(rows):
+#: Header facts without which the calculation falls back to an assumption, with what is then lost.
+HEADER_FACTS_NEEDED = {
+    "number_of_detectors": "number of detectors",
+    "units_path": "image units and decay correction",
+    "energy_windows": "energy windows",
+    "collimator": "collimator",
+    "camera": "camera",
+}
+
+
+def timepoint_flags(rows, header_facts=None):
     """Flags per time point (a list of ``{field: text}`` rows of the metadata tables, in the order the
-    time points are given): what is missing and what is implausible, as sentences."""
+    time points are given): what is missing and what is implausible, as sentences. ``header_facts``
+    (one dict per row, None for a table without them) adds a flag for the DICOM header facts the
+    calculation lacks (the volume then was neither loaded by the DICOM module nor from a study folder)."""
     flags = []
+    header_facts = header_facts if header_facts is not None else [{} for _ in rows]
     previous_hours = None
     activities = {row.get("AdministeredActivityMBq") for row in rows if row.get("AdministeredActivityMBq")}
     administrations = {row.get("AdministrationDateTime") for row in rows if row.get("AdministrationDateTime")}
-    for row in rows:
+    for row, facts in zip(rows, header_facts):
         found = [f"{field} missing" for field in ("AcquisitionDateTime", "HoursAfterAdministration",
                                                   "DurationSeconds", "AdministrationDateTime",
                                                   "AdministeredActivityMBq") if not row.get(field)]
@@ -135,17 +148,29 @@ def timepoint_flags(rows):
             found.append("AdministeredActivityMBq differs between the time points")
         if len(administrations) > 1:
             found.append("AdministrationDateTime differs between the time points")
+        found.extend(_header_fact_flags(row, facts))
         flags.append(found)
         previous_hours = hours if hours is not None else previous_hours
     return flags
 
 
-def timepoint_table(scene, rows, created):
+def _header_fact_flags(row, facts):
+    if facts is None:
+        flag = ("DICOM header facts missing (number of detectors, units, energy windows, collimator, camera, CT "
+                "dose indices): select volumes loaded by the DICOM module, or load the study folder")
+        if not row.get("ObservedCountRateCps"):
+            flag += "; without ObservedCountRateCps dead-time losses are not corrected"
+        return [flag]
+    unknown = [name for key, name in HEADER_FACTS_NEEDED.items() if key in facts and not facts[key]]
+    return [f"not in the DICOM header: {', '.join(unknown)}"] if unknown else []
+
+
+def timepoint_table(scene, rows, created, header_facts=None):
     """The time-point table the user reviews: one row per time point with the metadata fields and the
     flags of :func:`timepoint_flags`."""
     from MIBGDosimetryLib.scene.logic import METADATA_FIELDS
 
-    flags = timepoint_flags(rows)
+    flags = timepoint_flags(rows, header_facts)
     columns = {field: [row.get(field, "") for row in rows] for field in METADATA_FIELDS}
     columns["flags"] = ["; ".join(found) for found in flags]
     return _keep(created, mrml.add_table(scene, "Time points", columns))

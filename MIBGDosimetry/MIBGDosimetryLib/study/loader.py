@@ -27,7 +27,7 @@ from MIBGDosimetryLib.study.markups import read_seed_points
 from MIBGDosimetryLib.study.model import Study, TimePoint
 from MIBGDosimetryLib.study.overrides import check_scope, load_overrides
 from MIBGDosimetryLib.study.projections import read_projection_file, window_count_rates_cps
-from MIBGDosimetryLib.study.scan import NM_IMAGE, read_dataset, scan_folder, sop_class_name
+from MIBGDosimetryLib.study.scan import NM_IMAGE, read_dataset, scan_files, scan_folder, sop_class_name
 from MIBGDosimetryLib.study.value_units import mapped_values, read_value_units
 from MIBGDosimetryLib.volume import ImageVolume
 
@@ -73,7 +73,17 @@ def load_study(path, overrides=None, accept_radionuclide=False):
     (they are then used as 131I, with a warning). Raises StudyDataError (a ValueError) listing every
     problem that prevents loading.
     """
-    scan = scan_folder(path)
+    return _load_scan(scan_folder(path), overrides, accept_radionuclide)
+
+
+def load_study_files(paths, overrides=None, accept_radionuclide=False):
+    """Read the study made of the DICOM files ``paths`` (e.g. the series a user loaded with Slicer's DICOM
+    module) by the rules of :func:`load_study`; ``overrides`` is a dict or the path of an overrides file
+    (None: no overrides). Raises StudyDataError listing every problem that prevents loading."""
+    return _load_scan(scan_files(paths), overrides if overrides is not None else {}, accept_radionuclide)
+
+
+def _load_scan(scan, overrides, accept_radionuclide):
     root = scan.root
     options, override_notes = load_overrides(overrides, root)
     warnings, problems = list(scan.warnings) + override_notes, []
@@ -477,19 +487,48 @@ def _timepoint(label, emission, administration, source, problems):
     if "observed_count_rate_cps" in overrides:
         _apply(emission, "observed_count_rate_cps", overrides["observed_count_rate_cps"], rate, source)
         rate, rate_source = overrides["observed_count_rate_cps"], "override"
-    metadata = {
+    metadata = _timepoint_metadata(info, emission.series.uid, emission.study_uid, emission.frame_of_reference_uid,
+                                   emission.file, rate_source)
+    return TimePoint(label, hours, info.acquisition_datetime, duration_s, emission.volume, None, rate, metadata,
+                     list(emission.warnings))
+
+
+def _timepoint_metadata(info, series_uid, study_uid, frame_of_reference_uid, spect_file, rate_source):
+    """A time point's header facts from the EmissionInfo of its SPECT series."""
+    return {
         "camera": info.camera, "collimator": info.collimator, "energy_windows": info.energy_windows,
         "reconstruction": info.reconstruction,
         "administered_activity_MBq": info.administered_activity_MBq, "radionuclide": info.radionuclide,
         "radiopharmaceutical": info.radiopharmaceutical, "half_life_s": info.half_life_s,
         "counts_accumulated": info.counts_accumulated, "count_rate_source": rate_source,
         "number_of_detectors": info.number_of_detectors,
-        "spect_series_instance_uid": emission.series.uid,
-        "study_instance_uid": emission.study_uid, "frame_of_reference_uid": emission.frame_of_reference_uid,
-        "spect_file": emission.file, "units": info.units, "units_path": info.units_path,
+        "spect_series_instance_uid": series_uid,
+        "study_instance_uid": study_uid, "frame_of_reference_uid": frame_of_reference_uid,
+        "spect_file": spect_file, "units": info.units, "units_path": info.units_path,
     }
-    return TimePoint(label, hours, info.acquisition_datetime, duration_s, emission.volume, None, rate, metadata,
-                     list(emission.warnings))
+
+
+def emission_series_facts(paths):
+    """What the headers of one emission series (the DICOM files ``paths``) give by the rules of
+    :func:`load_study`, for a series that cannot make a study as it is (e.g. its administration
+    date-time is missing): a dict with acquisition_datetime, duration_s, observed_count_rate_cps,
+    administration_datetime, administered_activity_MBq (None where unknown) and metadata (the header
+    facts of the time point). Raises StudyDataError when the files are not one emission series."""
+    scan = scan_files(paths)
+    emissions = [series for series in scan.series.values() if series.role == "emission"]
+    if len(emissions) != 1 or len(scan.series) != 1:
+        raise StudyDataError(f"The files are not one reconstructed SPECT series (found: "
+                             f"{', '.join(sop_class_name(s.sop_class_uid) for s in scan.series.values()) or 'none'}).")
+    series = emissions[0]
+    info = read_emission_info(series.headers)
+    rate = (info.counts_accumulated / info.duration_s
+            if info.counts_accumulated is not None and info.duration_s else None)
+    metadata = _timepoint_metadata(info, series.uid, _optional_text(series.headers[0], "StudyInstanceUID"),
+                                   _optional_text(series.headers[0], "FrameOfReferenceUID"),
+                                   os.path.relpath(series.paths[0], scan.root), None if rate is None else "spect")
+    return {"acquisition_datetime": info.acquisition_datetime, "duration_s": info.duration_s,
+            "observed_count_rate_cps": rate, "administration_datetime": info.administration_datetime,
+            "administered_activity_MBq": info.administered_activity_MBq, "metadata": metadata}
 
 
 def _pair_ct(timepoints, emissions, cts, options, unused, warnings, root):

@@ -121,6 +121,23 @@ def scan_folder(root):
     return scan
 
 
+def scan_files(paths):
+    """Read the headers of the DICOM files ``paths`` (e.g. the files of series loaded by Slicer's DICOM
+    module) and group them by series, as :func:`scan_folder` does; the root is their common folder."""
+    paths = [os.path.abspath(p) for p in paths]
+    if not paths:
+        raise StudyDataError("No DICOM files were given.")
+    scan = FolderScan(os.path.commonpath([os.path.dirname(p) for p in paths]))
+    for path in paths:
+        if not os.path.isfile(path):
+            raise StudyDataError(f"The DICOM file '{path}' does not exist; it was moved or deleted after it was "
+                                 "imported. Import the series again.", file=path)
+        _add_file(scan, path)
+    for series in scan.series.values():
+        _check_modality(scan, series)
+    return scan
+
+
 def is_output_folder(path):
     """Whether ``path`` is a folder of results written by a dose calculation: it holds the marker file
     (:data:`OUTPUT_MARKER_FILE`), or results.json with the scene (versions that wrote no marker)."""
