@@ -236,7 +236,7 @@ def calculate(study, record, options, log=print, vois=None, registration=None):
 
     body = _body_mask(reference_tp, reference, density)
     activities, relative, pv_relative, pv_info = _voi_activities(vois, registered, factors, record, reference, body,
-                                                                 options)
+                                                                 options, (study, registrations))
     warnings.extend(pv_info.pop("warnings"))
     plausibility.check_activities(study, vois, activities, activity_maps, times_h, warnings)
     log("Fitting time-activity curves per VOI")
@@ -466,8 +466,21 @@ def _resolution(record, options):
     return float(fwhm), spread, f"calibration record's profile fit (sphere recoveries give {fitted:.2f} mm)"
 
 
-def _voi_activities(vois, registered, factors, record, reference, body, options):
+def _interpolation_variances(study, registrations, reference, options):
+    """Per time point the blur (mm^2 per axis and voxel) its resampling onto the reference grid added,
+    None for the reference and for time points not moved (see MIBGDosimetryLib.registration.resample)."""
+    from MIBGDosimetryLib.registration.resample import interpolation_variance_mm2
+
+    return [None if index == options.reference_index or reg.kind == "identity" else
+            interpolation_variance_mm2(tp.spect, reference, reg.resampling_transform)
+            for index, (tp, reg) in enumerate(zip(study.timepoints, registrations))]
+
+
+def _voi_activities(vois, registered, factors, record, reference, body, options, moved=None):
     """Activity (MBq) of each VOI at each time point (EANM eq. 9) with the chosen partial-volume correction.
+
+    ``moved`` = ``(study, registrations)`` lets the GTM model the blur that resampling each time point
+    onto the reference grid added to it.
 
     Returns ``(activity[voi, time], counting_relative[voi, time], partial_volume_relative[voi], info)``:
     the counting uncertainty per time point and the relative uncertainty of the partial-volume
@@ -493,10 +506,14 @@ def _voi_activities(vois, registered, factors, record, reference, body, options)
     activity = np.zeros((len(vois), len(registered)))
     relative = np.zeros_like(activity)
     pv_relative = np.zeros(len(vois))
+    variances = None
+    if moved is not None and fwhm is not None and method in ("gtm", "recovery"):
+        variances = _interpolation_variances(*moved, reference, options)
     if method == "gtm":
         activity, relative, pv_relative, gtm_info = gtm_activities(vois, [s.array for s in registered],
                                                       [f.mbq_per_count for f in factors], body, fwhm, fwhm_u,
-                                                      reference.spacing_mm)
+                                                      reference.spacing_mm,
+                                                      interpolation_variances_mm2=variances)
         info.update(gtm_info, fwhm_source=fwhm_source)
         if gtm_info["condition_number"] > 1e3:
             warnings.append(f"the GTM system is ill-conditioned (condition number {gtm_info['condition_number']:.0f}): "
@@ -523,7 +540,7 @@ def _voi_activities(vois, registered, factors, record, reference, body, options)
     if refused and fwhm is not None:
         # VOIs outside the curve's scope take their GTM activities (all VOIs and the body as regions).
         gtm = gtm_activities(vois, [s.array for s in registered], [f.mbq_per_count for f in factors], body, fwhm,
-                             fwhm_u, reference.spacing_mm)
+                             fwhm_u, reference.spacing_mm, interpolation_variances_mm2=variances)
         activity[refused], relative[refused], pv_relative[refused] = (gtm[0][refused], gtm[1][refused],
                                                                       gtm[2][refused])
         info.update(gtm_fwhm_mm=fwhm, fwhm_source=fwhm_source)
