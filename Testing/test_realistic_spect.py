@@ -295,11 +295,12 @@ def test_gtm_resolution_uncertainty_covers_profile_and_recovery_estimates(realis
     """OSEM's resolution is not Gaussian: the profile fit of the spheres (13.6 mm on seed 1) and the
     FWHM that reproduces their recoveries (12.8 mm) differ by far more than the profile fit's own
     uncertainty (0.04 mm); the GTM's stated FWHM uncertainty covers that difference."""
-    from MIBGCalibrationLib.resolution import fwhm_from_recoveries
+    from MIBGCalibrationLib.resolution import fwhm_from_recoveries, recovery_background_ratio
 
     record = realistic_run["record"]
     inserts = record["recovery_inserts"]
-    from_recoveries, _ = fwhm_from_recoveries([i["volume_ml"] for i in inserts], [i["recovery"] for i in inserts])
+    from_recoveries, _ = fwhm_from_recoveries([i["volume_ml"] for i in inserts], [i["recovery"] for i in inserts],
+                                              recovery_background_ratio(record.get("details")))
     gtm = realistic_run["results"]["partial_volume"]
     assert gtm["fwhm_mm"] == pytest.approx(record["resolution_fwhm_mm"])
     assert abs(from_recoveries - gtm["fwhm_mm"]) > 5 * record["resolution_fwhm_mm_uncertainty"]

@@ -454,9 +454,10 @@ def _resolution(record, options):
                if (i.get("recovery") or 0) > 0 and (i.get("volume_ml") or 0) > 0]
     if len(inserts) < 3:
         return float(fwhm), uncertainty, "calibration record"
-    from MIBGCalibrationLib.resolution import fwhm_from_recoveries
+    from MIBGCalibrationLib.resolution import fwhm_from_recoveries, recovery_background_ratio
 
-    fitted, misfit = fwhm_from_recoveries([i["volume_ml"] for i in inserts], [i["recovery"] for i in inserts])
+    fitted, misfit = fwhm_from_recoveries([i["volume_ml"] for i in inserts], [i["recovery"] for i in inserts],
+                                          recovery_background_ratio(getattr(record, "details", None)))
     # The profile fit and the recoveries describe the same chain (a Gaussian stand-in for a resolution
     # that OSEM makes non-Gaussian); their difference is part of the uncertainty of either.
     spread = float(np.hypot(uncertainty, fitted - float(fwhm)))
