@@ -1082,3 +1082,84 @@ def test_dicom_volumes_without_administration_time_are_flagged_and_completed_in_
         assert completed.administration_datetime == study.administration_datetime
     finally:
         context.scene.Clear(1)
+
+
+def _study_in_bq_per_ml(phantom, folder):
+    """The phantom study with its SPECTs rewritten as a quantitative vendor reconstruction stores them:
+    Units BQML, activity concentration C / (Q t V) by EANM eq. 9 written out here (as the headless test
+    test_dose_workflow.py::test_the_same_study_stored_in_bq_per_ml_gives_the_same_doses makes it)."""
+    import shutil
+
+    import pydicom
+
+    from MIBGCalibrationLib.record import CalibrationRecord
+
+    shutil.copytree(phantom["study"], folder)
+    q = CalibrationRecord.from_json(phantom["calibration"]).calibration_factor_cps_per_MBq
+    converted = 0
+    for root, _, names in os.walk(folder):
+        for name in sorted(names):
+            path = os.path.join(root, name)
+            if name.endswith((".json", ".csv")):
+                continue
+            ds = pydicom.dcmread(path, force=True)
+            if ds.get("Modality") != "NM" or "RECON" not in str(list(ds.get("ImageType", []))[2:3]):
+                continue
+            duration_s = sum(int(r.NumberOfFramesInRotation) * float(r.ActualFrameDuration)
+                             for r in ds.RotationInformationSequence) / 1000.0
+            voxel_ml = float(ds.PixelSpacing[0]) * float(ds.PixelSpacing[1]) * float(ds.SpacingBetweenSlices) / 1000.0
+            slope = float(ds.get("RescaleSlope", 1.0)) * 1e6 / (q * duration_s * voxel_ml)
+            ds.RescaleSlope, ds.RescaleIntercept, ds.Units = f"{slope:.12g}", "0", "BQML"
+            ds.save_as(path)
+            converted += 1
+    assert converted >= 3
+    return str(folder)
+
+
+def test_a_study_stored_in_bq_per_ml_gives_the_doses_of_the_counts_study_in_the_scene(phantom, tmp_path):
+    """The study in Bq/ml put into the scene by the study-folder loader and as the DICOM module loads it
+    (files through the uid -> path lookup): each time point keeps the units its headers state, so the
+    calibration is applied once, not again. Every VOI's dose is that of the counts study within 1 % and
+    that of `mibgdose dose` on the same Bq/ml folder to round-off."""
+    from MIBGCalibrationLib.record import CalibrationRecord
+    from MIBGDosimetryLib.scene import logic as scene_logic
+    from MIBGDosimetryLib.segmentation.segment_vois import VOI_TYPE_TAG, read_segmentation_file
+    from MIBGDosimetryLib.study import load_study
+    from MIBGDosimetryLib.workflow.dose_workflow import run_dose
+
+    fine = phantom["grid"].fine_volume(np.zeros(phantom["grid"].fine_shape, dtype=np.uint8))
+    masks = {name: mask for name, (kind, mask) in phantom["structures"].items()}
+    tags = {name: {VOI_TYPE_TAG: kind} for name, (kind, mask) in phantom["structures"].items()}
+    seg = _write_seg_nrrd(tmp_path / "drawn.seg.nrrd", masks, fine, tags=tags)
+    folder = _study_in_bq_per_ml(phantom, tmp_path / "bqml-study")
+    counts = _doses(run_dose(phantom["study"], phantom["calibration"], log=_quiet, segmentation=seg))
+    headless = run_dose(folder, phantom["calibration"], log=_quiet, segmentation=seg)
+    assert all(tp["units_path"]["units"] == "Bq/ml" for tp in headless.results["timepoints"])
+
+    def scene_run(make_timepoints):
+        context = mrml.new_scene()
+        try:
+            logic = scene_logic.SceneDoseLogic(context)
+            timepoints = make_timepoints(context, logic)
+            record = CalibrationRecord.from_json(phantom["calibration"]).to_node(context.scene)
+            parameters = logic.new_parameter_node()
+            logic.set_inputs(parameters, timepoints, read_segmentation_file(context.scene, seg), record)
+            logic.register(parameters)
+            return logic.compute_dose(parameters)
+        finally:
+            context.scene.Clear(1)
+
+    def from_dicom_module(context, logic):
+        database, volumes = _dicom_loaded_volumes(context, folder)
+        return logic.timepoints_from_volumes([v["SPECT"] for v in volumes], [v["CT"] for v in volumes], database.get)
+
+    runs = {"study folder": scene_run(lambda context, logic: scene_logic.add_study(context, load_study(folder))),
+            "DICOM module": scene_run(from_dicom_module)}
+    for how, calculation in runs.items():
+        assert all(tp["units_path"]["units"] == "Bq/ml" and tp["units_path"]["calibration_applied"] is False
+                   for tp in calculation.results["timepoints"]), how
+        found = _doses(calculation)
+        assert set(found) == set(counts) == set(masks), how
+        for name, dose in counts.items():
+            assert found[name] == pytest.approx(dose, rel=0.01), (how, name)
+            assert found[name] == pytest.approx(_doses(headless)[name], rel=1e-6), (how, name)

@@ -75,7 +75,8 @@ class DoseRunCancelled(Exception):
 
 @dataclasses.dataclass
 class TimePointNodes:
-    """The nodes of one time point: SPECT (counts), CT (HU, or None) and the metadata table."""
+    """The nodes of one time point: SPECT (counts, counts/s or Bq/ml as its header facts state), CT (HU, or
+    None) and the metadata table."""
 
     spect: object
     ct: object
@@ -497,7 +498,9 @@ class SceneDoseLogic:
             hours_after_administration=_number(facts, "HoursAfterAdministration", label, required=True),
             acquisition_datetime=datetime.datetime.fromisoformat(facts["AcquisitionDateTime"]),
             duration_s=_number(facts, "DurationSeconds", label, required=True),
-            spect=ImageVolume.from_node(self.scene, spect_node, units="counts"),
+            # The units the time point's headers state (the units path decides how the values become activity).
+            spect=ImageVolume.from_node(self.scene, spect_node, units=(header.get("units_path") or {}).get("units")
+                                        or "counts"),
             ct=None if ct_node is None else _ct_volume(self.scene, ct_node, header),
             observed_count_rate_cps=_number(facts, "ObservedCountRateCps", label),
             metadata={**header,
