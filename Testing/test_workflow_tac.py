@@ -57,7 +57,12 @@ def test_by_default_the_activity_before_the_first_scan_follows_the_uptake_prior_
     assert 50.0 * 30.0 / LN2 - entries["organ"]["tia_MBq_h"] == pytest.approx(50.0 * mean_uptake_h / LN2, rel=0.03)
     # The slower uptake stated for lesions takes more.
     assert entries["lesion"]["tia_MBq_h"] < entries["organ"]["tia_MBq_h"] - 50.0 * 2.0 / LN2
-    with pytest.raises(ValueError, match="organ' or 'lesion"):
+    # The urinary bladder fills from the first minutes: its class takes the shorter median (0.5 h).
+    bladder, _ = _voi_tac(Voi("urinary bladder", "organ", mask, "test"), activities, relative, 0.0,
+                          {"method": "none"}, TIMES_H, factors(), DoseOptions())
+    assert 50.0 * 30.0 / LN2 - bladder["tia_MBq_h"] == pytest.approx(50.0 * 0.5 * np.exp(np.log(2.0) ** 2 / 2) / LN2,
+                                                                     rel=0.03)
+    with pytest.raises(ValueError, match="'lesion' or 'bladder'"):
         DoseOptions(uptake_prior={"tumour": (1.0, 2.0)})
 
 

@@ -59,8 +59,17 @@ HEADS = ("midpoint", "linear", "extrapolate", "uptake", "fitted", "prior")
 #: deviation). An assumption, not a published population value: 131I-mIBG is taken up by the
 #: noradrenaline transporter within hours of an infusion of 1-2 h (the uptake half-time counted from
 #: the infusion's start), so T_u between about 0.25 and 4 h (organs) or 0.4 and 6 h (lesions) at 95 %.
+#: The urinary bladder is no uptake organ: it collects urine from the first minutes after the
+#: infusion, 131I-mIBG being excreted unchanged by the kidneys, so its contents rise with the renal
+#: clearance of the activity still in the blood; its class ("bladder", any organ VOI whose name
+#: contains "bladder") takes a shorter median, again an assumption.
 #: Change it (DoseOptions.uptake_prior) when a tracer study of the population gives it.
-UPTAKE_PRIOR = {"organ": (1.0, 2.0), "lesion": (1.5, 2.0)}
+UPTAKE_PRIOR = {"organ": (1.0, 2.0), "lesion": (1.5, 2.0), "bladder": (0.5, 2.0)}
+
+
+def prior_class(kind, name):
+    """The uptake-prior class of a VOI: "bladder" for an organ named as the urinary bladder, else its kind."""
+    return "bladder" if kind == "organ" and "bladder" in str(name).lower() else kind
 #: Nodes of the Gauss-Hermite quadrature over the prior (exact for polynomials of degree < 2 x nodes in ln T_u).
 PRIOR_NODES = 24
 TRAPEZOID_HEADS = ("linear", "constant", "midpoint")

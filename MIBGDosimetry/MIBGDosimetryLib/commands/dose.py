@@ -38,8 +38,9 @@ def add_arguments(parser):
                         help="uptake half-time in hours (tracer study or population value) for the activity "
                              "before the first scan")
     parser.add_argument("--uptake-prior", action="append", default=[], metavar="CLASS=MEDIAN_H,GSD",
-                        help="log-normal prior of the uptake half-time for a VOI class (organ or lesion), e.g. "
-                             "organ=1.0,2.0 (default organ=1.0,2.0 and lesion=1.5,2.0, an assumption)")
+                        help="log-normal prior of the uptake half-time for a VOI class (organ, lesion, or bladder "
+                             "for an organ named as the urinary bladder), e.g. organ=1.0,2.0 (default organ=1.0,2.0, "
+                             "lesion=1.5,2.0 and bladder=0.5,2.0, assumptions)")
     parser.add_argument("--outline-uncertainty-mm", action="append", default=[], metavar="CLASS=MM",
                         help="standard uncertainty of the outline position for a VOI class, e.g. organ=1.0 "
                              "(default organ 1 mm; lesions the PSF fit's own volume uncertainty, else 0.5 mm); "
@@ -91,8 +92,8 @@ def run(args):
         return _run_locked(args)
 
 
-def _per_class(values, option, count):
-    """``{"organ" | "lesion": (numbers...)}`` from ``CLASS=N[,N]`` arguments; None when none given."""
+def _per_class(values, option, count, classes=("organ", "lesion")):
+    """``{class: (numbers...)}`` from ``CLASS=N[,N]`` arguments (CLASS one of ``classes``); None when none given."""
     parsed = {}
     for value in values:
         kind, _, numbers = value.partition("=")
@@ -100,9 +101,9 @@ def _per_class(values, option, count):
             numbers = tuple(float(n) for n in numbers.split(","))
         except ValueError:
             numbers = ()
-        if kind not in ("organ", "lesion") or len(numbers) != count:
-            raise ValueError(f"{option} takes CLASS={','.join(['NUMBER'] * count)} with CLASS organ or lesion, got "
-                             f"'{value}'.")
+        if kind not in classes or len(numbers) != count:
+            raise ValueError(f"{option} takes CLASS={','.join(['NUMBER'] * count)} with CLASS {' or '.join(classes)}, "
+                             f"got '{value}'.")
         parsed[kind] = numbers if count > 1 else numbers[0]
     return parsed or None
 
@@ -119,7 +120,7 @@ def _run_locked(args):
         seeds, _ = read_seed_points([args.seeds])
     options = DoseOptions(reference_index=args.reference, tac_model=args.tac_model, voxel_model=args.voxel_model,
                           tac_head=args.tac_head, uptake_half_life_h=args.uptake_half_life_h,
-                          uptake_prior=_per_class(args.uptake_prior, "--uptake-prior", 2),
+                          uptake_prior=_per_class(args.uptake_prior, "--uptake-prior", 2, ("organ", "lesion", "bladder")),
                           outline_uncertainty_mm=_per_class(args.outline_uncertainty_mm, "--outline-uncertainty-mm", 1),
                           kernel_half_width=args.kernel_half_width, density_correction=args.density_correction,
                           deformable_registration=args.deformable, seed_points_ras_mm=seeds,

@@ -114,8 +114,9 @@ class DoseOptions:
         from MIBGDosimetryLib.tac_extrapolation import check_prior
 
         for kind, prior in (self.uptake_prior or {}).items():
-            if kind not in ("organ", "lesion"):
-                raise ValueError(f"Uptake half-time priors are given per VOI class 'organ' or 'lesion', got '{kind}'.")
+            if kind not in ("organ", "lesion", "bladder"):
+                raise ValueError(f"Uptake half-time priors are given per VOI class 'organ', 'lesion' or 'bladder', got "
+                                 f"'{kind}'.")
             check_prior(prior)
         for kind, mm in (self.outline_uncertainty_mm or {}).items():
             if kind not in ("organ", "lesion") or not np.isfinite(mm) or mm < 0:
@@ -582,11 +583,16 @@ def _voi_tac(voi, activities, relative, pv_relative, pv_info, times_h, factors, 
 
 def _uptake_prior(voi, options):
     """The uptake half-time prior of the VOI's class, unless an uptake half-time or another head is chosen."""
-    from MIBGDosimetryLib.tac_extrapolation import UPTAKE_PRIOR
+    from MIBGDosimetryLib.tac_extrapolation import UPTAKE_PRIOR, prior_class
 
     if options.uptake_half_life_h is not None or options.tac_head not in (None, "prior"):
         return None
-    return {**UPTAKE_PRIOR, **(options.uptake_prior or {})}.get(voi.kind)
+    priors = {**UPTAKE_PRIOR, **(options.uptake_prior or {})}
+    kind = prior_class(voi.kind, voi.name)
+    # A bladder prior the user did not set follows a user-set organ prior.
+    if kind == "bladder" and "bladder" not in (options.uptake_prior or {}) and "organ" in (options.uptake_prior or {}):
+        kind = "organ"
+    return priors.get(kind)
 
 
 def _voxel_tia(times_h, activity_maps, reference, options, log, vois=(), tac_fits=None):
