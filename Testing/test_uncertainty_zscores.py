@@ -96,16 +96,12 @@ def zscores(results, truth, q_ratio, left_out=()):
 
 
 #: Classes whose z spread is not yet within 0.7-1.5 on a generator, with the measured reason.
-_RESOLUTION_SPREAD = ("the GTM's resolution uncertainty is 3.3 mm (the calibration's profile fit 16.88 mm against "
-                      "13.57 mm from its sphere recoveries, which include the warm background's spill-in) instead of "
-                      "the profile fit's 0.04 mm against a true 17.0 mm, so the 'recovery model' term (12-27 % for "
-                      "these lesions) overstates")
 NOT_YET_HONEST = {
-    ("image-domain", "organ tia"): f"z std 0.49 (20 realisations): {_RESOLUTION_SPREAD}",
-    ("image-domain", "organ dose"): f"z std 0.27 (20 realisations): {_RESOLUTION_SPREAD}; the outline term's "
-                                    "sensitivity from one-voxel moves may overstate for kidneys and the heart",
-    ("image-domain", "lesion tia"): f"z std 0.10 (60 lesions, 20 realisations): {_RESOLUTION_SPREAD}",
-    ("image-domain", "lesion dose"): f"z std 0.09 (60 lesions, 20 realisations): {_RESOLUTION_SPREAD}",
+    ("image-domain", "organ dose"): "z std 0.52 (140 organs, 20 realisations): the organ mean-dose budget still "
+                                    "overstates; the outline term's sensitivity, from one-voxel moves scaled to the "
+                                    "1 mm outline uncertainty, may overstate for the kidneys and the heart",
+    ("image-domain", "lesion tia"): "z std 0.67 (60 lesions, 20 realisations), just below 0.7, with a mean of -1.35: "
+                                    "the lesion TIAs keep a bias of about 2 % that no term covers (see NOT_YET_CENTRED)",
 }
 CLASSES = ("organ tia", "organ dose", "lesion tia", "lesion dose")
 
@@ -150,10 +146,10 @@ def _zscore_summary(generator, calibration, folder):
 
 
 # Measured (20 realisations, image-domain, seeds 9101-9120; phantom with uptake half-lives spread by a geometric
-# SD of 1.5 and organ outlines moved by 1 mm SD): (n, mean z, std z) organ TIA (140, -0.11, 0.49), organ dose
-# (140, -0.10, 0.27), lesion TIA (60, -0.13, 0.10), lesion dose (60, 0.03, 0.09). The means are centred since the
-# GTM models the blur that resampling the registered time points adds (lesion TIAs were about 5 % low before);
-# the spreads are narrow because the resolution term overstates (see NOT_YET_HONEST).
+# SD of 1.5 and organ outlines moved by 1 mm SD): (n, mean z, std z) organ TIA (140, -0.25, 0.73), organ dose
+# (140, -0.31, 0.52), lesion TIA (60, -1.35, 0.67), lesion dose (60, -0.15, 0.72). Since the GTM models the blur
+# that resampling the registered time points adds, the lesion TIAs are no longer about 5 % low; since the FWHM
+# from the sphere recoveries counts the warm background's spill-in, the resolution term no longer overstates.
 @pytest.mark.zscore
 @pytest.mark.parametrize("generator, name", [
     pytest.param(generator, name, marks=[pytest.mark.xfail(strict=True, reason=NOT_YET_HONEST[generator, name])]
@@ -167,7 +163,11 @@ def test_zscores_of_tia_and_mean_dose_have_unit_spread(generator, name, summarie
 
 
 #: Classes whose z-scores are not yet centred on 0, with the measured reason.
-NOT_YET_CENTRED = {}
+NOT_YET_CENTRED = {
+    ("image-domain", "lesion tia"): "mean z -1.35 (60 lesions, 20 realisations): the lesion activities are about 2 % "
+                                    "low at every scan; the GTM blurs its regions as points at the voxel centres, "
+                                    "while the activity fills the voxels (1.3 % on an analytic 26 mm box)",
+}
 
 
 # An honest budget also leaves no bias it does not state: over n z-scores of unit spread the mean has a standard
