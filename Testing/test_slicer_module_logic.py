@@ -157,7 +157,7 @@ def test_requirements_come_from_the_installed_resource_file(tmp_path):
     installed = slicer_installation.install_extension(os.path.dirname(HERE), str(tmp_path))
     requirements = dependencies.read_requirements(os.path.join(installed, "Resources", "requirements.txt"))
     assert [dependencies.requirement_name(r) for r in requirements] == [
-        "xraylib", "icrp107-database", "highdicom", "matplotlib"]
+        "xraylib", "icrp107-database", "highdicom", "matplotlib", "pylibjpeg", "pylibjpeg-libjpeg", "pylibjpeg-openjpeg"]
     assert all(">=" in r and "==" not in r for r in requirements)
 
 
