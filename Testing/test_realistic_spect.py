@@ -199,7 +199,7 @@ def _errors(realistic_run):
 
 def test_organ_time_integrated_activities_within_10_percent(realistic_run):
     """The quantification chain (Q, dead time, registration, TAC) on organs of 30 mL or more:
-    measured -7.2 % (bladder) to +8.3 % (left kidney)."""
+    measured on seed 1 -8.8 % (bladder) to +3.2 % (left kidney)."""
     truth, rows = _errors(realistic_run)
     organs = [name for name, s in truth.items() if s["kind"] == "organ" and s["volume_ml"] >= 30.0]
     assert len(organs) == 6
@@ -218,7 +218,7 @@ def test_every_seeded_lesion_is_reported(realistic_run):
 
 def test_organ_doses_within_10_percent_on_an_unseen_noise_realisation(unseen_run):
     """Organs of 30 mL or more (mean dose from the whole-map kernel against the truth's):
-    measured on seed 41 -7.4 % (bladder) to +4.5 % (liver)."""
+    measured on seed 41 -8.5 % (bladder) to +2.2 % (liver)."""
     truth, rows = _errors(unseen_run)
     organs = [name for name, s in truth.items() if s["kind"] == "organ" and s["volume_ml"] >= 30.0]
     assert len(organs) == 6
@@ -241,14 +241,15 @@ def test_bone_lesion_volumes_within_20_percent_on_an_unseen_noise_realisation(un
 
 
 @pytest.mark.xfail(strict=True, reason=(
-    "measured on seed 41, truth dose with a 100 mm kernel reach: organ mean doses within 5.9 % except the "
-    "salivary glands (14 mL, +17 %); lesions of 4 mL or more: adrenal primary (irregular, 27 mL) dose +4 % "
-    "volume +12 %, para-aortic (elongated, 6 mL) dose -54 % volume +243 %, necrotic mass (27 mL) dose -7 % "
-    "volume +36 %, spine bone metastasis (4 mL) dose +12 % volume +2 %, pelvic bone metastasis (9 mL) dose "
-    "+10 % volume +3 %. The soft-tissue lesions' fractions differ from the spheres' of their volume and "
-    "contrast (elongated and necrotic images peak lower than a sphere's, whose edge overshoot OSEM focuses "
-    "at its centre); the salivary glands image sharper than the calibration spheres (about 10 mm FWHM in "
-    "situ against 13.6 mm) and the PSF width measured around them (12.6 mm on seed 1) still over-corrects"))
+    "measured on seed 41, truth dose with a 100 mm kernel reach: every organ within 10 % (lungs -2.6 %, liver "
+    "+2.2 %, heart -1.8 %, kidneys -1.0/+0.8 %, bladder -8.5 %, salivary glands +8.3 %); lesions of 4 mL or more: "
+    "adrenal primary (irregular, 27 mL) dose +3 % volume +12 %, para-aortic (elongated, 6 mL) dose -54 % volume "
+    "+243 %, necrotic mass (27 mL) dose -8 % volume +36 %, spine bone metastasis (4 mL) dose +21 % volume +2 %, "
+    "pelvic bone metastasis (9 mL) dose +14 % volume +3 %. The soft-tissue lesions' fractions differ from the "
+    "spheres' of their volume and contrast (elongated and necrotic images peak lower than a sphere's, whose edge "
+    "overshoot OSEM focuses at its centre); the bone lesions image sharper than the calibration spheres and the "
+    "GTM, now widening each region's PSF by the blur that resampling adds at the registered time points, "
+    "over-corrects the spine lesion"))
 def test_issue_accuracy_targets(unseen_run):
     """Organs within 10 %, lesions of 4 mL or more within 15 % of the true mean dose, their volumes
     within 20 %, on a noise realisation the analysis was not developed on."""
