@@ -236,24 +236,14 @@ def test_the_same_study_stored_in_bq_per_ml_gives_the_same_doses(demo, tmp_path)
     """The demo's SPECTs rewritten as a quantitative vendor reconstruction would store them (Units
     BQML, activity concentration C / (Q t V) by EANM eq. 9 written out here) give the doses of the
     counts study: the calibration is applied once, not again."""
+    from bq_per_ml_study import rewrite_spects_in_bq_per_ml
     from MIBGCalibrationLib.record import CalibrationRecord
     from MIBGDosimetryLib.workflow.dose_workflow import run_dose
 
     study = tmp_path / "study"
     shutil.copytree(demo["out"] / "patient-study", study)
     q = CalibrationRecord.from_json(str(demo["out"] / "calibration.json")).calibration_factor_cps_per_MBq
-    converted = 0
-    for path in sorted(p for p in study.rglob("*") if p.is_file() and p.suffix not in (".json", ".csv")):
-        ds = pydicom.dcmread(path, force=True)
-        if ds.get("Modality") != "NM" or "RECON" not in str(list(ds.get("ImageType", []))[2:3]):
-            continue
-        duration_s = sum(int(r.NumberOfFramesInRotation) * float(r.ActualFrameDuration)
-                         for r in ds.RotationInformationSequence) / 1000.0
-        voxel_ml = float(ds.PixelSpacing[0]) * float(ds.PixelSpacing[1]) * float(ds.SpacingBetweenSlices) / 1000.0
-        slope = float(ds.get("RescaleSlope", 1.0)) * 1e6 / (q * duration_s * voxel_ml)
-        ds.RescaleSlope, ds.RescaleIntercept, ds.Units = f"{slope:.12g}", "0", "BQML"
-        ds.save_as(path)
-        converted += 1
+    converted = rewrite_spects_in_bq_per_ml(str(study), q)
     assert converted >= 3
     calculation = run_dose(str(study), str(demo["out"] / "calibration.json"), log=lambda *_: None)
     expected = {v["name"]: v["mean_dose_Gy"] for v in _results(demo)["vois"]}

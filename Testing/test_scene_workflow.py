@@ -1090,28 +1090,12 @@ def _study_in_bq_per_ml(phantom, folder):
     test_dose_workflow.py::test_the_same_study_stored_in_bq_per_ml_gives_the_same_doses makes it)."""
     import shutil
 
-    import pydicom
-
+    from bq_per_ml_study import rewrite_spects_in_bq_per_ml
     from MIBGCalibrationLib.record import CalibrationRecord
 
     shutil.copytree(phantom["study"], folder)
     q = CalibrationRecord.from_json(phantom["calibration"]).calibration_factor_cps_per_MBq
-    converted = 0
-    for root, _, names in os.walk(folder):
-        for name in sorted(names):
-            path = os.path.join(root, name)
-            if name.endswith((".json", ".csv")):
-                continue
-            ds = pydicom.dcmread(path, force=True)
-            if ds.get("Modality") != "NM" or "RECON" not in str(list(ds.get("ImageType", []))[2:3]):
-                continue
-            duration_s = sum(int(r.NumberOfFramesInRotation) * float(r.ActualFrameDuration)
-                             for r in ds.RotationInformationSequence) / 1000.0
-            voxel_ml = float(ds.PixelSpacing[0]) * float(ds.PixelSpacing[1]) * float(ds.SpacingBetweenSlices) / 1000.0
-            slope = float(ds.get("RescaleSlope", 1.0)) * 1e6 / (q * duration_s * voxel_ml)
-            ds.RescaleSlope, ds.RescaleIntercept, ds.Units = f"{slope:.12g}", "0", "BQML"
-            ds.save_as(path)
-            converted += 1
+    converted = rewrite_spects_in_bq_per_ml(str(folder), q)
     assert converted >= 3
     return str(folder)
 
