@@ -12,6 +12,7 @@ import re
 import shutil
 import threading
 
+import numpy as np
 import pydicom
 import pytest
 from pydicom.datadict import dictionary_VR
@@ -431,3 +432,30 @@ def test_same_patient_with_name_in_other_case_is_one_identity(study, tmp_path):
     assert len(summary["exported"]) == 14
     assert {pydicom.dcmread(p, stop_before_pixels=True).PatientID for p in dicom_paths(tmp_path / "export")} == \
         {summary["pseudonym"]}
+
+
+def test_words_that_chance_puts_into_compressed_pdf_bytes_are_not_findings(tmp_path):
+    """Deflated bytes read as text hold random 'words'; a 3-letter study ID (TP5) was once found in them."""
+    matplotlib = pytest.importorskip("matplotlib")
+    matplotlib.use("Agg")
+    from matplotlib import pyplot
+
+    figure = pyplot.figure()
+    axes = figure.add_subplot()
+    for n in range(40):
+        axes.plot(np.arange(50), np.cos(np.arange(50) * 0.1 * n) * n, label=f"curve {n}")
+    figure.text(0.1, 0.95, "Report of subject 4711")
+    figure.savefig(tmp_path / "report.pdf")
+    pyplot.close(figure)
+    data = (tmp_path / "report.pdf").read_bytes()
+    readable = leakcheck._pdf_outside_streams(data) + "".join(
+        leakcheck._pdf_text(part) for part in leakcheck._pdf_streams(data))
+    readable_words = set(leakcheck.words(readable))
+    chance = sorted({w for w in leakcheck.words(data.decode("latin-1"))
+                     if len(w) >= leakcheck.MIN_WORD_LENGTH and w not in readable_words})
+    assert chance, "the figure should deflate into bytes that hold some 3-letter 'words' by chance"
+    identifiers = leakcheck.Identifiers()
+    for word in chance:
+        identifiers.add(word)
+    identifiers.add("4711")
+    assert leakcheck.scan_file(tmp_path / "report.pdf", "report.pdf", identifiers) == ["report.pdf holds '4711'"]

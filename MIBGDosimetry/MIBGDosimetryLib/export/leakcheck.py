@@ -9,9 +9,13 @@ are only compared as whole values. The user can accept a flagged value after rev
 are recorded in the mapping file.
 
 Scanned: every file and folder name; every element of every DICOM file at any sequence depth, the
-file meta and the preamble; the whole text of JSON, CSV, HTML files; PDF files on their raw bytes and
-on every decompressed (FlateDecode) content stream. Not scanned: the pixels of images (text burned
-into pixels is out of scope) and the compressed image streams of PDF figures.
+file meta and the preamble; the whole text of JSON, CSV, HTML files; PDF files on their objects
+outside the streams (dictionaries, the document information) and on every stream as text: uncompressed
+streams as they are, FlateDecode streams decompressed. The compressed bytes themselves are never read
+as text: deflated data is random to the eye, and a 3-letter value would be "found" in it by chance.
+Not scanned: the pixels of images (text burned into pixels is out of scope), image streams of PDF
+figures, and streams in other compressions (refused as unreadable would be safer, but our reports
+write none).
 """
 
 import os
@@ -187,7 +191,7 @@ def scan_file(path, relative, identifiers):
         data = stream.read()
     texts = [data.decode("utf-8", errors="replace")]
     if data.startswith(b"%PDF"):
-        texts = [data.decode("latin-1")] + [_pdf_text(part) for part in _pdf_streams(data)]
+        texts = [_pdf_outside_streams(data)] + [_pdf_text(part) for part in _pdf_streams(data)]
     found = []
     for text in texts:
         hit = identifiers.find(EMBEDDED_IMAGE.sub("data:", text))
@@ -197,14 +201,37 @@ def scan_file(path, relative, identifiers):
     return found
 
 
-def _pdf_streams(data):
-    """The decompressed FlateDecode streams of a PDF, image streams excepted."""
+def _pdf_stream_spans(data):
+    """(header, start, end) of every stream of a PDF: its dictionary and the byte range of its data."""
     for match in PDF_STREAM.finditer(data):
-        header = match.group(1)
-        if b"/FlateDecode" not in header or re.search(rb"/Subtype\s*/Image", header):
-            continue
         start = match.end()
         end = data.find(b"endstream", start)
+        yield match.group(1), start, (len(data) if end < 0 else end)
+
+
+def _pdf_outside_streams(data):
+    """The PDF's bytes as text with the data of every stream left out."""
+    parts, position = [], 0
+    for _, start, end in _pdf_stream_spans(data):
+        parts.append(data[position:start])
+        position = end
+    parts.append(data[position:])
+    return b"\n".join(parts).decode("latin-1")
+
+
+def _pdf_streams(data):
+    """The streams of a PDF as bytes: uncompressed ones as they are, FlateDecode ones decompressed.
+
+    Image streams and streams in other compressions are skipped (see the module's note).
+    """
+    for header, start, end in _pdf_stream_spans(data):
+        if re.search(rb"/Subtype\s*/Image", header):
+            continue
+        if b"/Filter" not in header:
+            yield data[start:end]
+            continue
+        if b"/FlateDecode" not in header:
+            continue
         try:
             yield zlib.decompressobj().decompress(data[start:end])
         except zlib.error:
