@@ -52,10 +52,13 @@ class MIBGCalibrationParameterNode:
     """Settings of the module, saved with the scene.
 
     phantomDirectory - folder with the calibration phantom acquisitions (DICOM).
+    phantomDescription - or: phantom.json of acquisitions loaded with the DICOM module; the volume chosen
+        for each acquisition is a node reference of the parameter node (MIBGCalibrationLib.logic).
     outputFile - calibration record (JSON) to write.
     """
 
     phantomDirectory: pathlib.Path
+    phantomDescription: pathlib.Path
     outputFile: pathlib.Path
 
 
@@ -90,6 +93,7 @@ class MIBGCalibrationWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.ui.showRecoveryPlotButton.connect("clicked(bool)", lambda: self.onShowPlot("recovery"))
         self.ui.showCountRatePlotButton.connect("clicked(bool)", lambda: self.onShowPlot("count_rate"))
         self.ui.showUpdatesPlotButton.connect("clicked(bool)", lambda: self.onShowPlot("updates"))
+        self.ui.phantomDescriptionSelector.connect("currentPathChanged(QString)", self.updateAcquisitionsTable)
         self.initializeParameterNode()
 
     def cleanup(self):
@@ -119,6 +123,47 @@ class MIBGCalibrationWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self._parameterNode = inputParameterNode
         if self._parameterNode:
             self._parameterNodeGuiTag = self._parameterNode.connectGui(self.ui)
+        self.updateAcquisitionsTable()
+
+    def updateAcquisitionsTable(self, *_):
+        """One row per acquisition the phantom description asks for, with a volume selector."""
+        import qt
+
+        table = self.ui.acquisitionsTable
+        table.setRowCount(0)
+        description = self._parameterNode.phantomDescription if self._parameterNode else None
+        table.visible = _isSet(description)
+        if not _isSet(description) or not description.is_file():
+            return
+        from MIBGCalibrationLib import acquisitions
+        from MIBGCalibrationLib.logic import scene_acquisitions
+
+        try:
+            _description, slots = acquisitions.description_slots(description)
+        except ValueError as error:
+            self.ui.statusLabel.text = str(error)
+            return
+        chosen = scene_acquisitions(self._parameterNode.parameterNode, slots)
+        table.setRowCount(len(slots))
+        for row, slot in enumerate(slots):
+            table.setItem(row, 0, qt.QTableWidgetItem(slot.label))
+            selector = slicer.qMRMLNodeComboBox()
+            selector.nodeTypes = ["vtkMRMLScalarVolumeNode"]
+            selector.noneEnabled = True
+            selector.addEnabled = False
+            selector.removeEnabled = False
+            selector.setMRMLScene(slicer.mrmlScene)
+            selector.setCurrentNode(chosen.get(slot.key))
+            selector.connect("currentNodeChanged(vtkMRMLNode*)",
+                             lambda node, key=slot.key: self.onAcquisitionChosen(key, node))
+            table.setCellWidget(row, 1, selector)
+        table.resizeColumnToContents(0)
+
+    def onAcquisitionChosen(self, slotKey, node):
+        from MIBGCalibrationLib.logic import set_scene_acquisition
+
+        if self._parameterNode:
+            set_scene_acquisition(self._parameterNode.parameterNode, slotKey, node)
 
     def onApplyButton(self):
         if self._running:
@@ -137,7 +182,8 @@ class MIBGCalibrationWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
                 try:
                     self._outputs = self.logic.process(self._parameterNode.phantomDirectory,
                                                        self._parameterNode.outputFile, log=self.showProgress,
-                                                       cancel=lambda: self._cancelRequested)
+                                                       cancel=lambda: self._cancelRequested,
+                                                       phantomDescription=self._parameterNode.phantomDescription)
                 except CalibrationCancelled as cancelled:
                     self.ui.statusLabel.text = str(cancelled)
                     return
@@ -217,15 +263,26 @@ class MIBGCalibrationLogic(ScriptedLoadableModuleLogic):
     def getParameterNode(self):
         return MIBGCalibrationParameterNode(super().getParameterNode())
 
-    def process(self, phantomDirectory, outputFile, log=logging.info, cancel=None):
-        """Calibrate from the phantom folder, write the record to ``outputFile`` and add the record node and
-        the calibration plots to the application's scene. Returns ``MIBGCalibrationLib.logic.CalibrationOutputs``."""
-        from MIBGCalibrationLib.logic import run_calibration
+    def process(self, phantomDirectory, outputFile, log=logging.info, cancel=None, phantomDescription=None):
+        """Calibrate from the phantom folder, or from the acquisitions chosen in the scene for the phantom
+        description, write the record to ``outputFile`` and add the record node and the calibration plots to
+        the application's scene. Returns ``MIBGCalibrationLib.logic.CalibrationOutputs``."""
+        from MIBGCalibrationLib import acquisitions
+        from MIBGCalibrationLib.logic import run_calibration, run_calibration_from_scene, scene_acquisitions
 
-        if not _isSet(phantomDirectory):
-            raise ValueError(_("Choose the folder with the calibration phantom acquisitions first."))
         if not _isSet(outputFile):
             raise ValueError(_("Choose a file name for the calibration record first."))
+        if _isSet(phantomDescription):
+            if _isSet(phantomDirectory):
+                raise ValueError(_("Both a phantom acquisitions folder and a phantom description are given; clear "
+                                   "one of them."))
+            _description, slots = acquisitions.description_slots(phantomDescription)
+            chosen = scene_acquisitions(self.getParameterNode().parameterNode, slots)
+            return run_calibration_from_scene(slicer.mrmlScene, str(phantomDescription), chosen, str(outputFile),
+                                              slicer.dicomDatabase.fileForInstance, log=log, cancel=cancel)
+        if not _isSet(phantomDirectory):
+            raise ValueError(_("Choose the folder with the calibration phantom acquisitions, or a phantom "
+                               "description with the acquisitions loaded in the scene, first."))
         return run_calibration(slicer.mrmlScene, str(phantomDirectory), str(outputFile), log=log, cancel=cancel)
 
 

@@ -5,10 +5,12 @@ phantom.json and the images. Every number below is compared with truth.json.
 """
 
 import hashlib
+import os
 import json
 import shutil
 import subprocess
 import sys
+import tempfile
 
 import numpy as np
 import pydicom
@@ -247,3 +249,160 @@ def test_cancelled_calibration_writes_nothing_and_adds_no_node(phantom, tmp_path
         assert context.scene.GetNumberOfNodes() == before
     finally:
         context.scene.Clear(1)
+
+
+# The phantom acquisitions loaded into the scene by Slicer's DICOM module: the database renames every
+# file after its SOPInstanceUID, so the description's file names no longer find them.
+
+@pytest.fixture(scope="module")
+def loaded_phantom(phantom, tmp_path_factory):
+    """The phantom's DICOM files in a database folder under their UIDs, each loaded as the DICOM module
+    loads it; the description alone in another folder. Yields (description path, {slot key: node},
+    fileForInstance, database folder, context)."""
+    from dicom_module_loading import load_like_the_dicom_module
+    from MIBGCalibrationLib import acquisitions
+
+    folder, _ = phantom
+    root = tmp_path_factory.mktemp("slicer-dicom")
+    database, description_dir = root / "dicom", root / "description"
+    database.mkdir()
+    description_dir.mkdir()
+    shutil.copy(folder / "phantom.json", description_dir / "phantom.json")
+    description, slots = acquisitions.description_slots(description_dir / "phantom.json")
+    context = mrml.new_scene()
+    files, nodes = {}, {}
+    for slot in slots:
+        header = pydicom.dcmread(folder / slot.series_dir / slot.file_name, stop_before_pixels=True)
+        path = database / f"{header.SOPInstanceUID}.dcm"
+        shutil.copy(folder / slot.series_dir / slot.file_name, path)
+        header = pydicom.dcmread(path, stop_before_pixels=True)
+        files[str(header.SOPInstanceUID)] = str(path)
+        nodes[slot.key] = load_like_the_dicom_module(context, [header], slot.label)
+    yield description_dir / "phantom.json", nodes, lambda uid: files.get(uid, ""), database, context
+    context.scene.Clear(1)
+
+
+def test_acquisitions_asked_for_by_the_description(phantom):
+    from MIBGCalibrationLib import acquisitions
+
+    folder, _ = phantom
+    description, slots = acquisitions.description_slots(folder / "phantom.json")
+    keys = [slot.key for slot in slots]
+    steps = len(description["deadtime"]["steps"])
+    assert keys[:steps] == [f"deadtime.steps.{n}.file" for n in range(steps)]
+    assert keys[steps:steps + 2] == ["jaszczak.file", "spheres.file"]
+    assert "tew.file" in keys and "chang.nac_file" in keys and "chang.lower_window_file" in keys
+    assert len([k for k in keys if k.startswith("osem.")]) == len(description["osem"]["reconstructions"])
+    # Every slot names a file the phantom folder holds.
+    assert all((folder / slot.series_dir / slot.file_name).is_file() for slot in slots)
+    with pytest.raises(ValueError, match="phantom.json"):
+        acquisitions.description_slots(folder / "truth.json")
+
+
+def test_calibration_from_volumes_loaded_by_the_dicom_module(loaded_phantom, calibrated, tmp_path):
+    """The record made from the scene's volumes is the folder's record: same numbers for every step,
+    so the same agreement with the phantom's truth; its provenance names the database files."""
+
+    description, nodes, file_for_instance, database, context = loaded_phantom
+    folder_outputs, truth, _ = calibrated
+    staging = _staging_folders()
+    before = context.scene.GetNumberOfNodes()
+    outputs = logic.run_calibration_from_scene(context.scene, str(description), nodes, str(tmp_path / "cal.json"),
+                                               file_for_instance)
+    record, expected = outputs.result.record, folder_outputs.result.record
+    assert record.calibration_factor_cps_per_MBq == pytest.approx(truth["Q_cps_per_MBq"], rel=0.02)
+    made, folder_made = record.to_dict(), expected.to_dict()
+    for values in (made, folder_made):
+        for key in ("provenance", "date"):
+            values.pop(key)
+        for key in ("output", "output_sha256"):  # the derived projections' name and new UIDs
+            values["scatter_correction"].pop(key, None)
+    assert made == folder_made
+    # Provenance: the database files and the user's description, with their own checksums.
+    paths = {entry["path"]: entry["sha256"] for entry in record.provenance["inputs"]}
+    assert str(description) in paths
+    assert {p for p in paths if p != str(description)} == {str(p) for p in database.iterdir()}
+    assert paths[str(description)] == hashlib.sha256(description.read_bytes()).hexdigest()
+    # The outputs as from a folder: record file, scatter-corrected projections, record node and plots.
+    assert CalibrationRecord.from_json(tmp_path / "cal.json").calibration_factor_cps_per_MBq == \
+        record.calibration_factor_cps_per_MBq
+    assert (tmp_path / "cal.tew.dcm").is_file()
+    assert context.scene.GetNumberOfNodes() > before and set(outputs.charts) == set(folder_outputs.charts)
+    # The temporary calibration folder is gone; the database is as it was.
+    assert _staging_folders() == staging
+    assert sorted(p.name for p in database.iterdir()) == sorted(f"{uid}.dcm" for uid in
+                                                               _uids(database))
+
+
+def _staging_folders():
+    return {name for name in os.listdir(tempfile.gettempdir()) if name.startswith("mibg-calibration-")}
+
+
+def _uids(database):
+    return [str(pydicom.dcmread(p, stop_before_pixels=True).SOPInstanceUID) for p in database.iterdir()]
+
+
+def test_scene_acquisitions_that_cannot_be_used_are_refused(loaded_phantom, tmp_path):
+    """Unassigned slots are named; volumes not from the DICOM module, unknown to the database, edited, or
+    given for two slots are refused; a cancelled run writes nothing and adds no node."""
+    description, nodes, file_for_instance, _, context = loaded_phantom
+    record = str(tmp_path / "cal.json")
+    scene = context.scene
+    run = logic.run_calibration_from_scene
+    partial = {key: node for key, node in nodes.items() if key != "jaszczak.file"}
+    with pytest.raises(ValueError, match=r"Assign an acquisition to each of: Jaszczak cylinder"):
+        run(scene, str(description), partial, record, file_for_instance)
+    with pytest.raises(ValueError, match="asks for no acquisition 'spheres.extra'"):
+        run(scene, str(description), dict(nodes, **{"spheres.extra": nodes["spheres.file"]}), record,
+            file_for_instance)
+    with pytest.raises(ValueError, match="more than one slot"):
+        run(scene, str(description), dict(nodes, **{"jaszczak.file": nodes["spheres.file"]}), record,
+            file_for_instance)
+    with pytest.raises(ValueError, match="not in the DICOM database"):
+        run(scene, str(description), nodes, record, lambda uid: "")
+    plain = scene.AddNewNodeByClass("vtkMRMLScalarVolumeNode", "copy")
+    plain.Copy(nodes["jaszczak.file"])
+    plain.RemoveAttribute("DICOM.instanceUIDs")
+    with pytest.raises(ValueError, match="not loaded by the DICOM module"):
+        run(scene, str(description), dict(nodes, **{"jaszczak.file": plain}), record, file_for_instance)
+    edited = scene.AddNewNodeByClass("vtkMRMLScalarVolumeNode", "edited")
+    edited.Copy(nodes["jaszczak.file"])
+    image = nodes["jaszczak.file"].GetImageData().NewInstance()
+    image.DeepCopy(nodes["jaszczak.file"].GetImageData())
+    image.GetPointData().GetScalars().SetValue(0, image.GetPointData().GetScalars().GetValue(0) + 1000)
+    edited.SetAndObserveImageData(image)
+    with pytest.raises(ValueError, match="differ from its DICOM file's counts"):
+        run(scene, str(description), dict(nodes, **{"jaszczak.file": edited}), record, file_for_instance)
+    before, seen = scene.GetNumberOfNodes(), []
+    with pytest.raises(logic.CalibrationCancelled):
+        run(scene, str(description), nodes, record, file_for_instance, log=seen.append,
+            cancel=lambda: len(seen) >= 2)
+    assert scene.GetNumberOfNodes() == before and list(tmp_path.iterdir()) == []
+
+
+def test_chosen_acquisitions_are_saved_with_the_scene(loaded_phantom):
+    """The volumes chosen per slot are node references of the parameter node: a scene saved and read
+    back gives the same choice (roles must not hold MRML's separators ':' and ';')."""
+    from MIBGCalibrationLib import acquisitions
+
+    description, nodes, _, _, context = loaded_phantom
+    _, slots = acquisitions.description_slots(description)
+    parameter_node = context.scene.AddNewNodeByClass("vtkMRMLScriptedModuleNode", "MIBGCalibration")
+    for key, node in nodes.items():
+        logic.set_scene_acquisition(parameter_node, key, node)
+    logic.set_scene_acquisition(parameter_node, "tew.file", None)
+    context.scene.SetSaveToXMLString(1)
+    context.scene.Commit()
+    xml = context.scene.GetSceneXMLString()
+    reopened = mrml.new_scene()
+    try:
+        reopened.scene.SetLoadFromXMLString(1)
+        reopened.scene.SetSceneXMLString(xml)
+        reopened.scene.Import()
+        restored = reopened.scene.GetNodeByID(parameter_node.GetID())
+        chosen = logic.scene_acquisitions(restored, slots)
+        assert {key: node.GetName() for key, node in chosen.items()} == \
+            {key: node.GetName() for key, node in nodes.items() if key != "tew.file"}
+    finally:
+        reopened.scene.Clear(1)
+        context.scene.RemoveNode(parameter_node)

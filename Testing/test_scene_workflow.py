@@ -13,6 +13,7 @@ import os
 import numpy as np
 import pytest
 import scipy.ndimage
+from dicom_module_loading import dicom_database_of, load_like_the_dicom_module
 
 from MIBGDosimetryLib import mrml
 
@@ -866,58 +867,18 @@ def test_time_points_from_volumes_of_the_scene_give_the_same_doses(scene):
         logic.timepoints_from_volumes(spects, cts[:2])
 
 
-# Volumes loaded by Slicer's DICOM module: a volume node read by vtkITK/GDCM from the series' files with
-# the attribute DICOM.instanceUIDs (as DICOMScalarVolumePlugin sets it); the DICOM database's
-# fileForInstance is stood in for by a dict from the scanned study folder.
-
-def _dicom_database_of(folder):
-    """SOPInstanceUID -> path of every DICOM file under ``folder``, and the series' files by modality."""
-    import pydicom
-
-    files, series = {}, {}
-    for root, _, names in os.walk(folder):
-        for name in sorted(names):
-            if not name.endswith(".dcm"):
-                continue
-            path = os.path.join(root, name)
-            header = pydicom.dcmread(path, stop_before_pixels=True)
-            files[str(header.SOPInstanceUID)] = path
-            if header.Modality in ("NM", "CT"):
-                series.setdefault(str(header.SeriesInstanceUID), []).append(header)
-    return files, series
-
-
-def _load_like_the_dicom_module(context, headers, name):
-    """A volume node as DICOMScalarVolumePlugin loads a series: the files sorted along the slice normal,
-    read by vtkITK (GDCM) through the volumes logic, and DICOM.instanceUIDs in that order."""
-    import vtk
-
-    def position(header):
-        if "ImagePositionPatient" not in header:
-            return 0.0
-        normal = np.cross(*np.reshape(np.asarray(header.ImageOrientationPatient, dtype=float), (2, 3)))
-        return float(np.dot(normal, np.asarray(header.ImagePositionPatient, dtype=float)))
-
-    ordered = sorted(headers, key=position)
-    paths = vtk.vtkStringArray()
-    for header in ordered:
-        paths.InsertNextValue(header.filename)
-    node = context.volumes_logic.AddArchetypeVolume(ordered[0].filename, name, 0, paths)
-    assert node is not None, name
-    node.SetAttribute("DICOM.instanceUIDs", " ".join(str(h.SOPInstanceUID) for h in ordered))
-    return node
-
+# Volumes loaded by Slicer's DICOM module: see dicom_module_loading.
 
 def _dicom_loaded_volumes(context, folder):
     """The demo study's SPECT and CT volumes as the DICOM module loads them, with their time-point folder."""
-    files, series = _dicom_database_of(folder)
+    files, series = dicom_database_of(folder)
     volumes = {}
     for headers in series.values():
         timepoint = os.path.basename(os.path.dirname(headers[0].filename))
         if headers[0].Modality == "CT":
             timepoint = os.path.basename(os.path.dirname(os.path.dirname(headers[0].filename)))
         modality = "SPECT" if headers[0].Modality == "NM" else "CT"
-        volumes.setdefault(timepoint, {})[modality] = _load_like_the_dicom_module(
+        volumes.setdefault(timepoint, {})[modality] = load_like_the_dicom_module(
             context, headers, f"{headers[0].SeriesDescription or modality} ({timepoint})")
     return files, [volumes[tp] for tp in sorted(volumes)]
 

@@ -121,15 +121,19 @@ def test_requirements_use_lower_bounds_only():
 
 def test_readme_walkthrough_names_only_labels_of_the_panel():
     """Every bold label of the README's "In 3D Slicer: step by step" section is a section title or button
-    text of the MIBG Dosimetry panel (.ui) or a name the module source shows (the Cancel text, the effect)."""
+    text of the MIBG Dosimetry or MIBG Calibration panel (.ui) or a name the module source shows (the Cancel
+    text, the effect)."""
     readme = (REPO / "README.md").read_text()
     match = re.search(r"^## In 3D Slicer: step by step\n(.*?)^## ", readme, re.M | re.S)
     assert match, "README has no 'In 3D Slicer: step by step' section"
     labels = set(re.findall(r"\*\*([^*]+)\*\*", match.group(1)))
     ui = ET.parse(REPO / "MIBGDosimetry" / "Resources" / "UI" / "MIBGDosimetry.ui").getroot()
-    texts = {s.text.rstrip(":") for s in ui.iter("string") if s.text}
-    source = (REPO / "MIBGDosimetry" / "MIBGDosimetry.py").read_text()
-    shown = texts | set(re.findall(r'_\("([^"]+)"\)', source)) | set(re.findall(r'"(MIBG [A-Za-z ]+)"', source))
+    shown = set()
+    for module in ("MIBGDosimetry", "MIBGCalibration"):
+        panel = ET.parse(REPO / module / "Resources" / "UI" / f"{module}.ui").getroot()
+        source = (REPO / module / f"{module}.py").read_text()
+        shown |= {s.text.rstrip(":") for s in panel.iter("string") if s.text} | \
+            set(re.findall(r'_\("([^"]+)"\)', source)) | set(re.findall(r'"(MIBG [A-Za-z ]+)"', source))
     assert len(labels) >= 15
     missing = sorted(label for label in labels if label not in shown)
     assert not missing, f"README names labels the panel does not have: {missing}"
