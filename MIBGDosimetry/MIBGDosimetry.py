@@ -171,6 +171,10 @@ class MIBGDosimetryWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.ui.computeDoseButton.connect("clicked(bool)", self.onComputeDose)
         self.ui.resultsTableView.connect("clicked(QModelIndex)", self.onVoiSelected)
         self.ui.showDvhButton.connect("clicked(bool)", self.onShowDvh)
+        self.ui.showIsodoseButton.connect("clicked(bool)", self.onShowIsodose)
+        self.ui.showIsodoseButton.enabled = hasattr(slicer.modules, "isodose")
+        if not self.ui.showIsodoseButton.enabled:
+            self.ui.showIsodoseButton.toolTip = _("Isodose lines need the SlicerRT extension (Extensions Manager).")
         self.ui.writeOutputsButton.connect("clicked(bool)", self.onWriteOutputs)
         self.ui.deidentifiedExportButton.connect("clicked(bool)", self.onDeidentifiedExport)
         self.ui.openReportButton.connect("clicked(bool)", self.onOpenReport)
@@ -320,6 +324,17 @@ class MIBGDosimetryWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             slicer.util.errorDisplay(_("Compute the dose first."))
             return
         slicer.modules.plots.logic().ShowChartInLayout(chart)
+
+    def onShowIsodose(self):
+        with slicer.util.tryWithErrorDisplay(_("Could not draw the isodose lines."), waitCursor=True):
+            from MIBGDosimetryLib.dose_display import show_isodose_lines
+
+            dose = self.logic.sceneNode().GetNodeReference(self.logic.doseRole())
+            if dose is None:
+                raise ValueError(_("Compute the dose first."))
+            if show_isodose_lines(slicer.mrmlScene, dose, slicer.modules.isodose.logic()) is None:
+                raise ValueError(_("The dose map holds no dose; there are no isodose lines to draw."))
+            self._showDose()
 
     def onWriteOutputs(self):
         with slicer.util.tryWithErrorDisplay(_("Writing the outputs failed."), waitCursor=True):

@@ -105,6 +105,16 @@ def test_dose_over_ct_leaves_zero_dose_transparent(mrml_context):
     assert again.GetDisplayNode().GetColorNodeID() == colours.GetID()  # one table per scene
 
 
+@pytest.mark.parametrize("max_dose_Gy, expected", [
+    (40.0, [0.5, 1.0, 2.0, 5.0, 10.0, 20.0]),  # 1-2-5 levels from 1 % of the maximum (0.4 Gy) to below 40 Gy
+    (3.7, [0.05, 0.1, 0.2, 0.5, 1.0, 2.0]),  # at most six, the highest kept
+    (20.0, [0.2, 0.5, 1.0, 2.0, 5.0, 10.0]),  # the maximum itself is not a level
+    (0.0, []), (float("nan"), []),
+])
+def test_isodose_levels_follow_the_1_2_5_series_below_the_maximum(max_dose_Gy, expected):
+    assert dose_display.isodose_levels_Gy(max_dose_Gy) == expected
+
+
 def test_application_context_uses_the_applications_logics():
     import types
 

@@ -30,6 +30,20 @@ def test_activity_from_counts_follows_eanm_eq_9():
     np.testing.assert_allclose(activity.activity_map_MBq(counts, factors).sum(), value * 0.8, rtol=1e-12)
 
 
+def test_values_of_unknown_units_are_taken_as_counts_with_a_warning():
+    """A SPECT volume without header facts (e.g. loaded from a NRRD file) is read as counts and the
+    calculation says so; one whose headers state the units is not warned about."""
+    record = types.SimpleNamespace(calibration_factor_cps_per_MBq=20.0, calibration_factor_cps_per_MBq_uncertainty=0.2,
+                                   dead_time_s=None)
+    unknown = types.SimpleNamespace(label="tp1", duration_s=1000.0, observed_count_rate_cps=None, metadata={})
+    stated = types.SimpleNamespace(label="tp2", duration_s=1000.0, observed_count_rate_cps=None, metadata={
+        "units_path": {"units": "counts", "source": "Units (0054,1001) CNTS", "decay_correction": "NONE"}})
+    warned = [n for n in activity.scan_factors(unknown, record).notes if "units of the SPECT voxel values" in n]
+    assert len(warned) == 1 and "'tp1'" in warned[0] and "taken as counts" in warned[0]
+    assert not [n for n in activity.scan_factors(stated, record).notes if "units of the SPECT" in n]
+    assert activity.scan_factors(unknown, record).mbq_per_count == activity.scan_factors(stated, record).mbq_per_count
+
+
 def test_gtm_recovers_the_activities_of_blurred_touching_regions():
     shape = (40, 40, 40)
     k, j, i = np.indices(shape)

@@ -53,3 +53,50 @@ def show_as_dose(scene, volume_node, max_dose_Gy):
     display.SetUpperThreshold(max_dose_Gy * 1e3)
     display.ApplyThresholdOn()
     return display
+
+
+#: Isodose levels are taken from the 1-2-5 series (Gy), at most this many, the highest below the maximum dose.
+MAX_ISODOSE_LEVELS = 6
+#: Colours of the isodose lines from the lowest to the highest level (RGB, 0-1).
+ISODOSE_COLOURS = ((0.0, 0.0, 1.0), (0.0, 0.8, 1.0), (0.0, 1.0, 0.0), (1.0, 1.0, 0.0), (1.0, 0.5, 0.0), (1.0, 0.0, 0.0))
+
+
+def isodose_levels_Gy(max_dose_Gy, lowest_fraction=LOWER_THRESHOLD_FRACTION):
+    """Isodose levels (Gy) for a dose map: values of the 1-2-5 series between ``lowest_fraction`` of the
+    maximum dose and the maximum itself, the highest ones kept when there are more than
+    :data:`MAX_ISODOSE_LEVELS`. Empty for a map without dose."""
+    if not np.isfinite(max_dose_Gy) or max_dose_Gy <= 0:
+        return []
+    lowest = lowest_fraction * max_dose_Gy
+    levels = []
+    for exponent in range(int(np.floor(np.log10(lowest))), int(np.ceil(np.log10(max_dose_Gy))) + 1):
+        for mantissa in (1.0, 2.0, 5.0):
+            level = float(f"{mantissa * 10.0 ** exponent:.6g}")
+            if lowest <= level < max_dose_Gy:
+                levels.append(level)
+    return levels[-MAX_ISODOSE_LEVELS:]
+
+
+def show_isodose_lines(scene, dose_node, isodose_logic):
+    """Isodose lines of ``dose_node`` at :func:`isodose_levels_Gy`, drawn by SlicerRT's Isodose module
+    (``isodose_logic`` is its logic, ``slicer.modules.isodose.logic()``). Returns the isodose parameter
+    node, or None when the map holds no dose. The lines are models that SlicerRT shows in the slice views."""
+    max_dose_Gy = float(dose_node.GetImageData().GetScalarRange()[1]) if dose_node.GetImageData() else 0.0
+    levels = isodose_levels_Gy(max_dose_Gy)
+    if not levels:
+        return None
+    parameters = scene.AddNewNodeByClass("vtkMRMLIsodoseNode", f"{dose_node.GetName()} isodose")
+    parameters.SetAndObserveDoseVolumeNode(dose_node)
+    colours = isodose_logic.SetupColorTableNodeForDoseVolumeNode(dose_node)
+    parameters.SetAndObserveColorTableNode(colours)
+    parameters.SetDoseUnits(parameters.Gy)
+    isodose_logic.SetNumberOfIsodoseLevels(parameters, len(levels))
+    offset = len(ISODOSE_COLOURS) - len(levels)
+    for index, level in enumerate(levels):
+        red, green, blue = ISODOSE_COLOURS[offset + index]
+        colours.SetColor(index, f"{level:g}", red, green, blue, 1.0)
+    parameters.SetShowIsodoseLines(True)
+    parameters.SetShowIsodoseSurfaces(False)
+    if not isodose_logic.CreateIsodoseSurfaces(parameters):
+        raise ValueError(f"SlicerRT could not make the isodose lines of '{dose_node.GetName()}'.")
+    return parameters

@@ -88,6 +88,10 @@ def scan_factors(timepoint, record):
         dtf_rel = abs(log_dtf / (1.0 - log_dtf)) * tau_rel
     metadata = getattr(timepoint, "metadata", None) or {}
     path = dict(metadata.get("units_path") or COUNTS_PATH)
+    if path.get("source") == "default":
+        notes.append(f"time point '{timepoint.label}': the units of the SPECT voxel values are not known (no DICOM "
+                     "header facts), so they are taken as counts; if the volume holds counts/s or Bq/ml the "
+                     "activities are wrong: use the volume loaded by the DICOM module or the study folder")
     if path.get("dead_time_corrected"):
         dtf, dtf_rel = 1.0, 0.0
         notes = [n for n in notes if "dead-time losses not corrected" not in n]
