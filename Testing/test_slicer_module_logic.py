@@ -74,6 +74,48 @@ def test_effect_delineates_with_the_records_interpolated_model(mrml_context, vol
         delineate_lesion(mrml_context.scene, source, seed, record_node(mrml_context.scene, coefficients_only))
 
 
+def test_effect_previews_the_outline_and_marks_the_seed_without_touching_the_segmentation(mrml_context):
+    """Preview: the outline in a preview node of its own (outline only, not saved), the user's segment
+    unchanged; a second preview replaces the first; the seed is a labelled markup point, moved when the
+    same lesion is clicked again; removing the preview leaves the scene's own nodes."""
+    from MIBGDosimetryLib.segmentation import lesion_effect
+    from MIBGDosimetryLib.segmentation.segments import add_mask_segment, mask_from_segment
+
+    sigma = FWHM_MM / (2 * math.sqrt(2 * math.log(2)))
+    knots = (1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0)
+    model = ThresholdModel(a=0.0, form="interpolated", knot_volumes_ml=knots,
+                           knot_fractions=tuple(edge_fraction(v, sigma) for v in knots))
+    spect, seed = sphere_spect(8.0, sigma)
+    scene = mrml_context.scene
+    source = spect.to_node(scene, "SPECT")
+    users = scene.AddNewNodeByClass("vtkMRMLSegmentationNode", "VOIs")
+    drawn = np.zeros(spect.array.shape, dtype=bool)
+    drawn[2:4, 2:4, 2:4] = True
+    segment = add_mask_segment(scene, users, drawn, spect, "lesion_1")
+    mask, _, grid = lesion_effect.delineate_lesion(scene, source, seed, record_node(scene, model))
+    before = scene.GetNumberOfNodes()
+    preview = lesion_effect.show_preview(scene, mask, grid)
+    again = lesion_effect.show_preview(scene, mask, grid)
+    assert scene.GetNodeByID(preview.GetID()) is None and scene.GetNumberOfNodes() == before + 2  # node + display
+    assert not again.GetSaveWithScene() and again.GetHideFromEditors()
+    assert again.GetDisplayNode().GetVisibility2DOutline() and not again.GetDisplayNode().GetVisibility2DFill()
+    shown = again.GetSegmentation().GetNthSegmentID(0)
+    np.testing.assert_array_equal(mask_from_segment(scene, again, shown, grid), mask)
+    np.testing.assert_array_equal(mask_from_segment(scene, users, segment, spect), drawn)
+    seeds = lesion_effect.mark_seed(scene, seed, "lesion_1")
+    moved = [v + 4.0 for v in seed]
+    assert lesion_effect.mark_seed(scene, moved, "lesion_1") is seeds
+    lesion_effect.mark_seed(scene, seed, "lesion_2")
+    assert [seeds.GetNthControlPointLabel(i) for i in range(seeds.GetNumberOfControlPoints())] == ["lesion_1",
+                                                                                                     "lesion_2"]
+    assert list(seeds.GetNthControlPointPosition(0)) == pytest.approx(moved)
+    lesion_effect.remove_preview(scene)
+    assert scene.GetNodeByID(again.GetID()) is None and scene.GetNodeByID(users.GetID()) is users
+    kinds = [scene.GetNthNode(n).GetClassName() for n in range(scene.GetNumberOfNodes())]
+    assert kinds.count("vtkMRMLSegmentationNode") == 1
+    assert kinds.count("vtkMRMLSegmentationDisplayNode") == users.GetNumberOfDisplayNodes()
+
+
 def test_effect_reports_a_record_without_threshold_model(mrml_context):
     spect, seed = sphere_spect(4.2, 5.0, size=24)
     source = spect.to_node(mrml_context.scene, "SPECT")

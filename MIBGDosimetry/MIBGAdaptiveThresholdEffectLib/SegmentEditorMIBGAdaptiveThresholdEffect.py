@@ -14,7 +14,8 @@ from SegmentEditorEffects import AbstractScriptedSegmentEditorEffect
 from slicer.i18n import tr as _
 
 from MIBGCalibrationLib.record import NODE_ATTRIBUTE
-from MIBGDosimetryLib.segmentation.lesion_effect import delineate_lesion, threshold_model_of_record_node
+from MIBGDosimetryLib.segmentation.lesion_effect import (delineate_lesion, mark_seed, remove_preview, show_preview,
+                                                         threshold_model_of_record_node)
 from MIBGDosimetryLib.segmentation.segments import set_segment_mask
 
 #: Effect parameter holding the ID of the calibration record node.
@@ -45,9 +46,11 @@ class SegmentEditorMIBGAdaptiveThresholdEffect(AbstractScriptedSegmentEditorEffe
 
     def helpText(self):
         return _("<html>Delineate a lesion on SPECT with the calibrated adaptive threshold.<p>"
-                 "Select the calibration record, click the lesion in a slice view, press <b>Preview</b> to see "
-                 "its volume, then <b>Apply</b> to write it into the selected segment. The threshold model is "
-                 "the calibration record's, the same one the dose calculation uses.</html>")
+                 "Select the calibration record, click the lesion in a slice view (the seed is kept as a point "
+                 "of the 'MIBG lesion seeds' markups, named after the segment), press <b>Preview</b> to see its "
+                 "outline in yellow over the slice views and its volume, then <b>Apply</b> to write it into the "
+                 "selected segment. The threshold model is the calibration record's, the same one the dose "
+                 "calculation uses.</html>")
 
     def setupOptionsFrame(self):
         self.calibrationSelector = slicer.qMRMLNodeComboBox()
@@ -100,6 +103,15 @@ class SegmentEditorMIBGAdaptiveThresholdEffect(AbstractScriptedSegmentEditorEffe
         node = self.calibrationSelector.currentNode()
         self.scriptedEffect.setParameter(RECORD_PARAMETER, node.GetID() if node is not None else "")
 
+    def _segmentName(self):
+        parameterSetNode = self.scriptedEffect.parameterSetNode()
+        segment = parameterSetNode.GetSegmentationNode().GetSegmentation().GetSegment(
+            parameterSetNode.GetSelectedSegmentID()) if parameterSetNode.GetSegmentationNode() else None
+        return segment.GetName() if segment is not None else _("lesion")
+
+    def deactivate(self):
+        remove_preview(slicer.mrmlScene)
+
     def _recordNode(self):
         nodeId = self.scriptedEffect.parameter(RECORD_PARAMETER)
         return slicer.mrmlScene.GetNodeByID(nodeId) if nodeId else None
@@ -111,6 +123,8 @@ class SegmentEditorMIBGAdaptiveThresholdEffect(AbstractScriptedSegmentEditorEffe
         xyToRas = viewWidget.sliceLogic().GetSliceNode().GetXYToRAS()
         self.seedRas = [float(v) for v in xyToRas.MultiplyPoint((xy[0], xy[1], 0.0, 1.0))[:3]]
         self.previewMask = None
+        remove_preview(slicer.mrmlScene)
+        mark_seed(slicer.mrmlScene, self.seedRas, self._segmentName())
         self.seedLabel.text = _("Seed at R {0:.1f}, A {1:.1f}, S {2:.1f} mm").format(*self.seedRas)
         self.resultLabel.text = ""
         return True
@@ -119,6 +133,7 @@ class SegmentEditorMIBGAdaptiveThresholdEffect(AbstractScriptedSegmentEditorEffe
         sourceNode = self.scriptedEffect.parameterSetNode().GetSourceVolumeNode()
         mask, info, spect = delineate_lesion(slicer.mrmlScene, sourceNode, self.seedRas, self._recordNode())
         self.previewMask = (sourceNode.GetID(), mask, spect)
+        show_preview(slicer.mrmlScene, mask, spect)
         state = _("converged") if info["converged"] else _("NOT converged, check the result")
         self.resultLabel.text = _("{volume:.2f} mL, threshold fraction {fraction:.3f}, {state}").format(
             volume=info["volume_ml"], fraction=info["fraction"], state=state)
@@ -138,3 +153,4 @@ class SegmentEditorMIBGAdaptiveThresholdEffect(AbstractScriptedSegmentEditorEffe
             set_segment_mask(slicer.mrmlScene, parameterSetNode.GetSegmentationNode(),
                              parameterSetNode.GetSelectedSegmentID(), mask, spect)
             self.previewMask = None
+            remove_preview(slicer.mrmlScene)

@@ -36,3 +36,62 @@ def delineate_lesion(scene, source_volume_node, seed_ras_mm, record_node):
     spect = ImageVolume.from_node(scene, source_volume_node)
     mask, info = adaptive_threshold_mask(spect, seed_ras_mm=list(seed_ras_mm), model=model)
     return mask, info, spect
+
+
+#: Attribute of the segmentation node that previews an outline before it is applied (never saved).
+PREVIEW_ATTRIBUTE = "MIBGDosimetry.ThresholdPreview"
+PREVIEW_NODE_NAME = "MIBG adaptive threshold preview"
+PREVIEW_COLOUR = (1.0, 1.0, 0.0)
+#: Attribute of the markups node that holds the seed points clicked for lesions.
+SEEDS_ATTRIBUTE = "MIBGDosimetry.LesionSeeds"
+SEEDS_NODE_NAME = "MIBG lesion seeds"
+
+
+def show_preview(scene, mask, spect):
+    """Show ``mask`` (on the grid of ImageVolume ``spect``) as an outline over the slice views, in a
+    segmentation node of its own that replaces any earlier preview and is not saved with the scene.
+    The user's segmentation is not touched until the outline is applied. Returns the preview node."""
+    from MIBGDosimetryLib.segmentation.segments import add_mask_segment
+
+    remove_preview(scene)
+    node = scene.AddNewNodeByClass("vtkMRMLSegmentationNode", PREVIEW_NODE_NAME)
+    node.SetAttribute(PREVIEW_ATTRIBUTE, "1")
+    node.SetHideFromEditors(True)
+    node.SetSaveWithScene(False)
+    node.CreateDefaultDisplayNodes()
+    display = node.GetDisplayNode()
+    display.SetVisibility2DFill(False)
+    display.SetVisibility2DOutline(True)
+    display.SetSliceIntersectionThickness(2)
+    add_mask_segment(scene, node, mask, spect, "adaptive-threshold preview", PREVIEW_COLOUR)
+    return node
+
+
+def remove_preview(scene):
+    """Remove the preview outline (if any)."""
+    for node in [scene.GetNthNode(n) for n in range(scene.GetNumberOfNodes())]:
+        if node is not None and node.GetAttribute(PREVIEW_ATTRIBUTE) == "1":
+            displays = [node.GetNthDisplayNode(n) for n in range(node.GetNumberOfDisplayNodes())]
+            scene.RemoveNode(node)
+            for display in displays:
+                if display is not None and scene.GetNodeByID(display.GetID()) is display:
+                    scene.RemoveNode(display)
+
+
+def mark_seed(scene, seed_ras_mm, label):
+    """Put the seed of the lesion ``label`` (the segment's name) into the scene's lesion-seed markups
+    node, created on first use; an earlier seed of the same lesion is moved. Returns the markups node."""
+    node = next((n for n in (scene.GetNthNodeByClass(i, "vtkMRMLMarkupsFiducialNode")
+                             for i in range(scene.GetNumberOfNodesByClass("vtkMRMLMarkupsFiducialNode")))
+                 if n.GetAttribute(SEEDS_ATTRIBUTE) == "1"), None)
+    if node is None:
+        node = scene.AddNewNodeByClass("vtkMRMLMarkupsFiducialNode", SEEDS_NODE_NAME)
+        node.SetAttribute(SEEDS_ATTRIBUTE, "1")
+        node.CreateDefaultDisplayNodes()
+    position = [float(v) for v in seed_ras_mm]
+    for index in range(node.GetNumberOfControlPoints()):
+        if node.GetNthControlPointLabel(index) == label:
+            node.SetNthControlPointPosition(index, *position)
+            return node
+    node.AddControlPoint(*position, label)
+    return node

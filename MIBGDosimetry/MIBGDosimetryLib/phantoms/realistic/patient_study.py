@@ -22,6 +22,7 @@ import os
 
 import numpy as np
 
+from MIBGDosimetryLib.phantoms import anatomy as anatomy_module
 from MIBGDosimetryLib.phantoms import patient, repositioning, truth_dose
 from MIBGDosimetryLib.phantoms.grid import PhantomGrid
 from MIBGDosimetryLib.phantoms.realistic import acquisition, attenuation_map, collimator, lesions, osem, projector
@@ -51,6 +52,11 @@ class RealisticPatientConfig:
     ct_noise_hu: float = 10.0
     ct_ctdivol_mGy: float = 1.5
     administration_datetime: datetime.datetime = patient.ADMINISTRATION_DATETIME
+    #: Patients that differ beyond noise and position, as in the image-domain phantom
+    #: (:mod:`MIBGDosimetryLib.phantoms.patient`): the uptake half-lives spread log-normally by this
+    #: geometric SD, and the organ outlines of the SEG moved outwards by a normal error of this SD (mm).
+    uptake_half_life_gsd: float = 1.0
+    outline_error_sd_mm: float = 0.0
 
     def __post_init__(self):
         times = list(self.timepoints_h)
@@ -58,6 +64,9 @@ class RealisticPatientConfig:
             raise ValueError(f"Time points must be positive, distinct and increasing, got {times} h.")
         if self.count_scale <= 0:
             raise ValueError(f"The count scale must be positive, got {self.count_scale}.")
+        if not self.uptake_half_life_gsd >= 1.0 or not self.outline_error_sd_mm >= 0.0:
+            raise ValueError("The uptake half-life spread must be at least 1 and the outline error SD not negative, "
+                             f"got {self.uptake_half_life_gsd} and {self.outline_error_sd_mm} mm.")
         if self.iterations < 1 or not 1 <= self.subsets <= self.number_of_views:
             raise ValueError(f"OSEM needs at least one iteration and 1-{self.number_of_views} subsets, got "
                              f"{self.iterations} iterations and {self.subsets} subsets.")
@@ -89,8 +98,16 @@ def simulate_patient(config=RealisticPatientConfig(), log=None):
     anatomy = lesions.realistic_anatomy(config.administered_activity_MBq, config.lesions)
     grid = config.grid
     points = grid.fine_points_ras()
-    motion_rng, ct_rng, counts_rng = (np.random.default_rng(s) for s in np.random.SeedSequence(config.seed).spawn(3))
-    phantom = patient.PatientPhantom(config, anatomy, [])
+    # Streams 0-2 are those of the patient without variability, so its images stay the same.
+    streams = [np.random.default_rng(s) for s in np.random.SeedSequence(config.seed).spawn(5)]
+    motion_rng, ct_rng, counts_rng, uptake_rng, outline_rng = streams
+    if config.uptake_half_life_gsd > 1.0:
+        factors = config.uptake_half_life_gsd ** uptake_rng.standard_normal(len(anatomy.structures))
+        anatomy = anatomy_module.with_uptake_half_lives(anatomy, factors)
+    shifts = {s.name: (float(outline_rng.normal(0.0, config.outline_error_sd_mm))
+                       if config.outline_error_sd_mm > 0 else 0.0)
+              for s in anatomy.structures if s.kind == "organ"}
+    phantom = patient.PatientPhantom(config, anatomy, [], shifts)
     records = []
     for index, hours in enumerate(config.timepoints_h):
         say(f"Time point {index + 1}: {hours:g} h, projections and OSEM")
@@ -252,8 +269,7 @@ def write_realistic_patient_study(out_dir, config=RealisticPatientConfig(), log=
             nm.write_nm_tomo(grid.spect_volume(tp.counts), os.path.join(tp_dir, "spect.dcm"), study, acquisition_info,
                              series_number=2, series_description="131I SPECT OSEM AC SC RR",
                              reconstruction_description=f"OSEM {config.iterations}i{config.subsets}s ACSC")
-        organs = {s.name: phantom.reference_labels == n + 2
-                  for n, s in enumerate(phantom.anatomy.structures) if s.kind == "organ"}
+        organs = patient.delineated_organs(phantom)
         seg.write_segmentation(organs, {name: "organ" for name in organs}, reference_ct_paths,
                                os.path.join(folder, "segmentation.dcm"))
         seeds = {s.name: s.shape.centre_ras_mm for s in phantom.anatomy.structures if s.kind == "lesion"}
