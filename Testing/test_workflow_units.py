@@ -39,12 +39,15 @@ def test_gtm_recovers_the_activities_of_blurred_touching_regions():
     truth = 100.0 * sphere + 30.0 * slab + 5.0 * (body & ~sphere & ~slab)
     spacing = (4.0, 4.0, 4.0)
     fwhm = 14.0
-    sigma = fwhm * partial_volume.FWHM_TO_SIGMA / 4.0
-    image = scipy.ndimage.gaussian_filter(truth, sigma, mode="constant")
+    # The activity fills its voxels: blurred on a grid five times finer, sampled at the voxel centres.
+    fine = 5
+    filled = np.repeat(np.repeat(np.repeat(truth, fine, axis=0), fine, axis=1), fine, axis=2)
+    sigma = fwhm * partial_volume.FWHM_TO_SIGMA / (4.0 / fine)
+    image = scipy.ndimage.gaussian_filter(filled, sigma, mode="constant")[fine // 2::fine, fine // 2::fine, fine // 2::fine]
     regions = partial_volume.exclusive_regions([sphere, slab], body)
     g = partial_volume.transfer_matrix(regions, fwhm, spacing)
     means = partial_volume.corrected_means(image, regions, g)
-    np.testing.assert_allclose(means, [100.0, 30.0, 5.0], rtol=1e-6)
+    np.testing.assert_allclose(means, [100.0, 30.0, 5.0], rtol=0.003)
     # the uncorrected sphere mean is far below its true value: the correction is doing the work
     assert image[sphere].mean() < 70.0
 
@@ -107,6 +110,36 @@ def _blurred_box_counts(grid, lower_mm, upper_mm, fwhm_mm, concentration):
     return image
 
 
+def test_gtm_recovers_a_uniform_box_in_a_warm_body_from_an_analytic_image():
+    """A box of known activity in a warm body, each a uniform concentration filling whole voxels, blurred
+    by a Gaussian PSF analytically (error functions, no voxel mask) and sampled at the voxel centres: the
+    GTM gives both activities within 0.3 %. Its regions are sources that fill their voxels, as the
+    activity does; blurring them as points at the voxel centres loses about 1.5 % of the box (a narrower
+    source than the real one spills less, so the correction of the spill-out falls short)."""
+    from MIBGDosimetryLib.volume import ImageVolume
+
+    spacing, fwhm = (4.4, 4.4, 3.3), 17.0
+    grid = ImageVolume(np.zeros((60, 44, 44)), spacing, (-96.8, -96.8, -99.0))
+    box_lower, box_upper = np.array([-15.4, -6.6, -8.25]), np.array([11.0, 19.8, 14.85])  # voxel edges
+    body_lower, body_upper = np.array([-72.6, -68.2, -80.85]), np.array([68.2, 72.6, 84.15])
+    k, j, i = np.indices(grid.array.shape)
+    ras = grid.ras_of_ijk(np.stack([i, j, k], axis=-1).reshape(-1, 3).astype(float)).reshape(grid.array.shape + (3,))
+    box = np.all((ras >= box_lower) & (ras <= box_upper), axis=-1)
+    body = np.all((ras >= body_lower) & (ras <= body_upper), axis=-1)
+    in_box, in_body = 1000.0, 50.0
+    image = (_blurred_box_counts(grid, box_lower, box_upper, fwhm, in_box - in_body)
+             + _blurred_box_counts(grid, body_lower, body_upper, fwhm, in_body))
+    voxel_ml = np.prod(spacing) / 1000.0
+    assert box.sum() * voxel_ml == pytest.approx(26.4 * 26.4 * 23.1 / 1000.0)
+    voi = vois.Voi("box", "lesion", box, "test")
+    activity, _, _, info = partial_volume.gtm_activities([voi], [image], [1.0], body, fwhm, 0.0, spacing,
+                                                         local_resolution=False)
+    assert activity[0, 0] == pytest.approx(in_box * box.sum(), rel=0.003)
+    assert info["background_activity_MBq"][0] == pytest.approx(in_body * (body & ~box).sum(), rel=0.003)
+    # Uncorrected, the box's mean image value is far below its concentration: the correction does the work.
+    assert image[box].mean() < 0.85 * in_box
+
+
 def test_gtm_models_the_blur_that_resampling_a_moved_time_point_adds():
     """A box of known activity imaged after the patient moved by a fraction of a voxel, resampled onto
     the reference grid: without the interpolation's blur the GTM loses activity, with it the box's
@@ -139,8 +172,7 @@ def test_gtm_models_the_blur_that_resampling_a_moved_time_point_adds():
                                              interpolation_variances_mm2=variances)[0][0, 0]
 
     still = activity(unmoved)
-    # Unmoved, the GTM finds the box to 1.5 % (its regions blur voxel centres, the image a filled box).
-    assert still == pytest.approx(true_counts, rel=0.015)
+    assert still == pytest.approx(true_counts, rel=0.003)
     assert activity(registered.array) < 0.97 * still
     assert activity(registered.array, [variance]) == pytest.approx(still, rel=0.003)
 

@@ -13,7 +13,10 @@ a linear system for the true mean values ``c_j``. It corrects spill-out of every
 spill-in from every neighbour at once, for any shape. Regions are the VOIs plus the rest of the body
 (which carries the background activity); voxels claimed by several VOIs are assigned to the first
 one. The PSF is a 3-D Gaussian of the FWHM measured in the calibration (spatial resolution of the
-reconstructed images).
+reconstructed images). A region is blurred as a source that fills its voxels uniformly, as the
+activity does (:func:`filled_voxel_kernel`): blurred as points at the voxel centres, a region
+spills less than the activity it stands for, and a 26 mm box's activity comes out about 1 % low
+at 17 mm FWHM on 4.4 mm voxels (Testing/test_workflow_units.py).
 
 OSEM does not blur every object alike: a small region much hotter than its surroundings converges
 faster than the calibration spheres did and its image is sharper (on the realistic 131I phantom a
@@ -57,13 +60,33 @@ def exclusive_regions(masks, body):
     return regions
 
 
+def filled_voxel_kernel(sigma_mm, voxel_mm):
+    """One axis of the image of a voxel uniformly filled with activity, value 1, through a Gaussian PSF of
+    ``sigma_mm``, at the centres of the voxels ``n`` = -r..r away: ``Phi((n + 1/2) h / sigma) -
+    Phi((n - 1/2) h / sigma)``, ``r`` reaching 4 sigma beyond the voxel's face. A voxel's image value is
+    the response to activity that fills the voxels, not to a point at their centres (the PSF the
+    calibration measures maps a point source to voxel values, so the detection side needs nothing more)."""
+    from scipy.special import ndtr
+
+    radius = int(np.ceil(4.0 * sigma_mm / voxel_mm + 0.5))
+    n = np.arange(-radius, radius + 1, dtype=float)
+    if sigma_mm <= 0:
+        return (n == 0).astype(float)
+    return ndtr((n + 0.5) * voxel_mm / sigma_mm) - ndtr((n - 0.5) * voxel_mm / sigma_mm)
+
+
 def _blurred(region, fwhm_mm, spacing_mm, added_variance_mm2=None):
-    """``region`` blurred by a Gaussian PSF of ``fwhm_mm``, widened along each axis (k, j, i) by
-    ``added_variance_mm2`` when given."""
+    """``region`` as a source filling its voxels, blurred by a Gaussian PSF of ``fwhm_mm`` widened along
+    each axis (k, j, i) by ``added_variance_mm2`` when given, sampled at the voxel centres
+    (:func:`filled_voxel_kernel`)."""
     spacing_kji = np.asarray(spacing_mm, dtype=float)[::-1]
     added = np.zeros(3) if added_variance_mm2 is None else np.asarray(added_variance_mm2, dtype=float)
-    sigma_voxels = np.sqrt((fwhm_mm * FWHM_TO_SIGMA) ** 2 + added) / spacing_kji
-    return scipy.ndimage.gaussian_filter(np.asarray(region, dtype=np.float64), sigma_voxels, mode="constant")
+    sigma_mm = np.sqrt((fwhm_mm * FWHM_TO_SIGMA) ** 2 + added)
+    blurred = np.asarray(region, dtype=np.float64)
+    for axis in range(3):
+        kernel = filled_voxel_kernel(sigma_mm[axis], spacing_kji[axis])
+        blurred = scipy.ndimage.correlate1d(blurred, kernel, axis=axis, mode="constant")
+    return blurred
 
 
 def transfer_matrix(regions, fwhm_mm, spacing_mm, added_variance_mm2=None):
@@ -265,10 +288,9 @@ def outline_sensitivities(vois, counts_images, body, fwhm_mm, spacing_mm, weight
     assigned to it) 0.
     """
     regions = exclusive_regions([v.mask for v in vois], body)
-    sigma_voxels = [fwhm_mm * FWHM_TO_SIGMA / s for s in np.asarray(spacing_mm, dtype=float)[::-1]]
 
     def blur(region):
-        return scipy.ndimage.gaussian_filter(region.astype(np.float64), sigma_voxels, mode="constant")
+        return _blurred(region, fwhm_mm, spacing_mm)
 
     def activities(regions, blurred):
         flat = np.stack([b.ravel() for b in blurred])
