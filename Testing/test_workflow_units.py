@@ -39,11 +39,13 @@ def test_gtm_recovers_the_activities_of_blurred_touching_regions():
     truth = 100.0 * sphere + 30.0 * slab + 5.0 * (body & ~sphere & ~slab)
     spacing = (4.0, 4.0, 4.0)
     fwhm = 14.0
-    # The activity fills its voxels: blurred on a grid five times finer, sampled at the voxel centres.
+    # The activity fills its voxels and a voxel's value is the mean of its blurred image over it: blurred on
+    # a grid five times finer, averaged over each voxel's block of fine voxels.
     fine = 5
     filled = np.repeat(np.repeat(np.repeat(truth, fine, axis=0), fine, axis=1), fine, axis=2)
     sigma = fwhm * partial_volume.FWHM_TO_SIGMA / (4.0 / fine)
-    image = scipy.ndimage.gaussian_filter(filled, sigma, mode="constant")[fine // 2::fine, fine // 2::fine, fine // 2::fine]
+    image = scipy.ndimage.gaussian_filter(filled, sigma, mode="constant").reshape(
+        40, fine, 40, fine, 40, fine).mean(axis=(1, 3, 5))
     regions = partial_volume.exclusive_regions([sphere, slab], body)
     g = partial_volume.transfer_matrix(regions, fwhm, spacing)
     means = partial_volume.corrected_means(image, regions, g)
@@ -96,26 +98,32 @@ def test_gtm_measures_the_sharper_psf_of_a_small_hot_voi_on_the_image():
     assert resolution[0] >= abs(old[0, 0] - a[0, 0]) / a[0, 0] / 2.0 - 1e-9
 
 
-def _blurred_box_counts(grid, lower_mm, upper_mm, fwhm_mm, concentration):
-    """A uniform box [lower, upper] (RAS mm) blurred by a Gaussian PSF, sampled at the voxel centres of
-    ``grid``: per axis the difference of two error functions (an analytic image, no voxel mask)."""
+def _blurred_box_counts(grid, lower_mm, upper_mm, fwhm_mm, concentration, samples=15):
+    """A uniform box [lower, upper] (RAS mm) blurred by a Gaussian PSF, as the mean over each voxel of
+    ``grid`` (as a reconstruction's voxel holds it): per axis the difference of two error functions,
+    averaged over ``samples`` points spread evenly across the voxel (an analytic image, no voxel mask)."""
     from scipy.special import erf
 
     k, j, i = np.indices(grid.array.shape)
     ras = grid.ras_of_ijk(np.stack([i, j, k], axis=-1).reshape(-1, 3).astype(float)).reshape(grid.array.shape + (3,))
     scale = np.sqrt(2.0) * fwhm_mm * partial_volume.FWHM_TO_SIGMA
+    offsets = (np.arange(samples) + 0.5) / samples - 0.5
     image = np.full(grid.array.shape, float(concentration))
     for axis in range(3):
-        image *= 0.5 * (erf((ras[..., axis] - lower_mm[axis]) / scale) - erf((ras[..., axis] - upper_mm[axis]) / scale))
+        factor = np.zeros(grid.array.shape)
+        for offset in offsets:
+            x = ras[..., axis] + offset * grid.spacing_mm[axis]
+            factor += 0.5 * (erf((x - lower_mm[axis]) / scale) - erf((x - upper_mm[axis]) / scale))
+        image *= factor / samples
     return image
 
 
 def test_gtm_recovers_a_uniform_box_in_a_warm_body_from_an_analytic_image():
     """A box of known activity in a warm body, each a uniform concentration filling whole voxels, blurred
-    by a Gaussian PSF analytically (error functions, no voxel mask) and sampled at the voxel centres: the
-    GTM gives both activities within 0.3 %. Its regions are sources that fill their voxels, as the
-    activity does; blurring them as points at the voxel centres loses about 1.5 % of the box (a narrower
-    source than the real one spills less, so the correction of the spill-out falls short)."""
+    by a Gaussian PSF analytically (error functions, no voxel mask) and averaged over each voxel: the
+    GTM gives both activities within 0.3 %. Regions blurred as points at the voxel centres and sampled
+    there spill less than the activity (which fills its voxels, and whose image every voxel averages):
+    the correction of the spill-out then falls short by about 2 % of the box."""
     from MIBGDosimetryLib.volume import ImageVolume
 
     spacing, fwhm = (4.4, 4.4, 3.3), 17.0
@@ -138,6 +146,25 @@ def test_gtm_recovers_a_uniform_box_in_a_warm_body_from_an_analytic_image():
     assert info["background_activity_MBq"][0] == pytest.approx(in_body * (body & ~box).sum(), rel=0.003)
     # Uncorrected, the box's mean image value is far below its concentration: the correction does the work.
     assert image[box].mean() < 0.85 * in_box
+
+
+def test_local_fwhm_of_a_small_voi_imaged_at_the_calibration_resolution_is_the_calibrations():
+    """A 5 mL box imaged (analytically, voxel means) with exactly the calibration's FWHM of 16.9 mm, on
+    4.4 mm voxels: its local FWHM is the calibration's, not the last step of a 0.25 mm grid below it
+    (a sharper PSF than the image's under-corrects the VOI's spill-out)."""
+    from MIBGDosimetryLib.volume import ImageVolume
+
+    spacing, fwhm = 4.4, 16.9
+    grid = ImageVolume(np.zeros((36, 36, 36)), (spacing,) * 3, (-77.0, -77.0, -77.0))
+    lower, upper = np.array([-8.8, -8.8, -4.4]), np.array([8.8, 8.8, 13.2])  # voxel edges: 4 x 4 x 4 voxels
+    k, j, i = np.indices(grid.array.shape)
+    ras = grid.ras_of_ijk(np.stack([i, j, k], axis=-1).reshape(-1, 3).astype(float)).reshape(grid.array.shape + (3,))
+    box = np.all((ras >= lower) & (ras <= upper), axis=-1)
+    body = np.all(np.abs(ras) <= 55.0, axis=-1)
+    image = _blurred_box_counts(grid, lower, upper, fwhm, 900.0)
+    regions = partial_volume.exclusive_regions([box], body)
+    assert box.sum() * spacing ** 3 / 1000.0 == pytest.approx(5.45, abs=0.01)
+    assert partial_volume.local_fwhm_mm(image, regions, 0, fwhm, (spacing,) * 3) == pytest.approx(fwhm, abs=0.05)
 
 
 def test_gtm_models_the_blur_that_resampling_a_moved_time_point_adds():
