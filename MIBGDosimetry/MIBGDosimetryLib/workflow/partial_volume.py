@@ -127,9 +127,9 @@ def local_fwhm_mm(image, regions, index, fwhm_mm, spacing_mm, added_variance_mm2
     :data:`LOCAL_NEIGHBOURHOOD_VOXELS` of the region is fitted (linear least squares) by the region
     blurred with the trial FWHM plus every other region blurred with ``fwhm_mm``; the trial FWHM with
     the smallest residual wins, searched on a grid of about 0.25 mm over :data:`LOCAL_FWHM_RANGE` x
-    ``fwhm_mm`` (both ends included) and refined by a parabola through the best three. ``added_variance_mm2[region]`` (k, j, i), when
-    given, is the blur a resampling added to ``image``: it widens every blur of the fit, so that the
-    FWHM found is the reconstruction's own."""
+    ``fwhm_mm`` (both ends included) and refined by a parabola through the best three.
+    ``added_variance_mm2[region]`` (k, j, i), when given, is the blur a resampling added to ``image``:
+    it widens every blur of the fit, so that the FWHM found is the reconstruction's own."""
     added = [None] * len(regions) if added_variance_mm2 is None else added_variance_mm2
     image = np.asarray(image, dtype=np.float64)
     region = regions[index]
