@@ -61,7 +61,7 @@ def vois_from_segmentation_node(scene, segmentation_node, reference, lesion_name
     """
     from MIBGDosimetryLib.registration.resample import resample_mask
     from MIBGDosimetryLib.segmentation.segments import mask_from_segment
-    from MIBGDosimetryLib.workflow.vois import Voi
+    from MIBGDosimetryLib.workflow.vois import Voi, outline_details
 
     ids = segment_ids(segmentation_node)
     if not ids:
@@ -78,7 +78,7 @@ def vois_from_segmentation_node(scene, segmentation_node, reference, lesion_name
             mask, details = mask_from_segment(scene, segmentation_node, segment_id, reference), {}
         else:
             mask = resample_mask(own.array, own, reference, np.eye(4))
-            details = {"volume_ml": float(np.count_nonzero(own.array)) * own.voxel_volume_ml}
+            details = outline_details(own.array, own)
         vois.append(Voi(name, kind, _not_empty(mask, name), source, details))
     return vois
 

@@ -857,7 +857,13 @@ def _outline_uncertainty(voi, spacing_mm, options):
 
 
 def _volume_relative_uncertainty(voi, spacing_mm, outline_mm=None):
-    """Relative standard uncertainty of a VOI volume: surface area x surface-position uncertainty / volume."""
+    """Relative standard uncertainty of a VOI volume: surface area x surface-position uncertainty / volume,
+    the surface-to-volume ratio of the outline as drawn when known (``details["surface_to_volume_per_mm"]``,
+    see MIBGDosimetryLib.workflow.vois.outline_details), else of the SPECT-grid mask."""
+    outline_mm = SURFACE_UNCERTAINTY_MM[voi.kind] if outline_mm is None else outline_mm
+    drawn = (voi.details or {}).get("surface_to_volume_per_mm")
+    if drawn:
+        return float(drawn) * outline_mm
     mask = np.asarray(voi.mask, dtype=bool)
     sx, sy, sz = (float(s) for s in spacing_mm)
     face_area = {0: sx * sy, 1: sx * sz, 2: sy * sz}  # faces normal to k, j, i
@@ -866,7 +872,6 @@ def _volume_relative_uncertainty(voi, spacing_mm, outline_mm=None):
     for axis in range(3):
         area_mm2 += np.count_nonzero(np.diff(padded, axis=axis)) * face_area[axis]
     volume_mm3 = np.count_nonzero(mask) * sx * sy * sz
-    outline_mm = SURFACE_UNCERTAINTY_MM[voi.kind] if outline_mm is None else outline_mm
     return FACE_COUNT_TO_AREA * area_mm2 * outline_mm / max(volume_mm3, 1e-12)
 
 

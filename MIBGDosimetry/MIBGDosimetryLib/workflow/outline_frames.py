@@ -83,9 +83,8 @@ def organ_vois_by_frame(study, registrations, reference, reference_index):
         grid = source_tp.ct if source_tp.ct is not None else source_tp.spect
         transform = registrations[index].resampling_transform
         for voi in vois_module.organ_vois([path], grid):
-            fine_ml = float(np.count_nonzero(voi.mask)) * grid.voxel_volume_ml
+            voi.details.update(vois_module.outline_details(voi.mask, grid))
             voi.mask = np.asarray(resample_mask(voi.mask, grid, reference, transform), dtype=bool)
-            voi.details["volume_ml"] = fine_ml
             voi.details["drawn_on_timepoint"] = source_tp.label
             voi.source = f"{voi.source} (drawn on {source_tp.label}, mapped by its registration)"
             voi.warnings = [w for w in voi.warnings if "covers no voxel" not in w]
