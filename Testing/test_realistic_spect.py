@@ -199,7 +199,7 @@ def _errors(realistic_run):
 
 def test_organ_time_integrated_activities_within_10_percent(realistic_run):
     """The quantification chain (Q, dead time, registration, TAC) on organs of 30 mL or more:
-    measured on seed 1 -8.8 % (bladder) to +3.2 % (left kidney)."""
+    measured on seed 1 -8.1 % (bladder) to +3.1 % (left kidney)."""
     truth, rows = _errors(realistic_run)
     organs = [name for name, s in truth.items() if s["kind"] == "organ" and s["volume_ml"] >= 30.0]
     assert len(organs) == 6
@@ -218,7 +218,7 @@ def test_every_seeded_lesion_is_reported(realistic_run):
 
 def test_organ_doses_within_10_percent_on_an_unseen_noise_realisation(unseen_run):
     """Organs of 30 mL or more (mean dose from the whole-map kernel against the truth's):
-    measured on seed 41 -8.5 % (bladder) to +2.2 % (liver)."""
+    measured on seed 41 -8.0 % (bladder) to +2.2 % (liver)."""
     truth, rows = _errors(unseen_run)
     organs = [name for name, s in truth.items() if s["kind"] == "organ" and s["volume_ml"] >= 30.0]
     assert len(organs) == 6
@@ -241,15 +241,18 @@ def test_bone_lesion_volumes_within_20_percent_on_an_unseen_noise_realisation(un
 
 
 @pytest.mark.xfail(strict=True, reason=(
-    "measured on seed 41, truth dose with a 100 mm kernel reach: every organ within 10 % (lungs -2.6 %, liver "
-    "+2.2 %, heart -1.8 %, kidneys -1.0/+0.8 %, bladder -8.5 %, salivary glands +8.3 %); lesions of 4 mL or more: "
+    "measured on seed 41, truth dose with a 100 mm kernel reach: organs lungs -3.0 %, liver +2.2 %, heart -2.0 %, "
+    "kidneys -1.1/+0.8 %, bladder -8.0 %, salivary glands +11.0 % (+8.3 % while the GTM took one local PSF width, "
+    "from the first time point, for all of them: the glands, over-corrected by +6 % at the first time point on "
+    "seed 1, were under-corrected at the later ones, which image them more widely); lesions of 4 mL or more: "
     "adrenal primary (irregular, 27 mL) dose +3 % volume +12 %, para-aortic (elongated, 6 mL) dose -54 % volume "
-    "+243 %, necrotic mass (27 mL) dose -8 % volume +36 %, spine bone metastasis (4 mL) dose +21 % volume +2 %, "
-    "pelvic bone metastasis (9 mL) dose +14 % volume +3 %. The soft-tissue lesions' fractions differ from the "
-    "spheres' of their volume and contrast (elongated and necrotic images peak lower than a sphere's, whose edge "
-    "overshoot OSEM focuses at its centre); the bone lesions image sharper than the calibration spheres and the "
-    "GTM, now widening each region's PSF by the blur that resampling adds at the registered time points, "
-    "over-corrects the spine lesion"))
+    "+243 %, necrotic mass (27 mL) dose -8 % volume +36 %, spine bone metastasis (4 mL) dose +2 % volume +2 % and "
+    "pelvic bone metastasis (9 mL) dose +7 % volume +3 % (+21 % and +14 % before the GTM measured the local PSF "
+    "width at every time point). The soft-tissue lesions' threshold fractions differ from the spheres' of their "
+    "volume and contrast (elongated and hollow images peak lower than a sphere's, whose edge overshoot OSEM focuses "
+    "at its centre): on seeds 1 and 2 the para-aortic node's true volume lies at fraction 0.45-0.46 where the model "
+    "gives 0.38, the necrotic mass's at 0.24-0.25 where it gives 0.18; neither a Gaussian PSF nor the candidate "
+    "region's own shape predicts that (see MIBGDosimetryLib.segmentation.adaptive_threshold)"))
 def test_issue_accuracy_targets(unseen_run):
     """Organs within 10 %, lesions of 4 mL or more within 15 % of the true mean dose, their volumes
     within 20 %, on a noise realisation the analysis was not developed on."""
@@ -270,9 +273,9 @@ def test_gtm_and_the_recovery_curve_both_hold_on_the_organs(realistic_run):
     """The same study and calibration with the recovery-curve correction (EANM eq. 9) instead of the
     GTM: every organ of 30 mL or more within 10 % with the GTM, and the organs the curve corrects
     (compact ones within the calibrated volumes; the others take GTM activities in both runs) within
-    10 % with either method. Measured on seed 1: heart and bladder -2.4 % and -8.8 % with the GTM,
+    10 % with either method. Measured on seed 1: heart and bladder -2.5 % and -8.1 % with the GTM,
     +4.8 % and -6.8 % with the recovery curve (neither method is the better on both); all organs of
-    30 mL or more -8.8 % to +3.2 % with the GTM; salivary glands (14 mL) +7.9 % (+28 % before the GTM
+    30 mL or more -8.1 % to +3.1 % with the GTM; salivary glands (14 mL) +9.7 % (+28 % before the GTM
     measured the PSF width around VOIs under 30 mL)."""
     from MIBGDosimetryLib.workflow.dose_workflow import DoseOptions, run_dose
 

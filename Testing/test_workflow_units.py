@@ -112,6 +112,50 @@ def test_gtm_measures_the_sharper_psf_of_a_small_hot_voi_on_the_image():
     assert resolution[0] >= abs(old[0, 0] - a[0, 0]) / a[0, 0] / 2.0 - 1e-9
 
 
+def _voxel_mean_image(activity, fwhm_mm, voxel_mm, fine=3):
+    """The image of an activity that fills its voxels, each voxel's value the mean of the blurred activity
+    over it: blurred on a grid ``fine`` times finer and averaged over each voxel's block."""
+    filled = activity
+    for axis in range(3):
+        filled = np.repeat(filled, fine, axis=axis)
+    blurred = scipy.ndimage.gaussian_filter(filled, fwhm_mm * partial_volume.FWHM_TO_SIGMA / (voxel_mm / fine),
+                                            mode="constant")
+    k, j, i = activity.shape
+    return blurred.reshape(k, fine, j, fine, i, fine).mean(axis=(1, 3, 5))
+
+
+def test_gtm_measures_the_psf_of_a_small_voi_at_every_time_point():
+    """OSEM images a small hot VOI more sharply as its contrast rises (on the realistic 131I phantom a
+    4 mL bone lesion from 11.0 mm at the first time point to 8.9 mm at the last): a 4 mL sphere
+    imaged with a 11 mm Gaussian at the first time point and a 8.5 mm one at the second, beside a
+    large region imaged with the calibration's 14 mm. One local FWHM for both time points (measured
+    on their sum) misses each image's activity by more than 5 %, in opposite directions; the FWHM
+    measured on each time point's own image gives both within 3 %."""
+    shape = (40, 40, 40)
+    k, j, i = np.indices(shape)
+    sphere = (i - 12) ** 2 + (j - 20) ** 2 + (k - 20) ** 2 <= 2.5 ** 2  # 65 voxels of 64 uL: 4.2 mL
+    slab = (i >= 22) & (i < 34) & (np.abs(j - 20) < 10) & (np.abs(k - 20) < 10)
+    body = (np.abs(i - 20) < 18) & (np.abs(j - 20) < 18) & (np.abs(k - 20) < 18)
+    rest = body & ~sphere & ~slab
+    voi = [vois.Voi("lesion", "lesion", sphere, "test"), vois.Voi("organ", "organ", slab, "test")]
+    rng = np.random.default_rng(5)
+    images, true_activities = [], []
+    for sphere_fwhm, concentration in ((11.0, 400.0), (8.5, 300.0)):
+        expected = (_voxel_mean_image(concentration * sphere, sphere_fwhm, 4.0)
+                    + _voxel_mean_image(60.0 * slab + 10.0 * rest, 14.0, 4.0))
+        images.append(rng.poisson(expected).astype(float))
+        true_activities.append(concentration * sphere.sum() * 0.01)
+    one = partial_volume.gtm_activities(voi, [images[0] + images[1]], [0.01], body, 14.0, 0.0, (4.0, 4.0, 4.0))
+    common_fwhm = one[3]["local_fwhm_mm"]["lesion"]
+    regions = partial_volume.exclusive_regions([v.mask for v in voi], body)
+    g = partial_volume.transfer_matrix(regions, [common_fwhm, 14.0, 14.0], (4.0, 4.0, 4.0))
+    common = [partial_volume.corrected_means(image, regions, g)[0] * sphere.sum() * 0.01 for image in images]
+    assert common[0] < 0.95 * true_activities[0] and common[1] > 1.05 * true_activities[1]
+    a, _, _, info = partial_volume.gtm_activities(voi, images, [0.01, 0.01], body, 14.0, 0.0, (4.0, 4.0, 4.0))
+    assert info["local_fwhm_mm_by_timepoint"]["lesion"] == [pytest.approx(11.0, abs=0.5), pytest.approx(8.5, abs=0.5)]
+    np.testing.assert_allclose(a[0], true_activities, rtol=0.03)
+
+
 def _blurred_box_counts(grid, lower_mm, upper_mm, fwhm_mm, concentration, samples=15):
     """A uniform box [lower, upper] (RAS mm) blurred by a Gaussian PSF, as the mean over each voxel of
     ``grid`` (as a reconstruction's voxel holds it): per axis the difference of two error functions,
