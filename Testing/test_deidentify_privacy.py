@@ -459,3 +459,15 @@ def test_words_that_chance_puts_into_compressed_pdf_bytes_are_not_findings(tmp_p
         identifiers.add(word)
     identifiers.add("4711")
     assert leakcheck.scan_file(tmp_path / "report.pdf", "report.pdf", identifiers) == ["report.pdf holds '4711'"]
+
+
+def test_the_date_offset_never_moves_a_study_date_onto_another_real_date(monkeypatch):
+    """A scan on 2026-03-02 of a child born on 2022-03-02: an offset of -1461 days would move the scan
+    date onto the birth date, which the leak check then (rightly) finds; such an offset is drawn again."""
+    from MIBGDosimetryLib.export import mapping
+
+    draws = iter([1461 - 365, 100])
+    monkeypatch.setattr(mapping.secrets, "randbelow", lambda n: next(draws))
+    assert mapping._date_offset_days({"20220302", "20260302", "not a date"}) == -465
+    draws = iter([1461 - 365])
+    assert mapping._date_offset_days({"20260302"}) == -1461  # nothing to collide with

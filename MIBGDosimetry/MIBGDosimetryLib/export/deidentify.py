@@ -74,7 +74,7 @@ def deidentify_study(study_dir, out_dir, mapping_path, pseudonym=None, results_d
     if pseudonym and identifiers.find(pseudonym) is not None:
         raise ValueError("The pseudonym contains the patient's ID, name or a date of the study; choose a trial "
                          "subject code instead.")
-    entry = mapping_file.reserve(mapping_path, identity, pseudonym)
+    entry = mapping_file.reserve(mapping_path, identity, pseudonym, study_dates=identifiers.dates)
     entry.accepted_values = sorted(set(entry.accepted_values) | set(accept_values))
     deidentifier = Deidentifier(entry, identifiers, ProfileOptions(clean_descriptors=clean_descriptors))
 

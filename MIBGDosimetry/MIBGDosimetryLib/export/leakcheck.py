@@ -63,6 +63,8 @@ class Identifiers:
         #: values compared only as whole values (short single words)
         self.whole_values = set()
         self.uids = set()
+        #: the dates (YYYYMMDD) of the originals
+        self.dates = set()
         self.accepted = {words(value) for value in accepted if words(value)}
 
     def collect(self, ds):
@@ -102,6 +104,7 @@ class Identifiers:
     def add_date(self, value):
         if len(value) != 8 or not value.isdigit():
             return
+        self.dates.add(value)
         year, month, day = value[:4], value[4:6], value[6:8]
         for phrase in ((value,), (year, month, day), (day, month, year), (month, day, year)):
             self.phrases.setdefault(phrase, value)

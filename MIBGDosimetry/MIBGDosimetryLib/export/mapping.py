@@ -61,11 +61,13 @@ def check_writable(path):
         _read(path)
 
 
-def reserve(path, identity, pseudonym=None):
+def reserve(path, identity, pseudonym=None, study_dates=()):
     """The patient's entry, created and written now if the mapping has none (pseudonym and date offset).
 
     A given ``pseudonym`` must agree with the one the mapping already holds for this patient and must
-    not belong to another patient.
+    not belong to another patient. ``study_dates`` (YYYYMMDD) are the dates of the originals: a new date
+    offset is drawn so that no moved date equals one of them (a moved scan date equal to the birth date
+    would otherwise read as the birth date and stop the export).
     """
     key = patient_key(identity)
     with _locked(path):
@@ -81,11 +83,25 @@ def reserve(path, identity, pseudonym=None):
             raise ValueError(f"The pseudonym '{pseudonym}' is already used for another patient in '{path}'.")
         while not pseudonym or pseudonym in used:
             pseudonym = f"MIBG-{secrets.token_hex(4).upper()}"
-        # Dates move back by one to ten years: far enough that no moved date equals a real one of the study.
-        entry = PatientEntry(key, dict(identity), pseudonym, -(365 + secrets.randbelow(9 * 365)))
+        # Dates move back by one to ten years, and no moved date may equal a real one of the study.
+        offset = _date_offset_days(study_dates)
+        entry = PatientEntry(key, dict(identity), pseudonym, offset)
         patients[key] = _as_json(entry)
         _write(path, patients)
         return entry
+
+
+def _date_offset_days(study_dates):
+    dates = set()
+    for text in study_dates:
+        try:
+            dates.add(datetime.datetime.strptime(str(text), "%Y%m%d").date())
+        except ValueError:
+            continue
+    while True:
+        offset = -(365 + secrets.randbelow(9 * 365))
+        if not {date + datetime.timedelta(days=offset) for date in dates} & dates:
+            return offset
 
 
 def record(path, entry, out_dir):
