@@ -241,12 +241,12 @@ def test_bone_lesion_volumes_within_20_percent_on_an_unseen_noise_realisation(un
 
 
 @pytest.mark.xfail(strict=True, reason=(
-    "measured on seed 41, truth dose with a 100 mm kernel reach: organs lungs -3.0 %, liver +2.2 %, heart -2.0 %, "
-    "kidneys -1.1/+0.8 %, bladder -8.0 %, salivary glands +11.0 % (+8.3 % while the GTM took one local PSF width, "
+    "measured on seed 41, truth dose with a 100 mm kernel reach: organs lungs -3.4 %, liver +2.8 %, heart -1.5 %, "
+    "kidneys -0.4/+1.7 %, bladder -6.0 %, salivary glands +11.1 % (+8.3 % while the GTM took one local PSF width, "
     "from the first time point, for all of them: the glands, over-corrected by +6 % at the first time point on "
     "seed 1, were under-corrected at the later ones, which image them more widely); lesions of 4 mL or more: "
-    "adrenal primary (irregular, 27 mL) dose +3 % volume +12 %, para-aortic (elongated, 6 mL) dose -54 % volume "
-    "+243 %, necrotic mass (27 mL) dose -8 % volume +36 %, spine bone metastasis (4 mL) dose +2 % volume +2 % and "
+    "adrenal primary (irregular, 27 mL) dose +5 % volume +12 %, para-aortic (elongated, 6 mL) dose -54 % volume "
+    "+243 %, necrotic mass (27 mL) dose -6 % volume +36 %, spine bone metastasis (4 mL) dose +2 % volume +2 % and "
     "pelvic bone metastasis (9 mL) dose +7 % volume +3 % (+21 % and +14 % before the GTM measured the local PSF "
     "width at every time point). The soft-tissue lesions' threshold fractions differ from the spheres' of their "
     "volume and contrast (elongated and hollow images peak lower than a sphere's, whose edge overshoot OSEM focuses "

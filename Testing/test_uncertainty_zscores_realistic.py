@@ -1,0 +1,95 @@
+"""Are the stated uncertainties honest on realistic reconstructed SPECT? The z-scores of
+test_uncertainty_zscores, on the realistic generator (projections, attenuation, depth-dependent
+collimator response, penetration, scatter, TEW, dead time, OSEM): physics the analysis does not
+model, so the budget's resolution, PSF-shape and outline terms meet errors they were not built from.
+
+20 realisations (seeds 9201 onwards, used nowhere else) with a common calibration record (seed 9200),
+two at a time; each draws its own uptake half-lives and organ outline errors, as in the image-domain
+tier. Projections are simulated on the SPECT voxels (no finer grid) for calibration and patients
+alike, so that the tier fits CI (about 10 minutes on two idle cores).
+"""
+
+import json
+import os
+
+import numpy as np
+import pytest
+from test_uncertainty_zscores import CLASSES, REALISATIONS, zscores
+
+import zscore_realisations
+
+FIRST_SEED = 9201
+#: Budget terms whose error the realistic generator cannot produce: its true doses come from the same
+#: soft-tissue voxel S values at unit density as the analysis assumes (no kernel or density error).
+NOT_SIMULATED = ("dose kernel", "tissue density")
+
+
+@pytest.fixture(scope="module")
+def summary(tmp_path_factory):
+    from MIBGCalibrationLib.phantom_calibration import calibrate_phantom_folder, write_outputs
+
+    out = tmp_path_factory.mktemp("zscore-realistic")
+    zscore_realisations.write_realistic_calibration(str(out / "phantom"))
+    result = calibrate_phantom_folder(str(out / "phantom"), log=lambda *_: None)
+    write_outputs(result, str(out / "calibration.json"))
+    truth = json.loads((out / "phantom" / "truth.json").read_text())
+    q_ratio = result.record.calibration_factor_cps_per_MBq / truth["Q_cps_per_MBq"]
+    seeds = range(FIRST_SEED, FIRST_SEED + REALISATIONS)
+    runs = zscore_realisations.run_realisations(zscore_realisations.write_realistic_study, out, seeds,
+                                                str(out / "calibration.json"),
+                                                workers=min(2, os.cpu_count() or 1))
+    pooled = {"organ": {"tia": [], "dose": []}, "lesion": {"tia": [], "dose": []}}
+    for results, truth in runs:
+        for kind, scores in zscores(results, truth, q_ratio, NOT_SIMULATED).items():
+            for key in scores:
+                pooled[kind][key].extend(scores[key])
+    table = {f"{kind} {key}": (len(z), round(float(np.mean(z)), 2), round(float(np.std(z, ddof=1)), 2))
+             for kind in pooled for key, z in pooled[kind].items()}
+    print(f"\nz-scores over {REALISATIONS} realisations (realistic), (n, mean, std): {table}; record Q / true Q "
+          f"{q_ratio:.4f}")
+    return table
+
+
+# Measured (20 realisations, seeds 9201-9220, uptake half-lives spread by a geometric SD of 1.5, organ outlines
+# moved by 1 mm SD; record Q / true Q 0.969): (n, mean z, std z) organ TIA (140, -0.20, 0.52), organ dose
+# (140, -0.37, 0.48), lesion TIA (100, 0.62, 0.69), lesion dose (100, -1.85, 4.29).
+
+#: Classes whose z spread is not yet within 0.7-1.5 on the realistic generator, with the measured reason.
+NOT_YET_HONEST = {
+    "organ tia": "z std 0.52 (140 organs, 20 realisations): the organ budget overstates on OSEM images as on the "
+                 "image-domain phantom (before-first-scan and outline terms, see test_uncertainty_zscores)",
+    "organ dose": "z std 0.48 (140 organs, 20 realisations): overstated, as the organ TIAs",
+    "lesion tia": "z std 0.69 (100 lesions, 20 realisations) about a mean of 0.62 (see NOT_YET_CENTRED)",
+    "lesion dose": "z std 4.29 (100 lesions, 20 realisations): the outlines of the elongated node (+243 % volume on "
+                   "seed 41) and of the necrotic mass (+36 %) are far from the truth on every realisation and no "
+                   "term of the budget covers an outline that wrong (see test_realistic_spect, "
+                   "test_issue_accuracy_targets)",
+}
+#: Classes whose z-scores are not yet centred on 0 on the realistic generator, with the measured reason.
+NOT_YET_CENTRED = {
+    "lesion tia": "mean z 0.62 (100 lesions, 20 realisations): the soft-tissue lesions' TIAs are high beyond their "
+                  "stated uncertainty (on seed 41 adrenal primary +15 %, elongated node +39 %, necrotic mass +23 %), "
+                  "their outlines taking in too much (see lesion dose)",
+    "lesion dose": "mean z -1.85 (100 lesions, 20 realisations): the elongated node's dose is about half the truth "
+                   "on every realisation, its outline 3.4 times too large",
+}
+
+
+@pytest.mark.zscore
+@pytest.mark.parametrize("name", [
+    pytest.param(name, marks=[pytest.mark.xfail(strict=True, reason=NOT_YET_HONEST[name])]
+                 if name in NOT_YET_HONEST else []) for name in CLASSES])
+def test_realistic_zscores_of_tia_and_mean_dose_have_unit_spread(name, summary):
+    n, _, std = summary[name]
+    assert n >= REALISATIONS, name
+    assert 0.7 <= std <= 1.5, summary
+
+
+@pytest.mark.zscore
+@pytest.mark.parametrize("name", [
+    pytest.param(name, marks=[pytest.mark.xfail(strict=True, reason=NOT_YET_CENTRED[name])]
+                 if name in NOT_YET_CENTRED else []) for name in CLASSES])
+def test_realistic_zscores_of_tia_and_mean_dose_are_centred(name, summary):
+    n, mean, _ = summary[name]
+    assert n >= REALISATIONS, name
+    assert abs(mean) <= 0.5, summary

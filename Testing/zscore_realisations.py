@@ -1,0 +1,64 @@
+"""Phantom realisations for the z-score tier, run in worker processes (two at once on two cores).
+
+Each realisation writes a study with its own seed, runs the whole dose calculation with the common
+calibration record and returns what the test needs of results and truth; the study folder is then
+removed. A function here is importable by a spawned worker, which a test module's function is not.
+"""
+
+import json
+import multiprocessing
+import os
+import shutil
+from concurrent.futures import ProcessPoolExecutor
+
+#: Phantom options that make the errors the budget claims to cover (see test_uncertainty_zscores).
+OUTLINE_ERROR_SD_MM = 1.0
+UPTAKE_HALF_LIFE_GSD = 1.5
+
+
+def realistic_grid():
+    """The realistic tier's grid with the projections simulated on the SPECT voxels (no finer grid):
+    four times faster, so that 20 realisations fit in CI; calibration and patients share it."""
+    from MIBGDosimetryLib.phantoms.grid import PhantomGrid
+
+    return PhantomGrid(64, 88, 4.42, 1)
+
+
+def write_realistic_calibration(folder):
+    from MIBGDosimetryLib.phantoms import calibration
+    from MIBGDosimetryLib.phantoms.grid import PhantomGrid
+    from MIBGDosimetryLib.phantoms.realistic import calibration_set
+
+    base = calibration.CalibrationConfig(seed=9200, grid=PhantomGrid(64, 64, 4.42, 1), osem_updates=(16, 32))
+    calibration_set.write_realistic_calibration_set(folder, calibration_set.RealisticCalibrationConfig(base=base))
+
+
+def write_realistic_study(folder, seed):
+    from MIBGDosimetryLib.phantoms.realistic import patient_study
+
+    patient_study.write_realistic_patient_study(folder, patient_study.RealisticPatientConfig(
+        seed=seed, grid=realistic_grid(), uptake_half_life_gsd=UPTAKE_HALF_LIFE_GSD,
+        outline_error_sd_mm=OUTLINE_ERROR_SD_MM))
+
+
+def _realisation(writer, folder, seed, record_path):
+    from MIBGDosimetryLib.workflow.dose_workflow import run_dose
+
+    study = os.path.join(folder, f"study-{seed}")
+    try:
+        writer(study, seed)
+        calculation = run_dose(study, record_path, log=lambda *_: None)
+        with open(os.path.join(study, "truth.json")) as stream:
+            truth = json.load(stream)
+        return calculation.results, truth
+    finally:
+        shutil.rmtree(study, ignore_errors=True)
+
+
+def run_realisations(writer, folder, seeds, record_path, workers=2):
+    """``[(results, truth)]`` of the realisations ``seeds`` in order, ``workers`` at a time."""
+    if workers <= 1:
+        return [_realisation(writer, folder, seed, record_path) for seed in seeds]
+    with ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("spawn")) as pool:
+        futures = [pool.submit(_realisation, writer, str(folder), seed, record_path) for seed in seeds]
+        return [future.result() for future in futures]
