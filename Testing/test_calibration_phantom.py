@@ -299,13 +299,21 @@ def test_acquisitions_asked_for_by_the_description(phantom):
         acquisitions.description_slots(folder / "truth.json")
 
 
-def test_calibration_from_volumes_loaded_by_the_dicom_module(loaded_phantom, calibrated, tmp_path):
+def test_calibration_from_volumes_loaded_by_the_dicom_module(loaded_phantom, calibrated, tmp_path, monkeypatch):
     """The record made from the scene's volumes is the folder's record: same numbers for every step,
     so the same agreement with the phantom's truth; its provenance names the database files."""
 
     description, nodes, file_for_instance, database, context = loaded_phantom
     folder_outputs, truth, _ = calibrated
-    staging = _staging_folders()
+    from MIBGCalibrationLib import acquisitions
+
+    staged, original = [], tempfile.mkdtemp
+
+    def mkdtemp(**kwargs):
+        staged.append(original(**kwargs))
+        return staged[-1]
+
+    monkeypatch.setattr(acquisitions.tempfile, "mkdtemp", mkdtemp)
     before = context.scene.GetNumberOfNodes()
     outputs = logic.run_calibration_from_scene(context.scene, str(description), nodes, str(tmp_path / "cal.json"),
                                                file_for_instance)
@@ -329,13 +337,9 @@ def test_calibration_from_volumes_loaded_by_the_dicom_module(loaded_phantom, cal
     assert (tmp_path / "cal.tew.dcm").is_file()
     assert context.scene.GetNumberOfNodes() > before and set(outputs.charts) == set(folder_outputs.charts)
     # The temporary calibration folder is gone; the database is as it was.
-    assert _staging_folders() == staging
+    assert len(staged) == 1 and not os.path.exists(staged[0])
     assert sorted(p.name for p in database.iterdir()) == sorted(f"{uid}.dcm" for uid in
                                                                _uids(database))
-
-
-def _staging_folders():
-    return {name for name in os.listdir(tempfile.gettempdir()) if name.startswith("mibg-calibration-")}
 
 
 def _uids(database):
