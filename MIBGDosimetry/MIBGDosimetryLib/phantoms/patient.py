@@ -155,13 +155,11 @@ def _spread(labels, per_label_values):
     return per_voxel[labels]
 
 
-def simulate_patient(config=PatientConfig()):
-    """Simulate the patient study described by ``config`` (deterministic for its seed)."""
-    anatomy = anatomy_module.child_anatomy(config.administered_activity_MBq, config.lesions)
-    grid = config.grid
-    _check_field_of_view(grid, config.camera)
-    points = grid.fine_points_ras()
-    # Streams 0-2 are those of the phantom without patient variability, so its images stay the same.
+def varied_patient(config, anatomy):
+    """The phantom of ``config`` without time points, with the uptake half-lives and organ outline errors
+    drawn for its seed (``uptake_half_life_gsd``, ``outline_error_sd_mm``), and its random streams for
+    motion, CT noise and counts. Streams 0-2 are those of a phantom without patient variability, so its
+    images stay the same."""
     streams = [np.random.default_rng(s) for s in np.random.SeedSequence(config.seed).spawn(5)]
     motion_rng, ct_rng, counts_rng, uptake_rng, outline_rng = streams
     if config.uptake_half_life_gsd > 1.0:
@@ -170,7 +168,17 @@ def simulate_patient(config=PatientConfig()):
     shifts = {s.name: (float(outline_rng.normal(0.0, config.outline_error_sd_mm))
                        if config.outline_error_sd_mm > 0 else 0.0)
               for s in anatomy.structures if s.kind == "organ"}
-    phantom = PatientPhantom(config, anatomy, [], shifts)
+    return PatientPhantom(config, anatomy, [], shifts), (motion_rng, ct_rng, counts_rng)
+
+
+def simulate_patient(config=PatientConfig()):
+    """Simulate the patient study described by ``config`` (deterministic for its seed)."""
+    anatomy = anatomy_module.child_anatomy(config.administered_activity_MBq, config.lesions)
+    grid = config.grid
+    _check_field_of_view(grid, config.camera)
+    points = grid.fine_points_ras()
+    phantom, (motion_rng, ct_rng, counts_rng) = varied_patient(config, anatomy)
+    anatomy = phantom.anatomy
     for index, hours in enumerate(config.timepoints_h):
         transform = np.eye(4) if index == 0 else repositioning.random_repositioning(motion_rng)
         labels, hu = anatomy.labels_and_hu(repositioning.apply_inverse(transform, points))

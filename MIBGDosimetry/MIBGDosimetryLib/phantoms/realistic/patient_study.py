@@ -22,7 +22,6 @@ import os
 
 import numpy as np
 
-from MIBGDosimetryLib.phantoms import anatomy as anatomy_module
 from MIBGDosimetryLib.phantoms import patient, repositioning, truth_dose
 from MIBGDosimetryLib.phantoms.grid import PhantomGrid
 from MIBGDosimetryLib.phantoms.realistic import acquisition, attenuation_map, collimator, lesions, osem, projector
@@ -98,16 +97,8 @@ def simulate_patient(config=RealisticPatientConfig(), log=None):
     anatomy = lesions.realistic_anatomy(config.administered_activity_MBq, config.lesions)
     grid = config.grid
     points = grid.fine_points_ras()
-    # Streams 0-2 are those of the patient without variability, so its images stay the same.
-    streams = [np.random.default_rng(s) for s in np.random.SeedSequence(config.seed).spawn(5)]
-    motion_rng, ct_rng, counts_rng, uptake_rng, outline_rng = streams
-    if config.uptake_half_life_gsd > 1.0:
-        factors = config.uptake_half_life_gsd ** uptake_rng.standard_normal(len(anatomy.structures))
-        anatomy = anatomy_module.with_uptake_half_lives(anatomy, factors)
-    shifts = {s.name: (float(outline_rng.normal(0.0, config.outline_error_sd_mm))
-                       if config.outline_error_sd_mm > 0 else 0.0)
-              for s in anatomy.structures if s.kind == "organ"}
-    phantom = patient.PatientPhantom(config, anatomy, [], shifts)
+    phantom, (motion_rng, ct_rng, counts_rng) = patient.varied_patient(config, anatomy)
+    anatomy = phantom.anatomy
     records = []
     for index, hours in enumerate(config.timepoints_h):
         say(f"Time point {index + 1}: {hours:g} h, projections and OSEM")
