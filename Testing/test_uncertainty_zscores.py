@@ -15,8 +15,9 @@ The phantom must make the errors the budget claims to cover: each realisation dr
 half-lives (the before-first-scan term) and hands the analysis organ outlines moved by a known error
 (the segmentation term); the patients are repositioned between scans (the registration term).
 
-Generators plug in through ``GENERATORS`` (name -> function writing a study folder for a seed); the
-realistic SPECT generator (OSEM per realisation) is not among them yet.
+Generators plug in through ``GENERATORS`` (name -> function writing a study folder for a seed, importable
+by a worker process: the realisations run two at a time, see zscore_realisations); the realistic SPECT
+generator has its own tier (test_uncertainty_zscores_realistic).
 """
 
 import json
@@ -25,27 +26,12 @@ import os
 import numpy as np
 import pytest
 
+import zscore_realisations
+
 REALISATIONS = int(os.environ.get("MIBG_ZSCORE_REALISATIONS", "20"))
 FIRST_SEED = 9101
 CALIBRATION_SEED = 9100
 MIN_LESION_ML = 4.0
-
-
-#: Organ outline error of the phantom's SEG (SD of each outline's outward shift, mm): the analysis' default
-#: outline uncertainty for organs, so the segmentation term meets the error it claims to cover.
-OUTLINE_ERROR_SD_MM = 1.0
-#: Between-patient spread of the phantom's uptake half-lives (geometric SD about each structure's nominal
-#: value; the phantom's own population, see MIBGDosimetryLib.phantoms.patient).
-UPTAKE_HALF_LIFE_GSD = 1.5
-
-
-def _image_domain_study(folder, seed):
-    from MIBGDosimetryLib.phantoms import anatomy, patient
-
-    # Three lesions of at least 4 mL (fewer VOIs keep a realisation affordable).
-    lesions = anatomy.lesions_with_diameters((40.0, 25.0, 22.0))
-    patient.write_patient_study(folder, patient.PatientConfig(
-        seed=seed, lesions=lesions, uptake_half_life_gsd=UPTAKE_HALF_LIFE_GSD, outline_error_sd_mm=OUTLINE_ERROR_SD_MM))
 
 
 #: name -> (function writing a study for a seed, budget terms whose error the generator cannot produce and
@@ -53,7 +39,8 @@ def _image_domain_study(folder, seed):
 #: PSF-shape floor has no counterpart in its images; its true doses come from the same soft-tissue voxel S
 #: values at unit density that the analysis assumes, so neither the kernel's error against other Monte Carlo
 #: codes nor a tissue density other than assumed exists in it.
-GENERATORS = {"image-domain": (_image_domain_study, ("PSF shape", "dose kernel", "tissue density"))}
+GENERATORS = {"image-domain": (zscore_realisations.write_image_domain_study,
+                                ("PSF shape", "dose kernel", "tissue density"))}
 
 
 @pytest.fixture(scope="module")
@@ -128,20 +115,16 @@ def summaries(calibration, tmp_path_factory):
 
 
 def _zscore_summary(generator, calibration, folder):
-    from MIBGDosimetryLib.workflow.dose_workflow import run_dose
-
     record_path, q_ratio = calibration
     write_study, not_simulated = GENERATORS[generator]
     pooled = {"organ": {"tia": [], "dose": []}, "lesion": {"tia": [], "dose": []}}
     # Diagnostic: the same without the before-first-scan term.
     diagnostic = {"organ": {"tia": [], "dose": []}, "lesion": {"tia": [], "dose": []}}
-    for seed in range(FIRST_SEED, FIRST_SEED + REALISATIONS):
-        study = folder / f"study-{seed}"
-        write_study(str(study), seed)
-        calculation = run_dose(str(study), record_path, log=lambda *_: None)
-        truth = json.loads((study / "truth.json").read_text())
+    runs = zscore_realisations.run_realisations(write_study, folder, range(FIRST_SEED, FIRST_SEED + REALISATIONS),
+                                                record_path, workers=min(2, os.cpu_count() or 1))
+    for results, truth in runs:
         for target, left_out in ((pooled, not_simulated), (diagnostic, (*not_simulated, "before first scan"))):
-            for kind, scores in zscores(calculation.results, truth, q_ratio, left_out).items():
+            for kind, scores in zscores(results, truth, q_ratio, left_out).items():
                 for key in scores:
                     target[kind][key].extend(scores[key])
     summary, without_head = ({f"{kind} {key}": (len(z), round(float(np.mean(z)), 2),

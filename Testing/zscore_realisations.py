@@ -16,6 +16,16 @@ OUTLINE_ERROR_SD_MM = 1.0
 UPTAKE_HALF_LIFE_GSD = 1.5
 
 
+def write_image_domain_study(folder, seed):
+    """A study of the image-domain phantom with three lesions of at least 4 mL (fewer VOIs keep a
+    realisation affordable)."""
+    from MIBGDosimetryLib.phantoms import anatomy, patient
+
+    lesions = anatomy.lesions_with_diameters((40.0, 25.0, 22.0))
+    patient.write_patient_study(folder, patient.PatientConfig(
+        seed=seed, lesions=lesions, uptake_half_life_gsd=UPTAKE_HALF_LIFE_GSD, outline_error_sd_mm=OUTLINE_ERROR_SD_MM))
+
+
 def realistic_grid():
     """The realistic tier's grid with the projections simulated on the SPECT voxels (no finer grid):
     four times faster, so that 20 realisations fit in CI; calibration and patients share it."""
