@@ -16,7 +16,7 @@ PYTHON_oldest      ?= 3.10
 # A Python X.Y interpreter: pyenv's if it has one (its shims on PATH need a selected version), else PATH's.
 find-python = $(or $(lastword $(wildcard $(HOME)/.pyenv/versions/$(1).*/bin/python$(1))),$(shell command -v python$(1)))
 
-.PHONY: demo test test-default lint venv system-tools bench clean
+.PHONY: demo test test-default test-environments lint venv system-tools bench clean
 .SECONDARY: $(ENVIRONMENTS:%=.venv-%/.installed-stamp)
 
 venv: $(STAMP)
@@ -49,7 +49,14 @@ demo: $(STAMP)
 	rm -rf $(DEMO_OUT)
 	$(VENV)/bin/mibgdose demo --out $(DEMO_OUT)
 
-test: lint test-default $(ENVIRONMENTS:%=test-%)
+test: lint test-default test-environments
+
+# The environments' suites run side by side, one core each (their output shown as each finishes), each
+# with its own temporary folder and no shared pytest cache.
+TEST_TMP ?= /tmp/mibg-dosimetry-tests
+test-environments: $(ENVIRONMENTS:%=.venv-%/.installed-stamp) system-tools
+	@echo "Running the suite in the environments $(ENVIRONMENTS) side by side (output when each has finished)"
+	$(MAKE) --no-print-directory --output-sync=target -j$(words $(ENVIRONMENTS)) $(ENVIRONMENTS:%=test-%)
 
 # Undefined names, unused imports and the other pyflakes checks over every Python file (pyproject.toml).
 lint: $(STAMP)
@@ -60,7 +67,7 @@ test-default: $(STAMP) system-tools
 
 # The realistic-phantom and z-score tiers check the analysis, not the packages: they run in .venv only.
 test-%: .venv-%/.installed-stamp system-tools
-	.venv-$*/bin/python -m pytest -q -m "not realistic and not zscore"
+	.venv-$*/bin/python -m pytest -q -m "not realistic and not zscore" -p no:cacheprovider --basetemp=$(TEST_TMP)/$*
 
 bench: $(STAMP)
 	$(PY) bench/run --json

@@ -372,3 +372,31 @@ def test_patient_variability_options_change_uptake_half_lives_and_organ_outlines
     exact_ml = np.count_nonzero(varied.reference_labels == label) * voxel_ml
     expected = np.prod(np.add(kidney.shape.semi_axes_mm, shift)) / np.prod(kidney.shape.semi_axes_mm)
     assert np.count_nonzero(organs["kidney_right"]) * voxel_ml / exact_ml == pytest.approx(expected, rel=0.08)
+
+
+def test_an_outline_drawn_too_wide_takes_in_its_neighbours_only_by_the_shift():
+    """An outline moved outwards covers the body within the shift of the organ, neighbouring organs
+    included, and nothing farther: the lungs' ellipsoids enclose the heart, which the lungs' outline must
+    not swallow whole. Inwards, the outline stays inside the organ."""
+    from scipy import ndimage
+
+    varied = patient.simulate_patient(dataclasses.replace(SMALL, outline_error_sd_mm=1.0))
+    names = [s.name for s in varied.anatomy.structures]
+    varied.outline_shifts_mm.update({"lungs": 6.0, "kidney_right": 6.0, "liver": -6.0})
+    organs = patient.delineated_organs(varied)
+    labels = varied.reference_labels
+    fine_mm = SMALL_GRID.fine_voxel_mm
+
+    def exact(name):
+        return labels == names.index(name) + 2
+
+    heart_taken = organs["lungs"] & exact("heart")
+    assert np.count_nonzero(heart_taken) > 0
+    distance_mm = ndimage.distance_transform_edt(~exact("lungs"), sampling=fine_mm)
+    assert distance_mm[heart_taken].max() <= 6.0 + 0.5 * np.sqrt(3) * fine_mm
+    kidney = varied.anatomy.structure("kidney_right")
+    expected = np.prod(np.add(kidney.shape.semi_axes_mm, 6.0)) / np.prod(kidney.shape.semi_axes_mm)
+    grown = np.count_nonzero(organs["kidney_right"]) / np.count_nonzero(exact("kidney_right"))
+    assert grown == pytest.approx(expected, rel=0.1)
+    assert not np.any(organs["liver"] & ~exact("liver"))
+    assert np.count_nonzero(organs["liver"]) < np.count_nonzero(exact("liver"))

@@ -24,7 +24,8 @@ Terms computed from the data of the run rather than assumed:
   ``outline_uncertainty_mm``) changes the volume by ``S delta / V`` (relative); the activity changes
   by ``s`` times that and the mean dose (the activity's energy over the outline's mass) by
   ``s - 1`` times that (:func:`volume_term`). ``s`` is measured: with the GTM by solving it again
-  with the VOI's outline one voxel out and one voxel in
+  with the VOI's outline moved out and in, a drawn outline by its outline uncertainty on the grid it
+  was drawn on (the SPECT voxels its surface crosses change), any other by one SPECT voxel
   (MIBGDosimetryLib.workflow.partial_volume.outline_sensitivities); otherwise from the ratio of the
   concentration of the regions just outside the VOI to its own (:func:`outside_concentration_ratio`,
   the concentration a wider outline takes in).

@@ -24,8 +24,9 @@ patient is the same for every seed):
   factor 2.2 of the nominal value.
 - ``outline_error_sd_mm``: the organ outlines written to the DICOM SEG are each moved outwards by a
   distance drawn from a normal distribution with this standard deviation (a delineation that is
-  systematically too wide or too tight, as between observers), taking in only the body's remainder;
-  the truth stays the exact organs.
+  systematically too wide or too tight, as between observers), over the whole surface inside the
+  body, so that an outline drawn too wide may overlap a neighbouring organ's; the truth stays the
+  exact organs.
 """
 
 import dataclasses
@@ -34,6 +35,7 @@ import json
 import os
 
 import numpy as np
+from scipy import ndimage
 
 from MIBGDosimetryLib.phantoms import anatomy as anatomy_module
 from MIBGDosimetryLib.phantoms import camera as camera_module
@@ -219,7 +221,8 @@ def _check_every_structure_present(anatomy, labels, index):
 
 def delineated_organs(phantom):
     """Organ masks of the SEG on the fine reference grid: the exact organs, or with outline error
-    each organ's shape moved by its shift, taking in only the remainder of the body."""
+    each organ's shape moved by its shift over its whole surface, inside the body: an outline drawn too
+    wide overlaps its neighbours' by the shift (the analysis decides which VOI keeps shared voxels)."""
     from MIBGDosimetryLib.phantoms import shapes
 
     labels = phantom.reference_labels
@@ -235,8 +238,26 @@ def delineated_organs(phantom):
             continue
         points = phantom.config.grid.fine_points_ras() if points is None else points
         moved = shapes.offset(structure.shape, shift).contains(points)
-        organs[structure.name] = moved & (exact | (labels == 1))
+        if shift > 0:
+            # The moved shape may enclose a structure that the organ's own shape surrounds (the heart
+            # between the lungs' ellipsoids): the outline takes in only what lies within the shift of it.
+            moved &= (labels >= 1) & (exact | (labels == 1) | _within(exact, shift, phantom.config.grid.fine_voxel_mm))
+        else:
+            moved &= exact
+        organs[structure.name] = moved
     return organs
+
+
+def _within(mask, distance_mm, voxel_mm):
+    """Voxels whose centres lie within ``distance_mm`` (plus half a voxel diagonal) of ``mask``'s voxels."""
+    margin = int(np.ceil(distance_mm / voxel_mm)) + 2
+    found = np.argwhere(mask)
+    low = np.maximum(found.min(axis=0) - margin, 0)
+    high = np.minimum(found.max(axis=0) + margin + 1, mask.shape)
+    box = tuple(slice(a, b) for a, b in zip(low, high))
+    near = np.zeros(mask.shape, dtype=bool)
+    near[box] = ndimage.distance_transform_edt(~mask[box], sampling=voxel_mm) <= distance_mm + 0.5 * np.sqrt(3) * voxel_mm
+    return near
 
 
 def structure_truth(phantom, dose_Gy=None):

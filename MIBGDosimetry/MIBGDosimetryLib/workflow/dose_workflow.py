@@ -277,7 +277,7 @@ def calculate(study, record, options, log=print, vois=None, registration=None):
     outline = _outline_sensitivities(vois, voi_results, registered, tia_map, body, pv_info, record, options, reference)
     for index, (voi, entry) in enumerate(zip(vois, voi_results)):
         context = {**budget_context, "registration_changes": [None if c is None else c[index] for c in changes],
-                   "outline_sensitivity": (outline[0][index], outline[1][index], outline[2])}
+                   "outline_sensitivity": (outline[0][index], outline[1][index], outline[2][index])}
         _voi_dose(voi, entry, tac_fits[voi.name], tia_map, dose_map, voxel_dose_map, density, reference, tissues,
                   options, context)
 
@@ -768,23 +768,28 @@ def _registration_changes(vois, registered, reference, shifts_mm):
 
 
 def _outline_sensitivities(vois, voi_results, registered, tia_map, body, pv_info, record, options, reference):
-    """``(outwards[voi], inwards[voi], how)``: each VOI's relative activity change per relative volume
+    """``(outwards[voi], inwards[voi], how[voi])``: each VOI's relative activity change per relative volume
     change when its outline moves; by the GTM itself when it corrected the activities, else from the
     concentration around the VOI (see MIBGDosimetryLib.dose.budget)."""
     from MIBGDosimetryLib.dose import budget
 
     # The GTM's info names its method in full.
     if pv_info["method"] in ("gtm", "geometric transfer matrix"):
-        from MIBGDosimetryLib.workflow.partial_volume import outline_sensitivities
+        from MIBGDosimetryLib.workflow.partial_volume import drawn_outline_moves, outline_sensitivities
 
         weights = [budget.tia_shares(e["tac"]["times_h"], e["tac"]["activity_MBq"]) for e in voi_results]
         fwhm, _, _ = _resolution(record, options)
+        stated = float({**SURFACE_UNCERTAINTY_MM, **(options.outline_uncertainty_mm or {})}["organ"])
+        distance = stated if stated > 0 else SURFACE_UNCERTAINTY_MM["organ"]
+        moves = drawn_outline_moves(vois, reference, distance)
         outwards, inwards = outline_sensitivities(vois, [s.array for s in registered], body, fwhm,
-                                                  reference.spacing_mm, weights)
-        return outwards, inwards, "GTM re-solved with the outline one voxel out and in"
+                                                  reference.spacing_mm, weights, moves)
+        return outwards, inwards, [
+            f"GTM re-solved with the drawn outline moved {distance:g} mm out and in on its own grid"
+            if move is not None else "GTM re-solved with the outline one voxel out and in" for move in moves]
     concentration = _region_concentration(vois, voi_results, tia_map, body)
     ratios = [budget.outside_concentration_ratio(voi.mask, concentration) for voi in vois]
-    return ratios, ratios, "concentration around the VOI"
+    return ratios, ratios, ["concentration around the VOI"] * len(vois)
 
 
 def _region_concentration(vois, voi_results, tia_map, body):

@@ -84,6 +84,8 @@ def organ_vois_by_frame(study, registrations, reference, reference_index):
         transform = registrations[index].resampling_transform
         for voi in vois_module.organ_vois([path], grid):
             voi.details.update(vois_module.outline_details(voi.mask, grid))
+            if registrations[index].transform is None:  # a matrix: the outline can be moved on its own grid
+                voi.drawn = vois_module.DrawnOutline.cropped(voi.mask, grid, registrations[index].matrix_ras)
             voi.mask = np.asarray(resample_mask(voi.mask, grid, reference, transform), dtype=bool)
             voi.details["drawn_on_timepoint"] = source_tp.label
             voi.source = f"{voi.source} (drawn on {source_tp.label}, mapped by its registration)"

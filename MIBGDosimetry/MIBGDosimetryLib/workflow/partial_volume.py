@@ -299,10 +299,17 @@ def _transfer_matrices(regions, fwhm_mm, fwhm_uncertainty_mm, spacing_mm, added,
     return g, inverse, spread
 
 
-def outline_sensitivities(vois, counts_images, body, fwhm_mm, spacing_mm, weights):
+def outline_sensitivities(vois, counts_images, body, fwhm_mm, spacing_mm, weights, moves=None):
     """How each VOI's GTM activity follows its outline: ``(outwards[voi], inwards[voi])``, the relative
-    activity change over the relative volume change when the VOI's outline moves out by one voxel
-    (taking in only the rest of the body) or in by one voxel, everything else unchanged.
+    activity change over the relative volume change when the VOI's outline moves out (taking in only
+    the rest of the body) or in, everything else unchanged.
+
+    ``moves[voi]`` (or None) gives a VOI's outline moved on the grid it was drawn on: ``((outwards mask,
+    relative volume change), (inwards mask, relative volume change))`` on the SPECT grid (see
+    :func:`drawn_outline_moves`); without it, or when such a move changes no SPECT voxel, the outline
+    moves by one SPECT voxel. The distinction matters: a sub-voxel move of a drawn outline changes the
+    voxels its surface crosses, whose counts lie on the image's edge, while a whole-voxel move takes in
+    voxels farther out with fewer counts, so it understates how far the activity follows the outline.
 
     ``weights[voi, time]`` weigh the time points (e.g. their shares of the VOI's TIA). A VOI the GTM
     treats as concentration times volume gives 1, one whose activity it conserves (its counts stay
@@ -326,9 +333,15 @@ def outline_sensitivities(vois, counts_images, body, fwhm_mm, spacing_mm, weight
     result = np.zeros((2, n))
     for i in range(n):
         own = regions[i]
+        drawn = (moves or [None] * n)[i]
         for column, moved in enumerate((own | (scipy.ndimage.binary_dilation(own) & regions[-1]),
                                         scipy.ndimage.binary_erosion(own))):
             volume_change = (np.count_nonzero(moved) - np.count_nonzero(own)) / max(np.count_nonzero(own), 1)
+            if drawn is not None:
+                mask, change = drawn[column]
+                candidate = own | (mask & regions[-1]) if column == 0 else own & mask
+                if change != 0 and candidate.any() and np.count_nonzero(candidate != own):
+                    moved, volume_change = candidate, change
             if volume_change == 0 or not moved.any():
                 continue
             changed = list(regions)
@@ -342,3 +355,28 @@ def outline_sensitivities(vois, counts_images, body, fwhm_mm, spacing_mm, weight
             if before > 0:
                 result[column, i] = (after / before - 1.0) / volume_change
     return result[0], result[1]
+
+
+def drawn_outline_moves(vois, reference, distance_mm):
+    """For each VOI with a drawn outline (``voi.drawn``), its outline moved ``distance_mm`` out and in on
+    the grid it was drawn on and carried to ``reference`` (ImageVolume): ``((outwards mask, relative
+    volume change), (inwards mask, relative volume change))``, a voxel belonging to a moved outline when
+    at least half of it lies inside (as when the outline itself is resampled); None for other VOIs. The
+    volume changes are those of the moved outlines themselves (their voxels' inside fractions summed)."""
+    moves = []
+    for voi in vois:
+        if getattr(voi, "drawn", None) is None or distance_mm <= 0:
+            moves.append(None)
+            continue
+        box, (base, outwards, inwards) = voi.drawn.moved_occupancies(reference, (0.0, distance_mm, -distance_mm))
+        volume = float(base.sum())
+        if volume <= 0:
+            moves.append(None)
+            continue
+        result = []
+        for occupancy in (outwards, inwards):
+            mask = np.zeros(reference.array.shape, dtype=bool)
+            mask[box] = occupancy >= 0.5
+            result.append((mask, float(occupancy.sum()) / volume - 1.0))
+        moves.append(tuple(result))
+    return moves

@@ -14,9 +14,93 @@ LESION_OUTLINES = ("threshold", "threshold+fill", "ct-assisted")
 BONE_HU = 200.0
 
 
+#: Sub-samples per SPECT voxel and axis at which a drawn outline is evaluated when it is moved.
+OUTLINE_SUBSAMPLES = 4
+#: Margin (fine voxels) kept around a drawn outline, beyond the largest move.
+OUTLINE_MARGIN_VOXELS = 3
+
+
+@dataclasses.dataclass
+class DrawnOutline:
+    """An outline on the grid it was drawn on (usually the CT's, finer than the SPECT's): ``mask`` on
+    ImageVolume ``grid`` (cropped around the outline) and ``to_grid``, the 4x4 RAS matrix that takes
+    points of the reference SPECT's frame into that grid's frame (identity in the same frame)."""
+
+    mask: np.ndarray
+    grid: object
+    to_grid: np.ndarray
+
+    @classmethod
+    def cropped(cls, mask, grid, to_grid=None, reach_mm=5.0):
+        """The outline ``mask`` on ImageVolume ``grid``, cropped to its bounding box plus ``reach_mm`` and a
+        margin; None for an empty mask."""
+        mask = np.asarray(mask, dtype=bool)
+        if not mask.any():
+            return None
+        spacing_kji = np.asarray(grid.spacing_mm, dtype=float)[::-1]
+        margin = np.ceil(reach_mm / spacing_kji).astype(int) + OUTLINE_MARGIN_VOXELS
+        found = np.argwhere(mask)
+        low = np.maximum(found.min(axis=0) - margin, 0)
+        high = np.minimum(found.max(axis=0) + margin + 1, mask.shape)
+        crop = mask[tuple(slice(a, b) for a, b in zip(low, high))]
+        from MIBGDosimetryLib.volume import ImageVolume
+
+        origin = grid.ras_of_ijk(low[::-1].astype(float))
+        return cls(crop, ImageVolume(np.zeros(crop.shape, dtype=np.uint8), grid.spacing_mm, tuple(origin),
+                                     grid.directions), np.eye(4) if to_grid is None else np.asarray(to_grid, float))
+
+    def signed_distance_mm(self):
+        """Distance (mm) of each fine voxel centre from the outline's surface, negative inside: the
+        distance to the nearest voxel centre on the other side less half a voxel (the surface lies on
+        the voxel faces)."""
+        from scipy import ndimage
+
+        spacing_kji = np.asarray(self.grid.spacing_mm, dtype=float)[::-1]
+        half = 0.5 * float(np.mean(spacing_kji))
+        outside = ndimage.distance_transform_edt(~self.mask, sampling=spacing_kji)
+        inside = ndimage.distance_transform_edt(self.mask, sampling=spacing_kji)
+        return np.where(self.mask, half - inside, outside - half)
+
+    def moved_occupancies(self, reference, distances_mm):
+        """``(box, [occupancy])``: for each distance in ``distances_mm`` (positive outwards) the fraction of
+        each voxel of ``reference`` (ImageVolume) inside the outline moved by that distance along its
+        normals, for the voxels in ``box`` (slices of the reference grid around the outline); evaluated
+        at OUTLINE_SUBSAMPLES^3 points per voxel on the signed distance, linearly interpolated."""
+        from scipy import ndimage
+
+        distance = self.signed_distance_mm()
+        corners = np.array([[a, b, c] for a in (-0.5, self.mask.shape[2] - 0.5)
+                            for b in (-0.5, self.mask.shape[1] - 0.5) for c in (-0.5, self.mask.shape[0] - 0.5)])
+        ras = self.grid.ras_of_ijk(corners)
+        back = np.linalg.inv(self.to_grid)
+        ras = ras @ back[:3, :3].T + back[:3, 3]
+        ijk = reference.ijk_of_ras(ras)
+        shape_kji = reference.array.shape
+        low = np.maximum(np.floor(ijk.min(axis=0)).astype(int)[::-1], 0)
+        high = np.minimum(np.ceil(ijk.max(axis=0)).astype(int)[::-1] + 1, shape_kji)
+        box = tuple(slice(int(a), int(b)) for a, b in zip(low, high))
+        if any(b <= a for a, b in zip(low, high)):
+            return box, [np.zeros((0, 0, 0)) for _ in distances_mm]
+        n = OUTLINE_SUBSAMPLES
+        steps = (np.arange(n) + 0.5) / n - 0.5
+        sub = np.stack(np.meshgrid(steps, steps, steps, indexing="ij"), -1).reshape(-1, 3)
+        kk, jj, ii = np.meshgrid(*(np.arange(a, b) for a, b in zip(low, high)), indexing="ij")
+        centres_ijk = np.stack([ii.ravel(), jj.ravel(), kk.ravel()], axis=1).astype(float)
+        box_shape = kk.shape
+        occupancies = [np.zeros(centres_ijk.shape[0]) for _ in distances_mm]
+        for offset in sub:
+            points = reference.ras_of_ijk(centres_ijk + offset)
+            points = points @ self.to_grid[:3, :3].T + self.to_grid[:3, 3]
+            fine = self.grid.ijk_of_ras(points)
+            values = ndimage.map_coordinates(distance, fine[:, ::-1].T, order=1, mode="constant", cval=1e6)
+            for index, moved in enumerate(distances_mm):
+                occupancies[index] += values < moved
+        return box, [(o / len(sub)).reshape(box_shape) for o in occupancies]
+
+
 @dataclasses.dataclass
 class Voi:
-    """A VOI on the reference SPECT grid."""
+    """A VOI on the reference SPECT grid; ``drawn`` the outline as drawn (:class:`DrawnOutline`), when known."""
 
     name: str
     kind: str  # "organ" or "lesion"
@@ -24,6 +108,7 @@ class Voi:
     source: str
     details: dict = dataclasses.field(default_factory=dict)
     warnings: list = dataclasses.field(default_factory=list)
+    drawn: DrawnOutline = None
 
     def volume_ml(self, voxel_volume_ml):
         return float(np.count_nonzero(self.mask)) * voxel_volume_ml
@@ -66,7 +151,8 @@ def organ_vois(segmentation_files, reference, outline_reference=None):
         fine = read(path, outline_reference) if outline_reference is not None else {}
         for name, mask in masks.items():
             details = outline_details(fine[name], outline_reference) if name in fine else {}
-            voi = Voi(name, "organ", np.asarray(mask, dtype=bool), f"{modality} {path}", details)
+            drawn = DrawnOutline.cropped(fine[name], outline_reference) if name in fine else None
+            voi = Voi(name, "organ", np.asarray(mask, dtype=bool), f"{modality} {path}", details, drawn=drawn)
             if not voi.mask.any():
                 voi.warnings.append(f"organ '{name}' from {path} covers no voxel of the SPECT grid")
             vois.append(voi)
