@@ -301,8 +301,9 @@ def _transfer_matrices(regions, fwhm_mm, fwhm_uncertainty_mm, spacing_mm, added,
 
 def outline_sensitivities(vois, counts_images, body, fwhm_mm, spacing_mm, weights, moves=None):
     """How each VOI's GTM activity follows its outline: ``(outwards[voi], inwards[voi])``, the relative
-    activity change over the relative volume change when the VOI's outline moves out (taking in only
-    the rest of the body) or in, everything else unchanged.
+    activity change over the relative volume change when the VOI's outline moves out (taking in the rest
+    of the body and the VOIs after it in ``vois``, which give up the voxels they share with it, as when
+    VOIs are made disjoint) or in, everything else unchanged.
 
     ``moves[voi]`` (or None) gives a VOI's outline moved on the grid it was drawn on: ``((outwards mask,
     relative volume change), (inwards mask, relative volume change))`` on the SPECT grid (see
@@ -331,23 +332,34 @@ def outline_sensitivities(vois, counts_images, body, fwhm_mm, spacing_mm, weight
     base = activities(regions, blurred)
     n = len(vois)
     result = np.zeros((2, n))
+    # What an outline moving out takes in: the rest of the body and the VOIs after it, which give up
+    # voxels they share with it (see exclusive_regions and MIBGDosimetryLib.workflow.vois.make_disjoint).
+    takeable = [None] * n
+    after = regions[-1].copy()
+    for i in reversed(range(n)):
+        takeable[i] = after.copy()
+        after |= regions[i]
     for i in range(n):
         own = regions[i]
         drawn = (moves or [None] * n)[i]
-        for column, moved in enumerate((own | (scipy.ndimage.binary_dilation(own) & regions[-1]),
+        for column, moved in enumerate((own | (scipy.ndimage.binary_dilation(own) & takeable[i]),
                                         scipy.ndimage.binary_erosion(own))):
             volume_change = (np.count_nonzero(moved) - np.count_nonzero(own)) / max(np.count_nonzero(own), 1)
             if drawn is not None:
                 mask, change = drawn[column]
-                candidate = own | (mask & regions[-1]) if column == 0 else own & mask
+                candidate = own | (mask & takeable[i]) if column == 0 else own & mask
                 if change != 0 and candidate.any() and np.count_nonzero(candidate != own):
                     moved, volume_change = candidate, change
             if volume_change == 0 or not moved.any():
                 continue
             changed = list(regions)
-            changed[i] = moved
-            changed[-1] = regions[-1] & ~moved | (own & ~moved)
             changed_blurred = list(blurred)
+            changed[i] = moved
+            for j in range(i + 1, n):
+                if np.any(regions[j] & moved):
+                    changed[j] = regions[j] & ~moved
+                    changed_blurred[j] = blur(changed[j])
+            changed[-1] = regions[-1] & ~moved | (own & ~moved)
             changed_blurred[i], changed_blurred[-1] = blur(changed[i]), blur(changed[-1])
             new = activities(changed, changed_blurred)
             w = np.asarray(weights[i], dtype=float)
