@@ -61,7 +61,7 @@ def vois_from_segmentation_node(scene, segmentation_node, reference, lesion_name
     """
     from MIBGDosimetryLib.registration.resample import resample_mask
     from MIBGDosimetryLib.segmentation.segments import mask_from_segment
-    from MIBGDosimetryLib.workflow.vois import Voi, outline_details
+    from MIBGDosimetryLib.workflow.vois import DrawnOutline, Voi, outline_details
 
     ids = segment_ids(segmentation_node)
     if not ids:
@@ -74,12 +74,14 @@ def vois_from_segmentation_node(scene, segmentation_node, reference, lesion_name
         name = segment.GetName()
         kind = voi_kind(name, segment_tag(segment), lesion_names)
         own = segment_on_own_grid(segmentation_node, segment_id)
+        drawn = None
         if own is None:
             mask, details = mask_from_segment(scene, segmentation_node, segment_id, reference), {}
         else:
             mask = resample_mask(own.array, own, reference, np.eye(4))
             details = outline_details(own.array, own)
-        vois.append(Voi(name, kind, _not_empty(mask, name), source, details))
+            drawn = DrawnOutline.cropped(own.array, own)
+        vois.append(Voi(name, kind, _not_empty(mask, name), source, details, drawn=drawn))
     return vois
 
 

@@ -779,14 +779,17 @@ def _outline_sensitivities(vois, voi_results, registered, tia_map, body, pv_info
 
         weights = [budget.tia_shares(e["tac"]["times_h"], e["tac"]["activity_MBq"]) for e in voi_results]
         fwhm, _, _ = _resolution(record, options)
-        stated = float({**SURFACE_UNCERTAINTY_MM, **(options.outline_uncertainty_mm or {})}["organ"])
-        distance = stated if stated > 0 else SURFACE_UNCERTAINTY_MM["organ"]
-        moves = drawn_outline_moves(vois, reference, distance)
+        # A stated uncertainty of 0 (exact outlines) leaves the term at 0 whatever its sensitivity: the
+        # sensitivity is then measured at the default distance.
+        stated = {**SURFACE_UNCERTAINTY_MM, **(options.outline_uncertainty_mm or {})}
+        distances = {kind: float(mm) if float(mm) > 0 else SURFACE_UNCERTAINTY_MM[kind] for kind, mm in stated.items()}
+        moves = drawn_outline_moves(vois, reference, distances)
         outwards, inwards = outline_sensitivities(vois, [s.array for s in registered], body, fwhm,
                                                   reference.spacing_mm, weights, moves)
         return outwards, inwards, [
-            f"GTM re-solved with the drawn outline moved {distance:g} mm out and in on its own grid"
-            if move is not None else "GTM re-solved with the outline one voxel out and in" for move in moves]
+            f"GTM re-solved with the drawn outline moved {distances[voi.kind]:g} mm out and in on its own grid"
+            if move is not None else "GTM re-solved with the outline one voxel out and in"
+            for voi, move in zip(vois, moves)]
     concentration = _region_concentration(vois, voi_results, tia_map, body)
     ratios = [budget.outside_concentration_ratio(voi.mask, concentration) for voi in vois]
     return ratios, ratios, ["concentration around the VOI"] * len(vois)

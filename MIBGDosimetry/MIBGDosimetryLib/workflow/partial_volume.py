@@ -370,17 +370,19 @@ def outline_sensitivities(vois, counts_images, body, fwhm_mm, spacing_mm, weight
 
 
 def drawn_outline_moves(vois, reference, distance_mm):
-    """For each VOI with a drawn outline (``voi.drawn``), its outline moved ``distance_mm`` out and in on
+    """For each VOI with a drawn outline (``voi.drawn``), its outline moved ``distance_mm`` (a number, or
+    a dict by VOI kind) out and in on
     the grid it was drawn on and carried to ``reference`` (ImageVolume): ``((outwards mask, relative
     volume change), (inwards mask, relative volume change))``, a voxel belonging to a moved outline when
     at least half of it lies inside (as when the outline itself is resampled); None for other VOIs. The
     volume changes are those of the moved outlines themselves (their voxels' inside fractions summed)."""
     moves = []
     for voi in vois:
-        if getattr(voi, "drawn", None) is None or distance_mm <= 0:
+        distance = distance_mm.get(voi.kind, 0.0) if isinstance(distance_mm, dict) else distance_mm
+        if getattr(voi, "drawn", None) is None or distance <= 0:
             moves.append(None)
             continue
-        box, (base, outwards, inwards) = voi.drawn.moved_occupancies(reference, (0.0, distance_mm, -distance_mm))
+        box, (base, outwards, inwards) = voi.drawn.moved_occupancies(reference, (0.0, distance, -distance))
         volume = float(base.sum())
         if volume <= 0:
             moves.append(None)
