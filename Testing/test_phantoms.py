@@ -377,7 +377,8 @@ def test_patient_variability_options_change_uptake_half_lives_and_organ_outlines
 def test_an_outline_drawn_too_wide_takes_in_its_neighbours_only_by_the_shift():
     """An outline moved outwards covers the body within the shift of the organ, neighbouring organs
     included, and nothing farther: the lungs' ellipsoids enclose the heart, which the lungs' outline must
-    not swallow whole. Inwards, the outline stays inside the organ."""
+    not swallow whole. Lesions it leaves to the analysis' own outlines. Inwards, the outline stays inside
+    the organ."""
     from scipy import ndimage
 
     varied = patient.simulate_patient(dataclasses.replace(SMALL, outline_error_sd_mm=1.0))
@@ -400,3 +401,5 @@ def test_an_outline_drawn_too_wide_takes_in_its_neighbours_only_by_the_shift():
     assert grown == pytest.approx(expected, rel=0.1)
     assert not np.any(organs["liver"] & ~exact("liver"))
     assert np.count_nonzero(organs["liver"]) < np.count_nonzero(exact("liver"))
+    lesions = np.isin(labels, [n + 2 for n, s in enumerate(varied.anatomy.structures) if s.kind == "lesion"])
+    assert lesions.any() and not any(np.any(mask & lesions) for mask in organs.values())

@@ -79,3 +79,19 @@ def run_realisations(writer, folder, seeds, record_path, workers=2):
     with ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("spawn")) as pool:
         futures = [pool.submit(_realisation, writer, str(folder), seed, record_path) for seed in seeds]
         return [future.result() for future in futures]
+
+
+def write_details(path, runs, q_ratio):
+    """Each realisation's VOIs with their values, truth and budget terms (JSON), to look at a tier's
+    z-scores term by term; ``q_ratio`` is the record's calibration factor over the true one."""
+    details = {"record_Q_over_true_Q": q_ratio, "realisations": []}
+    for results, truth in runs:
+        structures = {s["name"]: s for s in truth["structures"]}
+        details["realisations"].append([
+            {"name": voi["name"], "kind": structures[voi["name"]]["kind"],
+             **{key: voi.get(key) for key in ("volume_ml", "tia_MBq_h", "tia_uncertainty_MBq_h", "mean_dose_Gy",
+                                               "dose_uncertainty_Gy", "uncertainty_budget")},
+             "truth": {key: structures[voi["name"]].get(key) for key in ("volume_ml", "tia_MBq_h", "mean_dose_Gy")}}
+            for voi in results["vois"]])
+    with open(path, "w") as stream:
+        json.dump(details, stream, indent=1)

@@ -25,8 +25,8 @@ patient is the same for every seed):
 - ``outline_error_sd_mm``: the organ outlines written to the DICOM SEG are each moved outwards by a
   distance drawn from a normal distribution with this standard deviation (a delineation that is
   systematically too wide or too tight, as between observers), over the whole surface inside the
-  body, so that an outline drawn too wide may overlap a neighbouring organ's; the truth stays the
-  exact organs.
+  body, so that an outline drawn too wide may overlap a neighbouring organ's (not a lesion's); the truth
+  stays the exact organs.
 """
 
 import dataclasses
@@ -222,7 +222,8 @@ def _check_every_structure_present(anatomy, labels, index):
 def delineated_organs(phantom):
     """Organ masks of the SEG on the fine reference grid: the exact organs, or with outline error
     each organ's shape moved by its shift over its whole surface, inside the body: an outline drawn too
-    wide overlaps its neighbours' by the shift (the analysis decides which VOI keeps shared voxels)."""
+    wide overlaps neighbouring organs' by the shift (the analysis decides which VOI keeps shared voxels),
+    but not the lesions, which the analysis outlines itself."""
     from MIBGDosimetryLib.phantoms import shapes
 
     labels = phantom.reference_labels
@@ -241,7 +242,9 @@ def delineated_organs(phantom):
         if shift > 0:
             # The moved shape may enclose a structure that the organ's own shape surrounds (the heart
             # between the lungs' ellipsoids): the outline takes in only what lies within the shift of it.
-            moved &= (labels >= 1) & (exact | (labels == 1) | _within(exact, shift, phantom.config.grid.fine_voxel_mm))
+            organ_labels = [m + 2 for m, other in enumerate(phantom.anatomy.structures) if other.kind == "organ"]
+            tissue = (labels == 1) | np.isin(labels, organ_labels)
+            moved &= tissue & (exact | (labels == 1) | _within(exact, shift, phantom.config.grid.fine_voxel_mm))
         else:
             moved &= exact
         organs[structure.name] = moved
