@@ -67,6 +67,7 @@ test-default: $(STAMP) system-tools
 
 # The realistic-phantom and z-score tiers check the analysis, not the packages: they run in .venv only.
 test-%: .venv-%/.installed-stamp system-tools
+	mkdir -p $(TEST_TMP)
 	.venv-$*/bin/python -m pytest -q -m "not realistic and not zscore" -p no:cacheprovider --basetemp=$(TEST_TMP)/$*
 
 bench: $(STAMP)

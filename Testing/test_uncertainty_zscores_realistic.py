@@ -54,7 +54,7 @@ def summary(tmp_path_factory):
 
 # Measured (20 realisations, seeds 9201-9220, uptake half-lives spread by a geometric SD of 2 about each
 # structure's nominal value, organ outlines moved by 1 mm SD over their whole surface; record Q / true Q 0.969):
-# (n, mean z, std z) organ TIA (140, -0.25, 0.86), organ dose (140, -0.16, 0.38), lesion TIA (100, 0.57, 0.66),
+# (n, mean z, std z) organ TIA (140, -0.25, 0.85), organ dose (140, -0.16, 0.38), lesion TIA (100, 0.57, 0.66),
 # lesion dose (100, -1.69, 4.24); 15.6 min on two cores. Before the segmentation term measured its sensitivity
 # with the drawn outline moved by 1 mm (not one SPECT voxel), with a phantom whose outlines grew only into the
 # rest of the body and whose uptake half-lives spread by 1.5: organ TIA std 0.52, organ dose 0.48.
@@ -63,7 +63,7 @@ def summary(tmp_path_factory):
 NOT_YET_HONEST = {
     "organ dose": "z std 0.38 (140 organs, 20 realisations), centred (mean -0.16): the organ mean-dose budget "
                   "overstates on OSEM images. The outline error that dominates the organ TIAs (whose z std is "
-                  "0.86) mostly cancels in the dose (activity and mass move together), which leaves terms that "
+                  "0.85) mostly cancels in the dose (activity and mass move together), which leaves terms that "
                   "overstate here, the PSF-shape floor (15 % of the spill across the outline) and the "
                   "before-first-scan term among them; not yet measured term by term",
     "lesion tia": "z std 0.66 (100 lesions, 20 realisations) about a mean of 0.57 (see NOT_YET_CENTRED)",
