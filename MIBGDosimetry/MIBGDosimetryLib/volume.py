@@ -16,6 +16,17 @@ from MIBGDosimetryLib import mrml
 LPS_TO_RAS = np.diag([-1.0, -1.0, 1.0])
 
 
+def padded_box(mask, margin_voxels):
+    """Slices [k, j, i] of ``mask``'s bounding box widened by ``margin_voxels`` (a number or one per axis),
+    clipped to the array; None for an empty mask."""
+    found = np.argwhere(mask)
+    if not len(found):
+        return None
+    low = np.maximum(found.min(axis=0) - margin_voxels, 0)
+    high = np.minimum(found.max(axis=0) + np.asarray(margin_voxels) + 1, np.shape(mask))
+    return tuple(slice(int(a), int(b)) for a, b in zip(low, high))
+
+
 @dataclasses.dataclass
 class ImageVolume:
     """A 3-D image with geometry, units and free-form metadata."""

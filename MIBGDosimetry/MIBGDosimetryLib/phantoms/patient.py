@@ -253,11 +253,9 @@ def delineated_organs(phantom):
 
 def _within(mask, distance_mm, voxel_mm):
     """Voxels whose centres lie within ``distance_mm`` (plus half a voxel diagonal) of ``mask``'s voxels."""
-    margin = int(np.ceil(distance_mm / voxel_mm)) + 2
-    found = np.argwhere(mask)
-    low = np.maximum(found.min(axis=0) - margin, 0)
-    high = np.minimum(found.max(axis=0) + margin + 1, mask.shape)
-    box = tuple(slice(a, b) for a, b in zip(low, high))
+    from MIBGDosimetryLib.volume import padded_box
+
+    box = padded_box(mask, int(np.ceil(distance_mm / voxel_mm)) + 2)
     near = np.zeros(mask.shape, dtype=bool)
     near[box] = ndimage.distance_transform_edt(~mask[box], sampling=voxel_mm) <= distance_mm + 0.5 * np.sqrt(3) * voxel_mm
     return near

@@ -22,32 +22,27 @@ OUTLINE_MARGIN_VOXELS = 3
 
 @dataclasses.dataclass
 class DrawnOutline:
-    """An outline on the grid it was drawn on (usually the CT's, finer than the SPECT's): ``mask`` on
-    ImageVolume ``grid`` (cropped around the outline) and ``to_grid``, the 4x4 RAS matrix that takes
+    """An outline on the grid it was drawn on (usually the CT's, finer than the SPECT's): ``outline``, a
+    boolean ImageVolume (cropped around the outline), and ``to_grid``, the 4x4 RAS matrix that takes
     points of the reference SPECT's frame into that grid's frame (identity in the same frame)."""
 
-    mask: np.ndarray
-    grid: object
+    outline: object
     to_grid: np.ndarray
 
     @classmethod
     def cropped(cls, mask, grid, to_grid=None, reach_mm=5.0):
         """The outline ``mask`` on ImageVolume ``grid``, cropped to its bounding box plus ``reach_mm`` and a
         margin; None for an empty mask."""
-        mask = np.asarray(mask, dtype=bool)
-        if not mask.any():
-            return None
-        spacing_kji = np.asarray(grid.spacing_mm, dtype=float)[::-1]
-        margin = np.ceil(reach_mm / spacing_kji).astype(int) + OUTLINE_MARGIN_VOXELS
-        found = np.argwhere(mask)
-        low = np.maximum(found.min(axis=0) - margin, 0)
-        high = np.minimum(found.max(axis=0) + margin + 1, mask.shape)
-        crop = mask[tuple(slice(a, b) for a, b in zip(low, high))]
-        from MIBGDosimetryLib.volume import ImageVolume
+        from MIBGDosimetryLib.volume import ImageVolume, padded_box
 
-        origin = grid.ras_of_ijk(low[::-1].astype(float))
-        return cls(crop, ImageVolume(np.zeros(crop.shape, dtype=np.uint8), grid.spacing_mm, tuple(origin),
-                                     grid.directions), np.eye(4) if to_grid is None else np.asarray(to_grid, float))
+        mask = np.asarray(mask, dtype=bool)
+        spacing_kji = np.asarray(grid.spacing_mm, dtype=float)[::-1]
+        box = padded_box(mask, np.ceil(reach_mm / spacing_kji).astype(int) + OUTLINE_MARGIN_VOXELS)
+        if box is None:
+            return None
+        origin = grid.ras_of_ijk(np.array([b.start for b in box[::-1]], dtype=float))
+        return cls(ImageVolume(mask[box], grid.spacing_mm, tuple(origin), grid.directions),
+                   np.eye(4) if to_grid is None else np.asarray(to_grid, float))
 
     def signed_distance_mm(self):
         """Distance (mm) of each fine voxel centre from the outline's surface, negative inside: the
@@ -55,11 +50,12 @@ class DrawnOutline:
         the voxel faces)."""
         from scipy import ndimage
 
-        spacing_kji = np.asarray(self.grid.spacing_mm, dtype=float)[::-1]
+        mask = self.outline.array
+        spacing_kji = np.asarray(self.outline.spacing_mm, dtype=float)[::-1]
         half = 0.5 * float(np.mean(spacing_kji))
-        outside = ndimage.distance_transform_edt(~self.mask, sampling=spacing_kji)
-        inside = ndimage.distance_transform_edt(self.mask, sampling=spacing_kji)
-        return np.where(self.mask, half - inside, outside - half)
+        outside = ndimage.distance_transform_edt(~mask, sampling=spacing_kji)
+        inside = ndimage.distance_transform_edt(mask, sampling=spacing_kji)
+        return np.where(mask, half - inside, outside - half)
 
     def moved_occupancies(self, reference, distances_mm):
         """``(box, [occupancy])``: for each distance in ``distances_mm`` (positive outwards) the fraction of
@@ -69,9 +65,10 @@ class DrawnOutline:
         from scipy import ndimage
 
         distance = self.signed_distance_mm()
-        corners = np.array([[a, b, c] for a in (-0.5, self.mask.shape[2] - 0.5)
-                            for b in (-0.5, self.mask.shape[1] - 0.5) for c in (-0.5, self.mask.shape[0] - 0.5)])
-        ras = self.grid.ras_of_ijk(corners)
+        shape = self.outline.array.shape
+        corners = np.array([[a, b, c] for a in (-0.5, shape[2] - 0.5)
+                            for b in (-0.5, shape[1] - 0.5) for c in (-0.5, shape[0] - 0.5)])
+        ras = self.outline.ras_of_ijk(corners)
         back = np.linalg.inv(self.to_grid)
         ras = ras @ back[:3, :3].T + back[:3, 3]
         ijk = reference.ijk_of_ras(ras)
@@ -91,7 +88,7 @@ class DrawnOutline:
         for offset in sub:
             points = reference.ras_of_ijk(centres_ijk + offset)
             points = points @ self.to_grid[:3, :3].T + self.to_grid[:3, 3]
-            fine = self.grid.ijk_of_ras(points)
+            fine = self.outline.ijk_of_ras(points)
             values = ndimage.map_coordinates(distance, fine[:, ::-1].T, order=1, mode="constant", cval=1e6)
             for index, moved in enumerate(distances_mm):
                 occupancies[index] += values < moved
