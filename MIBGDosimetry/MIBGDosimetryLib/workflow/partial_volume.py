@@ -339,17 +339,20 @@ def outline_sensitivities(vois, counts_images, body, fwhm_mm, spacing_mm, weight
     for i in reversed(range(n)):
         takeable[i] = after.copy()
         after |= regions[i]
+    moves = moves or [None] * n
     for i in range(n):
         own = regions[i]
-        drawn = (moves or [None] * n)[i]
-        for column, moved in enumerate((own | (scipy.ndimage.binary_dilation(own) & takeable[i]),
-                                        scipy.ndimage.binary_erosion(own))):
-            volume_change = (np.count_nonzero(moved) - np.count_nonzero(own)) / max(np.count_nonzero(own), 1)
-            if drawn is not None:
-                mask, change = drawn[column]
+        for column in (0, 1):  # out, in
+            moved = None
+            if moves[i] is not None:
+                mask, change = moves[i][column]
                 candidate = own | (mask & takeable[i]) if column == 0 else own & mask
                 if change != 0 and candidate.any() and np.count_nonzero(candidate != own):
                     moved, volume_change = candidate, change
+            if moved is None:
+                moved = (own | (scipy.ndimage.binary_dilation(own) & takeable[i]) if column == 0
+                         else scipy.ndimage.binary_erosion(own))
+                volume_change = (np.count_nonzero(moved) - np.count_nonzero(own)) / max(np.count_nonzero(own), 1)
             if volume_change == 0 or not moved.any():
                 continue
             changed = list(regions)
