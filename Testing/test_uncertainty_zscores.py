@@ -20,7 +20,6 @@ by a worker process: the realisations run two at a time, see zscore_realisations
 generator has its own tier (test_uncertainty_zscores_realistic).
 """
 
-import json
 import os
 
 import numpy as np
@@ -45,16 +44,12 @@ GENERATORS = {"image-domain": (zscore_realisations.write_image_domain_study,
 
 @pytest.fixture(scope="module")
 def calibration(tmp_path_factory):
-    from MIBGCalibrationLib.phantom_calibration import calibrate_phantom_folder, write_outputs
     from MIBGDosimetryLib.phantoms import calibration as calibration_phantom
 
     out = tmp_path_factory.mktemp("zscore-calibration")
     calibration_phantom.write_calibration_set(str(out / "phantom"),
                                               calibration_phantom.CalibrationConfig(seed=CALIBRATION_SEED))
-    result = calibrate_phantom_folder(str(out / "phantom"), log=lambda *_: None)
-    write_outputs(result, str(out / "calibration.json"))
-    truth = json.loads((out / "phantom" / "truth.json").read_text())
-    return str(out / "calibration.json"), result.record.calibration_factor_cps_per_MBq / truth["Q_cps_per_MBq"]
+    return zscore_realisations.calibrate(str(out))
 
 
 def zscores(results, truth, q_ratio, left_out=()):
@@ -80,6 +75,18 @@ def zscores(results, truth, q_ratio, left_out=()):
             u = np.sqrt(max(relative ** 2 - removed[key], 0.0)) * value
             out[true["kind"]][key].append((value - true[true_key]) / u)
     return out
+
+
+def zscore_table(runs, q_ratio, left_out=()):
+    """``{"kind quantity": (n, mean z, std z)}`` over the realisations ``runs`` (``[(results, truth)]``),
+    z-scores as :func:`zscores` gives them."""
+    pooled = {"organ": {"tia": [], "dose": []}, "lesion": {"tia": [], "dose": []}}
+    for results, truth in runs:
+        for kind, scores in zscores(results, truth, q_ratio, left_out).items():
+            for key in scores:
+                pooled[kind][key].extend(scores[key])
+    return {f"{kind} {key}": (len(z), round(float(np.mean(z)), 2), round(float(np.std(z, ddof=1)), 2))
+            for kind in pooled for key, z in pooled[kind].items()}
 
 
 #: Classes whose z spread is not yet within 0.7-1.5 on a generator, with the measured reason.
@@ -111,20 +118,12 @@ def summaries(calibration, tmp_path_factory):
 def _zscore_summary(generator, calibration, folder):
     record_path, q_ratio = calibration
     write_study, not_simulated = GENERATORS[generator]
-    pooled = {"organ": {"tia": [], "dose": []}, "lesion": {"tia": [], "dose": []}}
-    # Diagnostic: the same without the before-first-scan term.
-    diagnostic = {"organ": {"tia": [], "dose": []}, "lesion": {"tia": [], "dose": []}}
     runs = zscore_realisations.run_realisations(write_study, folder, range(FIRST_SEED, FIRST_SEED + REALISATIONS),
                                                 record_path, workers=min(2, os.cpu_count() or 1))
     zscore_realisations.write_details(folder / f"zscores-{generator}.json", runs, q_ratio)
-    for results, truth in runs:
-        for target, left_out in ((pooled, not_simulated), (diagnostic, (*not_simulated, "before first scan"))):
-            for kind, scores in zscores(results, truth, q_ratio, left_out).items():
-                for key in scores:
-                    target[kind][key].extend(scores[key])
-    summary, without_head = ({f"{kind} {key}": (len(z), round(float(np.mean(z)), 2),
-                                                 round(float(np.std(z, ddof=1)), 2))
-                              for kind in target for key, z in target[kind].items()} for target in (pooled, diagnostic))
+    summary = zscore_table(runs, q_ratio, not_simulated)
+    # Diagnostic: the same without the before-first-scan term.
+    without_head = zscore_table(runs, q_ratio, (*not_simulated, "before first scan"))
     print(f"\nz-scores over {REALISATIONS} realisations ({generator}), (n, mean, std): {summary}; without the "
           f"before-first-scan term: {without_head}")
     return summary, without_head

@@ -10,12 +10,10 @@ alike, so that the tier fits CI (16 minutes on two cores). Each VOI's values, tr
 written to ``zscores-realistic.json`` in the tier's temporary folder for a look term by term.
 """
 
-import json
 import os
 
-import numpy as np
 import pytest
-from test_uncertainty_zscores import CLASSES, REALISATIONS, zscores
+from test_uncertainty_zscores import CLASSES, REALISATIONS, zscore_table
 
 import zscore_realisations
 
@@ -27,25 +25,13 @@ NOT_SIMULATED = ("dose kernel", "tissue density")
 
 @pytest.fixture(scope="module")
 def summary(tmp_path_factory):
-    from MIBGCalibrationLib.phantom_calibration import calibrate_phantom_folder, write_outputs
-
     out = tmp_path_factory.mktemp("zscore-realistic")
     zscore_realisations.write_realistic_calibration(str(out / "phantom"))
-    result = calibrate_phantom_folder(str(out / "phantom"), log=lambda *_: None)
-    write_outputs(result, str(out / "calibration.json"))
-    truth = json.loads((out / "phantom" / "truth.json").read_text())
-    q_ratio = result.record.calibration_factor_cps_per_MBq / truth["Q_cps_per_MBq"]
+    record_path, q_ratio = zscore_realisations.calibrate(str(out))
     seeds = range(FIRST_SEED, FIRST_SEED + REALISATIONS)
-    runs = zscore_realisations.run_realisations(zscore_realisations.write_realistic_study, out, seeds,
-                                                str(out / "calibration.json"),
+    runs = zscore_realisations.run_realisations(zscore_realisations.write_realistic_study, out, seeds, record_path,
                                                 workers=min(2, os.cpu_count() or 1))
-    pooled = {"organ": {"tia": [], "dose": []}, "lesion": {"tia": [], "dose": []}}
-    for results, truth in runs:
-        for kind, scores in zscores(results, truth, q_ratio, NOT_SIMULATED).items():
-            for key in scores:
-                pooled[kind][key].extend(scores[key])
-    table = {f"{kind} {key}": (len(z), round(float(np.mean(z)), 2), round(float(np.std(z, ddof=1)), 2))
-             for kind in pooled for key, z in pooled[kind].items()}
+    table = zscore_table(runs, q_ratio, NOT_SIMULATED)
     zscore_realisations.write_details(out / "zscores-realistic.json", runs, q_ratio)
     print(f"\nz-scores over {REALISATIONS} realisations (realistic), (n, mean, std): {table}; record Q / true Q "
           f"{q_ratio:.4f}")

@@ -11,7 +11,8 @@ import os
 import shutil
 from concurrent.futures import ProcessPoolExecutor
 
-#: Phantom options that make the errors the budget claims to cover (see test_uncertainty_zscores).
+# Phantom options that make the errors the budget claims to cover (see test_uncertainty_zscores).
+
 #: Organ outline error of the phantom's SEG (SD of each outline's outward shift, mm): the analysis' default
 #: outline uncertainty for organs, so that the segmentation term meets the error it claims to cover.
 OUTLINE_ERROR_SD_MM = 1.0
@@ -56,6 +57,19 @@ def write_realistic_study(folder, seed):
     patient_study.write_realistic_patient_study(folder, patient_study.RealisticPatientConfig(
         seed=seed, grid=realistic_grid(), uptake_half_life_gsd=UPTAKE_HALF_LIFE_GSD,
         outline_error_sd_mm=OUTLINE_ERROR_SD_MM))
+
+
+def calibrate(folder):
+    """Calibrate the calibration phantom written in ``folder``/phantom into ``folder``/calibration.json;
+    returns ``(record path, record Q / true Q)``."""
+    from MIBGCalibrationLib.phantom_calibration import calibrate_phantom_folder, write_outputs
+
+    phantom, record_path = os.path.join(folder, "phantom"), os.path.join(folder, "calibration.json")
+    result = calibrate_phantom_folder(phantom, log=lambda *_: None)
+    write_outputs(result, record_path)
+    with open(os.path.join(phantom, "truth.json")) as stream:
+        truth = json.load(stream)
+    return record_path, result.record.calibration_factor_cps_per_MBq / truth["Q_cps_per_MBq"]
 
 
 def _realisation(writer, folder, seed, record_path):
