@@ -82,7 +82,7 @@ def test_gtm_activities_carry_counting_and_resolution_uncertainties():
                                                                   (4.0, 4.0, 4.0))
     true_activity = 420.0 * sphere.sum() * 0.01  # the uniform 20 lies under the sphere too
     assert a[0, 0] == pytest.approx(true_activity, rel=0.05)
-    assert 0.0 < relative[0, 0] < 0.2 and resolution[0] > 0.0
+    assert 0.0 < relative[0, 0] < 0.2 and resolution[0, 0] > 0.0
     assert info["background_activity_MBq"][0] > 0
 
 
@@ -275,7 +275,44 @@ def test_gtm_resolution_effect_of_a_voi_without_activity_at_a_time_point_is_fini
     a, _, resolution, _ = partial_volume.gtm_activities([voi], [early, late], [0.01, 0.01], np.ones(shape, bool),
                                                         12.0, 0.5, (4.0, 4.0, 4.0))
     assert a[0, 1] == 0.0
-    assert 0.0 < resolution[0] < 0.5
+    assert resolution[0, 1] == 0.0 and 0.0 < resolution[0, 0] < 0.5
+
+
+def test_resolution_term_of_a_tia_is_the_tia_change_when_the_whole_study_takes_another_fwhm():
+    """One FWHM serves every scan, so its error moves every time point's activity the same way. A sphere
+    that washes out quickly beside a slab that keeps its activity: at the last scan the sphere holds
+    little beside a hot neighbour, and the FWHM changes its activity there by far more than at the
+    first. The TIA's term, each time point's effect weighted by its share of the TIA, must match the
+    TIA change found by analysing the whole study again with the FWHM moved by its uncertainty both
+    ways and fitting the curves (within a fifth); the largest single time point's effect, which the
+    budget once took, overstates it."""
+    from MIBGDosimetryLib.dose.budget import correlated_over_time, tia_shares
+    from MIBGDosimetryLib.tac import fit_tac
+
+    shape = (32, 32, 40)
+    k, j, i = np.indices(shape)
+    sphere = (i - 14) ** 2 + (j - 16) ** 2 + (k - 16) ** 2 <= 3 ** 2
+    slab = (i >= 19) & (i < 30) & (np.abs(j - 16) < 8) & (np.abs(k - 16) < 8)
+    body = np.ones(shape, dtype=bool)
+    sigma = 14.0 * partial_volume.FWHM_TO_SIGMA / 4.0
+    times = np.array([4.0, 24.0, 72.0, 144.0])
+    hot = 600.0 * np.exp(-np.log(2) * times / 12.0)
+    neighbour = 150.0 * np.exp(-np.log(2) * times / 80.0)
+    images = [scipy.ndimage.gaussian_filter(h * sphere + n * slab + 1.0, sigma, mode="constant")
+              for h, n in zip(hot, neighbour)]
+    voi_list = [vois.Voi("lesion", "lesion", sphere, "test"), vois.Voi("organ", "organ", slab, "test")]
+
+    def tia(fwhm, uncertainty=0.0):
+        a, _, resolution, _ = partial_volume.gtm_activities(voi_list, images, [0.01] * 4, body, fwhm, uncertainty,
+                                                            (4.0, 4.0, 4.0), local_resolution=False)
+        return fit_tac(times, a[0], 0.02 * a[0], model="mono").tia_MBq_h, a[0], resolution[0]
+
+    nominal, activities, resolution = tia(14.0, 1.5)
+    low, high = tia(12.5)[0], tia(15.5)[0]
+    measured = abs(high - low) / 2.0 / nominal
+    claimed = correlated_over_time(resolution, tia_shares(times, activities))
+    assert claimed == pytest.approx(measured, rel=0.2)
+    assert resolution.max() > 1.5 * measured
 
 
 def test_sphere_volume_uncertainty_is_three_surface_uncertainties_over_the_radius():

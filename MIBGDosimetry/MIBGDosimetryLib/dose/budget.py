@@ -116,9 +116,11 @@ def recovery_terms(method, pv_relative, volume_ml, surface_to_volume_per_mm, fwh
         return [BudgetTerm("recovery model", 0.0, "activity", "correlated across time points",
                            "no partial-volume correction (the bias is reported as a warning, not as uncertainty)",
                            -1.0)], []
+    # The GTM's own info names it in full.
+    gtm = method in ("gtm", "geometric transfer matrix")
     stated = BudgetTerm("recovery model", float(pv_relative), "activity", "fully correlated across time points",
-                        "GTM with the FWHM +/- its uncertainty" if method == "gtm" else
-                        "recovery curve (EANM eq. 5) at the VOI volume", -1.0)
+                        "GTM with the FWHM +/- its uncertainty, each time point weighted by its share of the TIA"
+                        if gtm else "recovery curve (EANM eq. 5) at the VOI volume", -1.0)
     terms, warnings = [stated], []
     if fwhm_mm is None:
         fwhm_mm = 15.0
@@ -131,6 +133,15 @@ def recovery_terms(method, pv_relative, volume_ml, surface_to_volume_per_mm, fwh
                             f"model floor: {100 * PSF_SHAPE_SPILL_FRACTION:.0f} % of the spilled fraction "
                             f"{100 * spill:.1f} % (Gaussian PSF assumed; 131I tails)", -1.0))
     return terms, warnings
+
+
+def correlated_over_time(relative_by_time, shares):
+    """Relative effect on a TIA of one error common to every time point (the same partial-volume model
+    for all scans) that changes each time point's activity by ``relative_by_time`` (magnitudes): the
+    changes add linearly, each weighted by its time point's share of the TIA (:func:`tia_shares`). A
+    time point that carries little of the TIA (an emptied bladder, a late scan of a washed-out organ)
+    adds little, however large its relative change."""
+    return float(np.dot(np.abs(np.asarray(relative_by_time, dtype=float)), np.asarray(shares, dtype=float)))
 
 
 def registration_changes(image, masks, shift_mm, spacing_mm):
@@ -269,7 +280,9 @@ def voi_budget(entry, mask, spacing_mm, record, context):
     s_over_v = surface_to_volume_per_mm(mask, spacing_mm)
     calibration, notes = calibration_term(record)
     warnings += notes
-    recovery, notes = recovery_terms(context["partial_volume_method"], entry["_recovery_relative"],
+    # A VOI outside the recovery curve's scope took its activities from the GTM.
+    method = "gtm" if entry.get("_recovery_by_gtm") else context["partial_volume_method"]
+    recovery, notes = recovery_terms(method, entry["_recovery_relative"],
                                      entry.get("volume_ml"), s_over_v, context["fwhm_mm"])
     warnings += notes
     changes = list(context["registration_changes"])

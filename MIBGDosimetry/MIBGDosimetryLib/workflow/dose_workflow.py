@@ -507,7 +507,7 @@ def _voi_activities(vois, registered, factors, record, reference, body, options,
     info = {"method": method, "warnings": warnings}
     activity = np.zeros((len(vois), len(registered)))
     relative = np.zeros_like(activity)
-    pv_relative = np.zeros(len(vois))
+    pv_relative = np.zeros((len(vois), len(registered)))
     variances = None
     if moved is not None and fwhm is not None and method in ("gtm", "recovery"):
         variances = _interpolation_variances(*moved, reference, options)
@@ -534,7 +534,7 @@ def _voi_activities(vois, registered, factors, record, reference, body, options,
             else:
                 voi.warnings.append(recovery_scope.refusal_warning(reason, gtm=fwhm is not None))
                 info["recovery_curve_not_applied"][voi.name] = reason
-        pv_relative[index] = recovery[1] / recovery[0]
+        pv_relative[index, :] = recovery[1] / recovery[0]
         for t, (spect, f) in enumerate(zip(registered, factors)):
             activity[index, t], relative[index, t] = activity_module.voi_activity_MBq(spect.array, voi.mask, f,
                                                                                       recovery)
@@ -550,6 +550,7 @@ def _voi_activities(vois, registered, factors, record, reference, body, options,
 
 
 def _voi_tac(voi, activities, relative, pv_relative, pv_info, times_h, factors, options):
+    from MIBGDosimetryLib.dose import budget
     from MIBGDosimetryLib.tac import fit_tac
 
     # A zero or negative activity has no meaningful uncertainty; fit_tac leaves that time point out and says so.
@@ -574,7 +575,9 @@ def _voi_tac(voi, activities, relative, pv_relative, pv_info, times_h, factors, 
         "adaptive_threshold": voi.details or None,
         "warnings": list(voi.warnings) + list(fit.warnings),
         "_fit_uncertainty_MBq_h": {k: float(v) for k, v in fit.uncertainty_terms_MBq_h.items()},
-        "_recovery_relative": float(pv_relative),
+        # One model for every time point: its effects on their activities add up in the TIA.
+        "_recovery_relative": budget.correlated_over_time(pv_relative, budget.tia_shares(times_h, activities)),
+        "_recovery_by_gtm": voi.name in pv_info.get("recovery_curve_not_applied", {}),
         "_calibration_relative": factors[0].calibration_relative_uncertainty,
         "_dead_time_relative": float(max(f.dead_time_factor_relative_uncertainty for f in factors)),
     }
@@ -822,7 +825,8 @@ def _uncertainty_budget(voi, entry, reference, volume_relative, context):
     entry["uncertainty_components"] = {"tia_relative": tia_relative, "dose_relative": dose_relative,
                                        "volume_relative": volume_relative}
     entry["warnings"].extend(warnings)
-    for key in ("_fit_uncertainty_MBq_h", "_recovery_relative", "_calibration_relative", "_dead_time_relative"):
+    for key in ("_fit_uncertainty_MBq_h", "_recovery_relative", "_recovery_by_gtm", "_calibration_relative",
+                "_dead_time_relative"):
         entry.pop(key)
 
 

@@ -218,11 +218,13 @@ def gtm_activities(vois, counts_images, mbq_per_count, body, fwhm_mm, fwhm_uncer
       VOI shows before correction (spill-in that the GTM removes is known only as well as the region
       shapes and the PSF describe it; a VOI that holds little activity next to hot neighbours thus
       gets a large uncertainty and little weight in its time-activity fit);
-    - ``resolution_relative``: the relative effect of the FWHM's uncertainty, common to all time
-      points (the largest over the time points); with ``local_resolution`` (VOIs under
-      :data:`LOCAL_RESOLUTION_MAX_ML` get their own FWHM, :func:`local_fwhm_mm`, measured on each time
-      point's image with the blur its resampling added) it also covers half the change the local FWHM
-      makes to the activity.
+    - ``resolution_relative[voi, time]``: the relative effect of the FWHM's uncertainty on each time
+      point's activity (one FWHM for all time points, so the effects are fully correlated: a TIA takes
+      them weighted by the time points' shares of it, see MIBGDosimetryLib.dose.budget.correlated_over_time);
+      with ``local_resolution`` (VOIs under :data:`LOCAL_RESOLUTION_MAX_ML` get their own FWHM,
+      :func:`local_fwhm_mm`, measured on each time point's image with the blur its resampling added) it
+      also covers half the change the local FWHM makes to the activity. A VOI without activity at a time
+      point has no effect there (that time point carries no weight in its fit).
 
     ``info["background_activity_MBq"]`` holds the activity of the rest of the body at each time point,
     ``info["local_fwhm_mm_by_timepoint"]`` each small VOI's FWHM at each time point and
@@ -245,7 +247,7 @@ def gtm_activities(vois, counts_images, mbq_per_count, body, fwhm_mm, fwhm_uncer
     n = len(vois)
     activity = np.zeros((n + 1, len(counts_images)))
     relative = np.zeros((n, len(counts_images)))
-    resolution_relative = np.zeros(n)
+    resolution_relative = np.zeros((n, len(counts_images)))
     used = sizes > 0
     matrices = {}
     for t, (counts, factor) in enumerate(zip(counts_images, mbq_per_count)):
@@ -266,16 +268,15 @@ def gtm_activities(vois, counts_images, mbq_per_count, body, fwhm_mm, fwhm_uncer
         model_sd = MODEL_UNCERTAINTY * observed[:n]
         with np.errstate(divide="ignore", invalid="ignore"):
             relative[:, t] = np.where(means > 0, np.hypot(counting_sd, model_sd) / means, 1.0)
+        effect = np.zeros(n)
         if spread:
             low, high = (solve_transfer(observed, gs)[:n] for gs in spread)
-            # A VOI without activity at this time point has no relative effect here (its time point
-            # carries no weight in its fit).
             effect = np.divide(np.abs(high - low) / 2.0, means, out=np.zeros(n), where=means > 0)
-            resolution_relative = np.maximum(resolution_relative, effect)
         if calibrated is not None:
             other = solve_transfer(observed, calibrated)[:n]
             change = np.divide(np.abs(other - means) / 2.0, means, out=np.zeros(n), where=means > 0)
-            resolution_relative = np.maximum(resolution_relative, np.hypot(effect if spread else 0.0, change))
+            effect = np.hypot(effect, change)
+        resolution_relative[:, t] = effect
     info = {"method": "geometric transfer matrix", "fwhm_mm": fwhm_mm, "fwhm_uncertainty_mm": fwhm_uncertainty_mm,
             "local_fwhm_mm": {name: float(np.mean(values)) for name, values in local.items()},
             "local_fwhm_mm_by_timepoint": local,
