@@ -147,8 +147,57 @@ def test_outline_sensitivity_of_a_drawn_outline_matches_the_gtm_with_the_outline
     assert out_change == pytest.approx(surface_to_volume, rel=0.15)
     assert in_change == pytest.approx(-surface_to_volume, rel=0.15)
     claimed = outline_sensitivities([voi], [image], body, 15.0, reference.spacing_mm, [[1.0]], moves)
+    assert claimed[2] == [(True, True)]
     voxel_move = outline_sensitivities([voi], [image], body, 15.0, reference.spacing_mm, [[1.0]])
     for side, (truth, drawn_claim, voxel_claim) in enumerate(zip(measured, claimed, voxel_move)):
-        # Measured 0.419 out and 0.535 in; the drawn moves claim 0.419 and 0.517, whole voxels 0.367 and 0.609.
+        # Measured 0.419 out and 0.535 in; the drawn moves claim 0.445 and 0.513, whole voxels 0.367 and 0.609.
         assert drawn_claim[0] == pytest.approx(truth, abs=0.03), (side, measured, claimed)
         assert abs(voxel_claim[0] - truth) > 0.04, (side, measured, voxel_move)
+
+
+def test_outline_drawn_on_voxels_as_coarse_as_the_spect_moves_by_whole_voxels():
+    """An outline drawn on a CT whose voxels are the SPECT's (4.4 mm): moved by 1 mm, it keeps its SPECT
+    voxels but a few at its corners, whose activity change over the whole move's volume change would claim
+    that the GTM conserves the activity of an outline drawn too small (0.09-0.12 where 0.51 is measured).
+    Truth: the GTM re-run on the ellipsoid drawn 1 mm larger and smaller on the same voxels (voxel centres
+    inside), at three positions of the ellipsoid on the grid; the claim must come within 0.12 of it on
+    either side and say that the outline moved by whole voxels."""
+    from scipy import ndimage
+
+    from MIBGDosimetryLib.registration.resample import resample_mask
+    from MIBGDosimetryLib.volume import ImageVolume
+    from MIBGDosimetryLib.workflow.partial_volume import (drawn_outline_moves, gtm_activities,
+                                                          outline_sensitivities)
+    from MIBGDosimetryLib.workflow.vois import DrawnOutline, Voi
+
+    n, factor, voxel = 40, 4, 4.4
+    reference = ImageVolume(np.zeros((n, n, n)), (voxel,) * 3, (-(n / 2 - 0.5) * voxel,) * 3)
+    fine_mm = voxel / factor
+    fine = ImageVolume(np.zeros((n * factor,) * 3, dtype=np.uint8), (fine_mm,) * 3,
+                       (-(n / 2) * voxel + fine_mm / 2,) * 3)
+    axes = (34.0, 24.0, 19.0)
+    body_fine = _ellipsoid_on(fine, (80.0, 80.0, 80.0), (0.0, 0.0, 0.0))
+    activity = np.where(_ellipsoid_on(fine, axes), 10.0, np.where(body_fine, 1.0, 0.0))
+    blurred = ndimage.gaussian_filter(activity, 15.0 / 2.3548 / fine_mm)
+    image = blurred.reshape(n, factor, n, factor, n, factor).mean(axis=(1, 3, 5)) * 1000.0
+    body = resample_mask(body_fine, fine, reference, np.eye(4))
+
+    def gtm(mask):
+        return gtm_activities([Voi("organ", "organ", mask, "test")], [image], [1.0], body, 15.0, 0.0,
+                              reference.spacing_mm, local_resolution=False)[0][0, 0]
+
+    for centre in ((3.0, -2.0, 1.0), (1.0, 0.5, -1.7), (-2.1, 1.3, 0.4)):
+        outline = _ellipsoid_on(reference, axes, centre)
+        base = gtm(outline)
+        measured = []
+        for move in (1.0, -1.0):
+            moved = _ellipsoid_on(reference, tuple(a + move for a in axes), centre)
+            measured.append((gtm(moved) / base - 1.0) / (moved.sum() / outline.sum() - 1.0))
+        voi = Voi("organ", "organ", outline, "test", drawn=DrawnOutline.cropped(outline, reference))
+        moves = drawn_outline_moves([voi], reference, 1.0)
+        outwards, inwards, drawn = outline_sensitivities([voi], [image], body, 15.0, reference.spacing_mm,
+                                                         [[1.0]], moves)
+        # Measured 0.42-0.45 out and 0.51-0.52 in; claimed 0.37-0.38 and 0.61.
+        assert outwards[0] == pytest.approx(measured[0], abs=0.12), (centre, measured, outwards)
+        assert inwards[0] == pytest.approx(measured[1], abs=0.12), (centre, measured, inwards)
+        assert drawn[0] == (False, False)

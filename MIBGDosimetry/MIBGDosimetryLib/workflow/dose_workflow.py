@@ -787,15 +787,24 @@ def _outline_sensitivities(vois, voi_results, registered, tia_map, body, pv_info
         stated = {**SURFACE_UNCERTAINTY_MM, **(options.outline_uncertainty_mm or {})}
         distances = {kind: float(mm) if float(mm) > 0 else SURFACE_UNCERTAINTY_MM[kind] for kind, mm in stated.items()}
         moves = drawn_outline_moves(vois, reference, distances)
-        outwards, inwards = outline_sensitivities(vois, [s.array for s in registered], body, fwhm,
-                                                  reference.spacing_mm, weights, moves)
-        return outwards, inwards, [
-            f"GTM re-solved with the drawn outline moved {distances[voi.kind]:g} mm out and in on its own grid"
-            if move is not None else "GTM re-solved with the outline one voxel out and in"
-            for voi, move in zip(vois, moves)]
+        outwards, inwards, drawn = outline_sensitivities(vois, [s.array for s in registered], body, fwhm,
+                                                         reference.spacing_mm, weights, moves)
+        return outwards, inwards, [_outline_move_said(move, used, distances[voi.kind])
+                                   for voi, move, used in zip(vois, moves, drawn)]
     concentration = _region_concentration(vois, voi_results, tia_map, body)
     ratios = [budget.outside_concentration_ratio(voi.mask, concentration) for voi in vois]
     return ratios, ratios, ["concentration around the VOI"] * len(vois)
+
+
+def _outline_move_said(move, drawn, distance_mm):
+    """How a VOI's outline was moved for its sensitivity (``drawn``: the drawn move made out, in)."""
+    if move is None:
+        return "GTM re-solved with the outline one voxel out and in"
+    if all(drawn):
+        return f"GTM re-solved with the drawn outline moved {distance_mm:g} mm out and in on its own grid"
+    sides = " and ".join(side for side, used in zip(("out", "in"), drawn) if not used)
+    return (f"GTM re-solved with the outline moved {distance_mm:g} mm on its own grid where that changes its SPECT "
+            f"voxels, else one voxel ({sides}: the drawn outline is as coarse as the SPECT voxels)")
 
 
 def _region_concentration(vois, voi_results, tia_map, body):

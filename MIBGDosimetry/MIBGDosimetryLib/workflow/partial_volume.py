@@ -300,16 +300,23 @@ def _transfer_matrices(regions, fwhm_mm, fwhm_uncertainty_mm, spacing_mm, added,
     return g, inverse, spread
 
 
+#: A drawn outline's move is made on the SPECT voxels when the voxels it gives or takes make at least this
+#: fraction of the volume change of the moved outline itself; otherwise the outline moves by one voxel.
+FOLLOWED_FRACTION = 0.5
+
+
 def outline_sensitivities(vois, counts_images, body, fwhm_mm, spacing_mm, weights, moves=None):
-    """How each VOI's GTM activity follows its outline: ``(outwards[voi], inwards[voi])``, the relative
+    """How each VOI's GTM activity follows its outline: ``(outwards[voi], inwards[voi], drawn[voi])``, the relative
     activity change over the relative volume change when the VOI's outline moves out (taking in the rest
     of the body and the VOIs after it in ``vois``, which give up the voxels they share with it, as when
     VOIs are made disjoint) or in, everything else unchanged.
 
     ``moves[voi]`` (or None) gives a VOI's outline moved on the grid it was drawn on: ``((outwards mask,
     relative volume change), (inwards mask, relative volume change))`` on the SPECT grid (see
-    :func:`drawn_outline_moves`); without it, or when such a move changes no SPECT voxel, the outline
-    moves by one SPECT voxel. The distinction matters: a sub-voxel move of a drawn outline changes the
+    :func:`drawn_outline_moves`); without it, or when such a move changes fewer SPECT voxels than
+    :data:`FOLLOWED_FRACTION` of its volume change (an outline drawn on voxels as coarse as the SPECT's),
+    the outline moves by one SPECT voxel. ``drawn[voi]`` says per side (out, in) whether the drawn move
+    was made. The volume change is counted on the SPECT voxels the move changes, as the GTM sees it. The distinction matters: a sub-voxel move of a drawn outline changes the
     voxels its surface crosses, whose counts lie on the image's edge, while a whole-voxel move takes in
     voxels farther out with fewer counts, so it understates how far the activity follows the outline.
 
@@ -341,15 +348,23 @@ def outline_sensitivities(vois, counts_images, body, fwhm_mm, spacing_mm, weight
         takeable[i] = after.copy()
         after |= regions[i]
     moves = moves or [None] * n
+    drawn = [[False, False] for _ in range(n)]
     for i in range(n):
         own = regions[i]
+        size = max(np.count_nonzero(own), 1)
         for column in (0, 1):  # out, in
             moved = None
             if moves[i] is not None:
                 mask, change = moves[i][column]
                 candidate = own | (mask & takeable[i]) if column == 0 else own & mask
-                if change != 0 and candidate.any() and np.count_nonzero(candidate != own):
-                    moved, volume_change = candidate, change
+                # The change the GTM sees is that of the voxels the moved outline gives or takes. An outline
+                # drawn on voxels as coarse as the SPECT's, moved by less than a voxel, keeps its voxels but
+                # a few at its corners (their inside fraction stays on the same side of one half): those
+                # few do not represent the move, which then is made by one SPECT voxel.
+                counted = (np.count_nonzero(candidate) - np.count_nonzero(own)) / size
+                if change != 0 and candidate.any() and counted / change >= FOLLOWED_FRACTION:
+                    moved, volume_change = candidate, counted
+                    drawn[i][column] = True
             if moved is None:
                 moved = (own | (scipy.ndimage.binary_dilation(own) & takeable[i]) if column == 0
                          else scipy.ndimage.binary_erosion(own))
@@ -370,7 +385,7 @@ def outline_sensitivities(vois, counts_images, body, fwhm_mm, spacing_mm, weight
             before, after = float(w @ base[:, i]), float(w @ new[:, i])
             if before > 0:
                 result[column, i] = (after / before - 1.0) / volume_change
-    return result[0], result[1]
+    return result[0], result[1], [tuple(d) for d in drawn]
 
 
 def drawn_outline_moves(vois, reference, distance_mm):
