@@ -201,3 +201,55 @@ def test_outline_drawn_on_voxels_as_coarse_as_the_spect_moves_by_whole_voxels():
         assert outwards[0] == pytest.approx(measured[0], abs=0.12), (centre, measured, outwards)
         assert inwards[0] == pytest.approx(measured[1], abs=0.12), (centre, measured, inwards)
         assert drawn[0] == (False, False)
+
+
+def test_self_dose_fraction_is_the_dose_of_the_vois_own_activity_over_all_of_it():
+    """Two uniform spheres of different TIA, 10 voxels apart in a warm body, under a kernel that reaches 7
+    voxels (photon-like, falling as 1/r^2): each sphere's self-dose fraction (0.60 and 0.86) against a
+    direct sum in real space (scipy.ndimage.convolve of each sphere's TIA alone, and of the whole map); a
+    VOI alone in the map keeps all of its dose."""
+    from scipy import ndimage
+
+    from MIBGDosimetryLib.dose.absorbed_dose import self_dose_fractions
+
+    shape = (24, 24, 30)
+    k, j, i = np.indices(shape)
+    a = (i - 9) ** 2 + (j - 12) ** 2 + (k - 12) ** 2 <= 9
+    b = (i - 19) ** 2 + (j - 12) ** 2 + (k - 12) ** 2 <= 16
+    tia = 2.0 * a + 5.0 * b + 0.3 * ~(a | b)  # a warm body around them
+    kk, kj, ki = np.indices((15, 15, 15)) - 7
+    kernel = 1.0 / (0.5 + kk ** 2 + kj ** 2 + ki ** 2)
+    kernel[7, 7, 7] = 4.0
+
+    def direct(source):
+        return ndimage.convolve(source, kernel, mode="constant")
+
+    both = direct(tia)
+    expected = [direct(2.0 * a)[a].sum() / both[a].sum(), direct(5.0 * b)[b].sum() / both[b].sum()]
+    assert 0.5 < expected[0] < 0.99 and 0.5 < expected[1] < 0.99
+    assert self_dose_fractions(tia, [a, b], kernel) == pytest.approx(expected, rel=1e-6)
+    assert self_dose_fractions(2.0 * a, [a], kernel) == pytest.approx([1.0])
+
+
+def test_a_vois_own_terms_move_its_mean_dose_by_its_self_dose_fraction():
+    """The calibration factor (common to every VOI) and the kernel move the whole mean dose; the VOI's own
+    partial-volume, fit and outline terms only its self-dose share."""
+    entry = {"tac": {"times_h": [24.0, 72.0, 144.0], "activity_MBq": [10.0, 6.0, 3.0]}, "tia_MBq_h": 1000.0,
+             "_fit_uncertainty_MBq_h": {"fit": 20.0, "before_first_scan": 10.0, "after_last_scan": 0.0},
+             "_recovery_relative": 0.03, "_dead_time_relative": 0.01}
+    mask = np.zeros((10, 10, 10), dtype=bool)
+    mask[3:7, 3:7, 3:7] = True
+    context = {"partial_volume_method": "gtm", "fwhm_mm": 15.0, "registration_shifts_mm": [None, 1.0, 1.0],
+               "registration_changes": [None, 0.01, 0.02], "reference_index": 0, "dead_time_stated": True,
+               "density_corrected": False, "volume_relative": 0.05, "outline_sensitivity": (0.6, 0.7, "test"),
+               "outline_mm": 1.0, "self_dose_fraction": 0.7}
+    terms = {t.term: t.sensitivities() for t in budget.voi_budget(entry, mask, (4.0,) * 3, _Record({"activity": 1.0}),
+                                                                    context)[0]}
+    assert terms["calibration factor"] == (-1.0, -1.0)
+    assert terms["dead time"] == (1.0, 1.0)
+    assert terms["dose kernel"][1] == 1.0
+    for name in ("recovery model", "PSF shape", "registration", "TAC fit", "before first scan"):
+        on_tia, on_dose = terms[name]
+        assert on_dose == pytest.approx(0.7 * on_tia), name
+    on_tia, on_dose = terms["segmentation (volume)"]
+    assert on_dose == pytest.approx(0.7 * (np.sqrt((0.4 ** 2 + 0.3 ** 2) / 2) * -1.0))

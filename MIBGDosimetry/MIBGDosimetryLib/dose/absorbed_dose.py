@@ -47,3 +47,37 @@ def dose_map_Gy(tia_map_MBq_h, kernel_mGy_per_MBq_s, density_g_cm3=None, *, kern
                              f"(kernel_density_g_cm3), got {kernel_density_g_cm3}.")
         dose *= kernel_density_g_cm3 / np.maximum(density, MIN_DENSITY_G_CM3).astype(dtype, copy=False)
     return dose
+
+
+def self_dose_fractions(tia_map_MBq_h, masks, kernel_mGy_per_MBq_s, weights=None):
+    """Share of each VOI's mean absorbed dose that its own activity gives (the rest comes from the
+    activity around it, mostly as photons): the convolution of the TIA inside the VOI alone, over that
+    of the whole TIA map, averaged over the VOI with ``weights`` (the voxels' masses; None for equal).
+
+    An error in a VOI's own activity or TIA (its fit, partial-volume correction, outline) moves its mean
+    dose by this share of the relative error only; an error common to every VOI (the calibration factor)
+    moves all of it. 1 for a VOI without dose.
+    """
+    from MIBGDosimetryLib.volume import padded_box
+
+    tia = np.asarray(tia_map_MBq_h, dtype=np.float64)
+    kernel = np.asarray(kernel_mGy_per_MBq_s, dtype=np.float64)
+    total = convolve_kernel(tia, kernel)
+    weights = np.ones(tia.shape) if weights is None else np.asarray(weights, dtype=np.float64)
+    fractions = []
+    for mask in masks:
+        mask = np.asarray(mask, dtype=bool)
+        box = padded_box(mask, 0)
+        denominator = float(np.sum(weights[mask] * total[mask])) if box is not None else 0.0
+        if denominator <= 0:
+            fractions.append(1.0)
+            continue
+        inside = mask[box]
+        source = np.where(inside, tia[box], 0.0)
+        # Only the kernel's offsets that join two voxels of the box matter.
+        reach = [min(k // 2, n - 1) for k, n in zip(kernel.shape, source.shape)]
+        centre = [k // 2 for k in kernel.shape]
+        cropped = kernel[tuple(slice(c - r, c + r + 1) for c, r in zip(centre, reach))]
+        own = convolve_kernel(source, cropped)
+        fractions.append(float(np.clip(np.sum(weights[box][inside] * own[inside]) / denominator, 0.0, 1.0)))
+    return fractions

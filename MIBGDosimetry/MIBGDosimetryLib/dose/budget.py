@@ -12,6 +12,10 @@ dead time are the same for all time points of a VOI and enter once too. Registra
 between time points and are independent of each other: each time point's term is weighted by its
 share of the TIA and those are added in quadrature. Terms of one VOI are independent of each other,
 so the TIA and dose figures add them in quadrature with their sensitivities (GUM, JCGM 100:2008, 5.1.6).
+A VOI's mean dose comes partly from the activity around it (131I photons reach across the body): an
+error of the VOI's own activity, TIA or outline moves only the share its own activity gives (its
+self-dose fraction, MIBGDosimetryLib.dose.absorbed_dose.self_dose_fractions), an error common to all
+VOIs (the calibration factor, dead time) or of the dose itself (kernel, density) all of it.
 
 Terms computed from the data of the run rather than assumed:
 
@@ -71,13 +75,17 @@ class BudgetTerm:
     sensitivity: float = 1.0
     #: Relative change of the TIA per relative change of a "volume" term (the mean dose's is ``sensitivity``).
     tia_sensitivity: float = 0.0
+    #: Share of the mean dose that follows the quantity the term changes: 1 for a term common to every
+    #: VOI (the calibration factor) or to the dose itself, the VOI's self-dose fraction for one of its own
+    #: activity, TIA or outline (the dose its surroundings give it does not move with those).
+    dose_share: float = 1.0
 
     def sensitivities(self):
         """``(on the TIA, on the mean dose)``."""
         if self.applies_to in ("activity", "tia"):
-            return self.sensitivity, self.sensitivity
+            return self.sensitivity, self.sensitivity * self.dose_share
         if self.applies_to == "volume":
-            return self.tia_sensitivity, self.sensitivity
+            return self.tia_sensitivity, self.sensitivity * self.dose_share
         return 0.0, self.sensitivity
 
     def to_dict(self):
@@ -271,8 +279,10 @@ def voi_budget(entry, mask, spacing_mm, record, context):
     ``fwhm_mm``, ``registration_shifts_mm`` (one per time point, None for the reference or unmeasured),
     ``dead_time_stated``, ``density_corrected``, ``volume_relative``, ``outline_sensitivity`` (outwards,
     inwards, how; see :func:`volume_term`),
-    ``outline_mm`` and ``registration_changes`` (this VOI's relative activity change per time point for
-    its measured shift, None for the reference; missing for unmeasured time points).
+    ``outline_mm``, ``registration_changes`` (this VOI's relative activity change per time point for
+    its measured shift, None for the reference; missing for unmeasured time points) and
+    ``self_dose_fraction`` (the share of its mean dose its own activity gives; terms of its own activity,
+    TIA or outline move the mean dose by that share, see :attr:`BudgetTerm.dose_share`; 1 if missing).
 
     Returns ``(terms, tia_relative, dose_relative, warnings)``.
     """
@@ -298,10 +308,13 @@ def voi_budget(entry, mask, spacing_mm, record, context):
     registration = registration_term(changes, shares,
                                      "activity change of the VOI in each registered SPECT when moved by that time "
                                      "point's measured residual shift (RMS of the bright structures' shifts)")
-    terms = [calibration, *recovery, dead_time_term(entry["_dead_time_relative"], context["dead_time_stated"]),
-             registration, *tac_terms(entry["tia_MBq_h"], entry["_fit_uncertainty_MBq_h"]),
-             volume_term(context["volume_relative"], *context["outline_sensitivity"][:2], context.get("outline_mm"),
-                         context["outline_sensitivity"][2]),
+    own = [*recovery, registration, *tac_terms(entry["tia_MBq_h"], entry["_fit_uncertainty_MBq_h"]),
+           volume_term(context["volume_relative"], *context["outline_sensitivity"][:2], context.get("outline_mm"),
+                       context["outline_sensitivity"][2])]
+    for term in own:
+        term.dose_share = float(context.get("self_dose_fraction", 1.0))
+    terms = [calibration, *own[:len(recovery)],
+             dead_time_term(entry["_dead_time_relative"], context["dead_time_stated"]), *own[len(recovery):],
              *kernel_terms(context["density_corrected"])]
     tia_relative, dose_relative = combine(terms)
     return terms, tia_relative, dose_relative, warnings

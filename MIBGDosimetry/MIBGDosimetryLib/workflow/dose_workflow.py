@@ -275,9 +275,11 @@ def calculate(study, record, options, log=print, vois=None, registration=None):
     budget_context = _budget_context(record, options, pv_info, registrations)
     changes = _registration_changes(vois, registered, reference, budget_context["registration_shifts_mm"])
     outline = _outline_sensitivities(vois, voi_results, registered, tia_map, body, pv_info, record, options, reference)
+    self_dose = _self_dose_fractions(vois, tia_map, kernel, density, options)
     for index, (voi, entry) in enumerate(zip(vois, voi_results)):
         context = {**budget_context, "registration_changes": [None if c is None else c[index] for c in changes],
-                   "outline_sensitivity": (outline[0][index], outline[1][index], outline[2][index])}
+                   "outline_sensitivity": (outline[0][index], outline[1][index], outline[2][index]),
+                   "self_dose_fraction": self_dose[index]}
         _voi_dose(voi, entry, tac_fits[voi.name], tia_map, dose_map, voxel_dose_map, density, reference, tissues,
                   options, context)
 
@@ -669,6 +671,16 @@ def _corrected_tia_map(voxel_tia, vois, voi_results, body, background_tia):
     return corrected, scales
 
 
+def _self_dose_fractions(vois, tia_map, kernel, density, options):
+    """Each VOI's share of its mean dose from its own activity (MIBGDosimetryLib.dose.absorbed_dose), with
+    the mass weights of the mean dose: the voxels' densities, or equal weights when the dose is
+    density-corrected (a voxel's dose then scales as 1 / density, its mass as density)."""
+    from MIBGDosimetryLib.dose.absorbed_dose import self_dose_fractions
+
+    weights = None if density is None or options.density_correction else density
+    return self_dose_fractions(tia_map, [voi.mask for voi in vois], kernel, weights)
+
+
 def _dose(tia_map, kernel, density, options):
     from MIBGDosimetryLib.dose.absorbed_dose import dose_map_Gy
     from MIBGDosimetryLib.physics.materials import get_material
@@ -832,7 +844,8 @@ def _uncertainty_budget(voi, entry, reference, volume_relative, context):
     entry["dose_uncertainty_Gy"] = dose_relative * abs(entry["mean_dose_Gy"])
     entry["uncertainty_budget"] = [t.to_dict() for t in terms]
     entry["uncertainty_components"] = {"tia_relative": tia_relative, "dose_relative": dose_relative,
-                                       "volume_relative": volume_relative}
+                                       "volume_relative": volume_relative,
+                                       "self_dose_fraction": context.get("self_dose_fraction", 1.0)}
     entry["warnings"].extend(warnings)
     for key in ("_fit_uncertainty_MBq_h", "_recovery_relative", "_recovery_by_gtm", "_calibration_relative",
                 "_dead_time_relative"):
