@@ -65,9 +65,9 @@ def zscores(results, truth, q_ratio, left_out=()):
         removed = {"tia": 0.0, "dose": 0.0}
         for term in voi["uncertainty_budget"]:
             if term["term"] in ("calibration factor", *left_out):
-                removed["dose"] += term["relative_uncertainty"] ** 2
-                if term["applies_to"] in ("activity", "tia"):
-                    removed["tia"] += term["relative_uncertainty"] ** 2
+                # What the term adds to each figure's variance: its uncertainty times its stated sensitivity.
+                for key in removed:
+                    removed[key] += (term["relative_uncertainty"] * term[f"sensitivity_{key}"]) ** 2
         for key, value_key, u_key, true_key in (("tia", "tia_MBq_h", "tia_uncertainty_MBq_h", "tia_MBq_h"),
                                                 ("dose", "mean_dose_Gy", "dose_uncertainty_Gy", "mean_dose_Gy")):
             value = voi[value_key] * q_ratio
@@ -90,14 +90,7 @@ def zscore_table(runs, q_ratio, left_out=()):
 
 
 #: Classes whose z spread is not yet within 0.7-1.5 on a generator, with the measured reason.
-NOT_YET_HONEST = {
-    ("image-domain", "organ dose"): "z std 0.67 (140 organs, 20 realisations), centred (mean -0.08): the organ "
-                                    "mean-dose budget overstates a little. Without the before-first-scan term the "
-                                    "std is 0.84: the prior's spread of the head area, computed for each organ "
-                                    "about its own fitted curve, is wider than the phantom's errors, whose "
-                                    "uptake half-lives spread as widely as the prior but about nominal values "
-                                    "of 0.5-2 h",
-}
+NOT_YET_HONEST = {}
 CLASSES = ("organ tia", "organ dose", "lesion tia", "lesion dose")
 
 
@@ -131,11 +124,11 @@ def _zscore_summary(generator, calibration, folder):
 
 # Measured (20 realisations, image-domain, seeds 9101-9120; phantom with uptake half-lives spread by a geometric
 # SD of 2 and organ outlines moved by 1 mm SD over their whole surface): (n, mean z, std z) organ TIA (140, -0.08,
-# 0.77), organ dose (140, -0.08, 0.67), lesion TIA (60, 0.08, 0.76), lesion dose (60, 1.10, 0.75); without the
-# before-first-scan term organ dose (140, -0.10, 0.84), lesion TIA (60, 0.00, 0.98). About 7 min on two cores.
-# Before the segmentation term measured its sensitivity with the drawn outline moved by 1 mm (not one SPECT
-# voxel) and with a phantom whose uptake half-lives spread by 1.5 and whose outlines grew only into the rest of
-# the body: organ dose std 0.57, lesion TIA 0.55, lesion dose 0.67.
+# 0.81), organ dose (140, -0.12, 0.90), lesion TIA (60, 0.08, 0.77), lesion dose (60, 1.16, 0.79); without the
+# before-first-scan term organ dose (140, -0.15, 1.18), lesion TIA (60, 0.00, 1.00). About 7 min on two cores.
+# The organ doses' spread was 0.67 while the budget moved a VOI's whole mean dose with its own activity, TIA and
+# outline (it moves the VOI's self-dose share, 0.6-0.9 for the organs: photons from elsewhere give the rest) and
+# took the partial-volume model's largest effect over the time points instead of their TIA-weighted sum.
 @pytest.mark.zscore
 @pytest.mark.parametrize("generator, name", [
     pytest.param(generator, name, marks=[pytest.mark.xfail(strict=True, reason=NOT_YET_HONEST[generator, name])]
@@ -150,7 +143,7 @@ def test_zscores_of_tia_and_mean_dose_have_unit_spread(generator, name, summarie
 
 #: Classes whose z-scores are not yet centred on 0, with the measured reason.
 NOT_YET_CENTRED = {
-    ("image-domain", "lesion dose"): "mean z 1.10 (60 lesions, 20 realisations): the lesion TIAs are right (mean "
+    ("image-domain", "lesion dose"): "mean z 1.16 (60 lesions, 20 realisations): the lesion TIAs are right (mean "
                                      "errors -0.4 to +0.9 %) but the mean dose per TIA is 1-4 % high; about "
                                      "half is the mass, the PSF-model fit's lesion volumes being 1.4 % (40 mm) and "
                                      "3.6 % (22 mm) small",
