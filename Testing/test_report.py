@@ -30,7 +30,8 @@ def voi_result(name, kind, a_MBq, half_life_h, n):
             "uncertainty_budget": [{"term": "calibration factor", "relative_uncertainty": 0.0312,
                                     "applies_to": "activity", "correlation": "fully correlated", "source": "record"},
                                    {"term": "registration", "relative_uncertainty": 0.0047 * (n + 1),
-                                    "applies_to": "activity", "correlation": "independent", "source": "shifts"},
+                                    "applies_to": "activity", "correlation": "independent", "source": "shifts",
+                                    "sensitivity_tia": 1.0, "sensitivity_dose": 0.74},
                                    {"term": "segmentation (volume)", "relative_uncertainty": 0.08,
                                     "applies_to": "volume", "correlation": "one value per VOI", "source": "outline",
                                     "sensitivity_tia": 0.7, "sensitivity_dose": -0.3}],
@@ -110,7 +111,8 @@ def test_uncertainty_budget_table_names_every_term_and_the_totals():
     headings, rows = uncertainty_budget_table(results_dict(2))
     assert headings == ["VOI", "calibration factor (activity) %", "registration (activity) %",
                         "segmentation (volume) (volume) %", "TIA %", "Mean dose %"]
-    assert rows[1][:4] == ["VOI-1-liver", "3.1", "0.94", "8 (dose x-0.30)"]
+    # The registration term moves the mean dose by the VOI's self-dose share (0.74) only.
+    assert rows[1][:4] == ["VOI-1-liver", "3.1", "0.94 (dose x0.74)", "8 (dose x-0.30)"]
     assert rows[1][5] == f"{100 * 0.6 / 6.0:.2g}"
 
 

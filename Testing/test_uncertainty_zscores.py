@@ -127,7 +127,7 @@ def _zscore_summary(generator, calibration, folder):
 # 0.81), organ dose (140, -0.12, 0.90), lesion TIA (60, 0.08, 0.77), lesion dose (60, 1.16, 0.79); without the
 # before-first-scan term organ dose (140, -0.15, 1.18), lesion TIA (60, 0.00, 1.00). About 7 min on two cores.
 # The organ doses' spread was 0.67 while the budget moved a VOI's whole mean dose with its own activity, TIA and
-# outline (it moves the VOI's self-dose share, 0.6-0.9 for the organs: photons from elsewhere give the rest) and
+# outline (it moves the VOI's self-dose share: photons from elsewhere give the rest) and
 # took the partial-volume model's largest effect over the time points instead of their TIA-weighted sum.
 @pytest.mark.zscore
 @pytest.mark.parametrize("generator, name", [

@@ -42,8 +42,8 @@ def summary(tmp_path_factory):
 # structure's nominal value, organ outlines moved by 1 mm SD over their whole surface; record Q / true Q 0.969):
 # (n, mean z, std z) organ TIA (140, -0.26, 0.75), organ dose (140, -0.42, 0.92), lesion TIA (100, 0.58, 0.68),
 # lesion dose (100, -2.0, 4.9); 16 min on two cores. The organ doses' spread was 0.38 (overstated) while the
-# budget moved a VOI's whole mean dose with its own TIA (it moves the self-dose share only, 0.6-0.9 for organs:
-# 131I photons from elsewhere give the rest), took the partial-volume model's largest effect over the time
+# budget moved a VOI's whole mean dose with its own TIA (it moves the self-dose share only: 131I photons from
+# elsewhere give the rest), took the partial-volume model's largest effect over the time
 # points (not their TIA-weighted sum) and, for outlines drawn on voxels as coarse as the SPECT's, counted a 1 mm
 # move's volume change where only corner voxels changed (claiming that the GTM keeps an outline's activity when
 # the outline is drawn too small). Per organ the spread is 0.38-0.68, except the lungs' 1.68: an outline drawn

@@ -65,8 +65,9 @@ def dose_table(results):
 
 def uncertainty_budget_table(results):
     """``(headings, rows)`` of the uncertainty budget: one row per VOI, one column per term (relative
-    standard uncertainty in %, with what it applies to in the heading; a volume term also with its
-    measured sensitivity on the mean dose), then the TIA and mean-dose totals."""
+    standard uncertainty in %, with what it applies to in the heading; a volume term, and a VOI's own term
+    that moves only its self-dose share of the mean dose, also with its sensitivity on the mean dose), then
+    the TIA and mean-dose totals."""
     terms = []
     for voi in results.get("vois", []):
         for item in voi.get("uncertainty_budget") or []:
@@ -87,9 +88,14 @@ def uncertainty_budget_table(results):
 
 
 def _budget_cell(item):
+    """The term's relative uncertainty in %, with its sensitivity on the mean dose where that is not the one on
+    the TIA: a volume term's, or a VOI's own term that moves only its self-dose share."""
     text = f"{100 * item['relative_uncertainty']:.2g}"
-    if item["applies_to"] == "volume" and item.get("sensitivity_dose") is not None:
-        text += f" (dose x{item['sensitivity_dose']:.2f})"
+    on_dose, on_tia = item.get("sensitivity_dose"), item.get("sensitivity_tia")
+    if on_dose is not None and (item["applies_to"] == "volume" or
+                                (on_tia is not None and item["applies_to"] in ("activity", "tia")
+                                 and abs(abs(on_dose) - abs(on_tia)) > 0.005)):
+        text += f" (dose x{on_dose:.2f})"
     return text
 
 
