@@ -148,8 +148,9 @@ def correlated_over_time(relative_by_time, shares):
     for all scans) that changes each time point's activity by ``relative_by_time`` (magnitudes): the
     changes add linearly, each weighted by its time point's share of the TIA (:func:`tia_shares`). A
     time point that carries little of the TIA (an emptied bladder, a late scan of a washed-out organ)
-    adds little, however large its relative change."""
-    return float(np.dot(np.abs(np.asarray(relative_by_time, dtype=float)), np.asarray(shares, dtype=float)))
+    adds little, however large its relative change. One number stands for the same change at every time point."""
+    shares = np.asarray(shares, dtype=float)
+    return float(np.sum(np.abs(np.broadcast_to(np.asarray(relative_by_time, dtype=float), shares.shape)) * shares))
 
 
 def registration_changes(image, masks, shift_mm, spacing_mm):
