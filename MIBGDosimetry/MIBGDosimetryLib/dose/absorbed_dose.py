@@ -49,10 +49,12 @@ def dose_map_Gy(tia_map_MBq_h, kernel_mGy_per_MBq_s, density_g_cm3=None, *, kern
     return dose
 
 
-def self_dose_fractions(tia_map_MBq_h, masks, kernel_mGy_per_MBq_s, weights=None):
+def self_dose_fractions(tia_map_MBq_h, masks, kernel_mGy_per_MBq_s, dose_Gy, density_g_cm3=None, *,
+                        kernel_density_g_cm3=None, weights=None):
     """Share of each VOI's mean absorbed dose that its own activity gives (the rest comes from the
-    activity around it, mostly as photons): the convolution of the TIA inside the VOI alone, over that
-    of the whole TIA map, averaged over the VOI with ``weights`` (the voxels' masses; None for equal).
+    activity around it, mostly as photons): the dose of the TIA inside the VOI alone over ``dose_Gy``, the
+    dose map of the whole TIA map (:func:`dose_map_Gy` with the same kernel and density arguments),
+    averaged over the VOI with ``weights`` (the voxels' masses, as the mean dose is; None for equal).
 
     An error in a VOI's own activity or TIA (its fit, partial-volume correction, outline) moves its mean
     dose by this share of the relative error only; an error common to every VOI (the calibration factor)
@@ -62,7 +64,7 @@ def self_dose_fractions(tia_map_MBq_h, masks, kernel_mGy_per_MBq_s, weights=None
 
     tia = np.asarray(tia_map_MBq_h, dtype=np.float64)
     kernel = np.asarray(kernel_mGy_per_MBq_s, dtype=np.float64)
-    total = convolve_kernel(tia, kernel)
+    total = np.asarray(dose_Gy, dtype=np.float64)
     weights = np.ones(tia.shape) if weights is None else np.asarray(weights, dtype=np.float64)
     fractions = []
     for mask in masks:
@@ -78,6 +80,7 @@ def self_dose_fractions(tia_map_MBq_h, masks, kernel_mGy_per_MBq_s, weights=None
         reach = [min(k // 2, n - 1) for k, n in zip(kernel.shape, source.shape)]
         centre = [k // 2 for k in kernel.shape]
         cropped = kernel[tuple(slice(c - r, c + r + 1) for c, r in zip(centre, reach))]
-        own = convolve_kernel(source, cropped)
+        own = dose_map_Gy(source, cropped, None if density_g_cm3 is None else np.asarray(density_g_cm3)[box],
+                          kernel_density_g_cm3=kernel_density_g_cm3)
         fractions.append(float(np.clip(np.sum(weights[box][inside] * own[inside]) / denominator, 0.0, 1.0)))
     return fractions

@@ -309,13 +309,15 @@ def voi_budget(entry, mask, spacing_mm, record, context):
     registration = registration_term(changes, shares,
                                      "activity change of the VOI in each registered SPECT when moved by that time "
                                      "point's measured residual shift (RMS of the bright structures' shifts)")
-    own = [*recovery, registration, *tac_terms(entry["tia_MBq_h"], entry["_fit_uncertainty_MBq_h"]),
-           volume_term(context["volume_relative"], *context["outline_sensitivity"][:2], context.get("outline_mm"),
-                       context["outline_sensitivity"][2])]
-    for term in own:
-        term.dose_share = float(context.get("self_dose_fraction", 1.0))
-    terms = [calibration, *own[:len(recovery)],
-             dead_time_term(entry["_dead_time_relative"], context["dead_time_stated"]), *own[len(recovery):],
+    dead_time = dead_time_term(entry["_dead_time_relative"], context["dead_time_stated"])
+    terms = [calibration, *recovery, dead_time, registration,
+             *tac_terms(entry["tia_MBq_h"], entry["_fit_uncertainty_MBq_h"]),
+             volume_term(context["volume_relative"], *context["outline_sensitivity"][:2], context.get("outline_mm"),
+                         context["outline_sensitivity"][2]),
              *kernel_terms(context["density_corrected"])]
+    # The terms of the VOI's own activity, TIA and outline: all but those common to every VOI and the dose's.
+    for term in terms:
+        if term.applies_to != "dose" and term is not calibration and term is not dead_time:
+            term.dose_share = float(context.get("self_dose_fraction", 1.0))
     tia_relative, dose_relative = combine(terms)
     return terms, tia_relative, dose_relative, warnings

@@ -275,7 +275,7 @@ def calculate(study, record, options, log=print, vois=None, registration=None):
     budget_context = _budget_context(record, options, pv_info, registrations)
     changes = _registration_changes(vois, registered, reference, budget_context["registration_shifts_mm"])
     outline = _outline_sensitivities(vois, voi_results, registered, tia_map, body, pv_info, record, options, reference)
-    self_dose = _self_dose_fractions(vois, tia_map, kernel, density, options)
+    self_dose = _self_dose_fractions(vois, tia_map, kernel, dose_map, density, options)
     for index, (voi, entry) in enumerate(zip(vois, voi_results)):
         context = {**budget_context, "registration_changes": [None if c is None else c[index] for c in changes],
                    "outline_sensitivity": (outline[0][index], outline[1][index], outline[2][index]),
@@ -671,23 +671,28 @@ def _corrected_tia_map(voxel_tia, vois, voi_results, body, background_tia):
     return corrected, scales
 
 
-def _self_dose_fractions(vois, tia_map, kernel, density, options):
-    """Each VOI's share of its mean dose from its own activity (MIBGDosimetryLib.dose.absorbed_dose), with
-    the mass weights of the mean dose: the voxels' densities, or equal weights when the dose is
-    density-corrected (a voxel's dose then scales as 1 / density, its mass as density)."""
+def _self_dose_fractions(vois, tia_map, kernel, dose_map, density, options):
+    """Each VOI's share of its mean dose from its own activity (MIBGDosimetryLib.dose.absorbed_dose), its
+    dose made as ``dose_map`` was and weighted by the voxels' masses, as the mean dose is."""
     from MIBGDosimetryLib.dose.absorbed_dose import self_dose_fractions
 
-    weights = None if density is None or options.density_correction else density
-    return self_dose_fractions(tia_map, [voi.mask for voi in vois], kernel, weights)
+    return self_dose_fractions(tia_map, [voi.mask for voi in vois], kernel, dose_map,
+                               **_density_arguments(density, options), weights=density)
 
 
 def _dose(tia_map, kernel, density, options):
     from MIBGDosimetryLib.dose.absorbed_dose import dose_map_Gy
+
+    return dose_map_Gy(tia_map, kernel, **_density_arguments(density, options))
+
+
+def _density_arguments(density, options):
+    """The density arguments of MIBGDosimetryLib.dose.absorbed_dose.dose_map_Gy for these options."""
     from MIBGDosimetryLib.physics.materials import get_material
 
     # The kernel is made for soft tissue at its nominal density (see _voxel_tia).
-    return dose_map_Gy(tia_map, kernel, density if options.density_correction else None,
-                       kernel_density_g_cm3=get_material("soft_tissue").nominal_density_g_cm3)
+    return {"density_g_cm3": density if options.density_correction else None,
+            "kernel_density_g_cm3": get_material("soft_tissue").nominal_density_g_cm3}
 
 
 def _voi_dose(voi, entry, fit, tia_map, dose_map, voxel_dose_map, density, reference, tissues, options,

@@ -306,8 +306,8 @@ FOLLOWED_FRACTION = 0.5
 
 
 def outline_sensitivities(vois, counts_images, body, fwhm_mm, spacing_mm, weights, moves=None):
-    """How each VOI's GTM activity follows its outline: ``(outwards[voi], inwards[voi], drawn[voi])``, the relative
-    activity change over the relative volume change when the VOI's outline moves out (taking in the rest
+    """How each VOI's GTM activity follows its outline: ``(outwards[voi], inwards[voi], drawn[voi])``, the
+    relative activity change over the relative volume change when the VOI's outline moves out (taking in the rest
     of the body and the VOIs after it in ``vois``, which give up the voxels they share with it, as when
     VOIs are made disjoint) or in, everything else unchanged.
 
@@ -316,9 +316,10 @@ def outline_sensitivities(vois, counts_images, body, fwhm_mm, spacing_mm, weight
     :func:`drawn_outline_moves`); without it, or when such a move changes fewer SPECT voxels than
     :data:`FOLLOWED_FRACTION` of its volume change (an outline drawn on voxels as coarse as the SPECT's),
     the outline moves by one SPECT voxel. ``drawn[voi]`` says per side (out, in) whether the drawn move
-    was made. The volume change is counted on the SPECT voxels the move changes, as the GTM sees it. The distinction matters: a sub-voxel move of a drawn outline changes the
-    voxels its surface crosses, whose counts lie on the image's edge, while a whole-voxel move takes in
-    voxels farther out with fewer counts, so it understates how far the activity follows the outline.
+    was made. The volume change is counted on the SPECT voxels the move changes, as the GTM sees it. The
+    distinction matters: a sub-voxel move of a drawn outline changes the voxels its surface crosses, whose
+    counts lie on the image's edge, while a whole-voxel move takes in voxels farther out with fewer counts,
+    so it understates how far the activity follows the outline.
 
     ``weights[voi, time]`` weigh the time points (e.g. their shares of the VOI's TIA). A VOI the GTM
     treats as concentration times volume gives 1, one whose activity it conserves (its counts stay
@@ -368,7 +369,7 @@ def outline_sensitivities(vois, counts_images, body, fwhm_mm, spacing_mm, weight
             if moved is None:
                 moved = (own | (scipy.ndimage.binary_dilation(own) & takeable[i]) if column == 0
                          else scipy.ndimage.binary_erosion(own))
-                volume_change = (np.count_nonzero(moved) - np.count_nonzero(own)) / max(np.count_nonzero(own), 1)
+                volume_change = (np.count_nonzero(moved) - np.count_nonzero(own)) / size
             if volume_change == 0 or not moved.any():
                 continue
             changed = list(regions)
