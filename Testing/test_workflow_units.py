@@ -90,7 +90,7 @@ def test_gtm_measures_the_sharper_psf_of_a_small_hot_voi_on_the_image():
     """A 4 mL sphere imaged with a 10 mm Gaussian (as OSEM images a small object much hotter than the
     calibration spheres) next to a large region imaged with the calibration's 14 mm: the calibration's
     FWHM alone over-corrects the sphere by far more than 15 %; the sphere's own FWHM, measured on the
-    noisy image, gives its activity within 5 % and the resolution uncertainty covers the change."""
+    noisy image, gives its activity within 5 %."""
     shape = (40, 40, 40)
     k, j, i = np.indices(shape)
     sphere = (i - 12) ** 2 + (j - 20) ** 2 + (k - 20) ** 2 <= 2.5 ** 2  # 65 voxels of 64 uL: 4.2 mL
@@ -109,7 +109,42 @@ def test_gtm_measures_the_sharper_psf_of_a_small_hot_voi_on_the_image():
     a, _, resolution, info = partial_volume.gtm_activities(voi, [counts], [0.01], body, 14.0, 0.0, (4.0, 4.0, 4.0))
     assert info["local_fwhm_mm"]["lesion"] == pytest.approx(10.0, abs=1.0)
     assert a[0, 0] == pytest.approx(true_activity, rel=0.05)
-    assert resolution[0] >= abs(old[0, 0] - a[0, 0]) / a[0, 0] / 2.0 - 1e-9
+
+
+@pytest.mark.parametrize("concentration", [400.0, 40.0])
+def test_local_fwhm_uncertainty_is_the_scatter_of_the_fwhm_over_noise_realisations(concentration):
+    """The 4 mL sphere imaged with a 10 mm Gaussian beside a region imaged with 14 mm, in 30 Poisson
+    noise realisations at 400 and 40 counts per voxel in the sphere: the local FWHM's stated
+    uncertainty lies within 0.7-1.5 times the standard deviation of the FWHMs found (measured 0.097
+    against 0.121 mm and 0.31 against 0.27 mm; 0.070 against 0.121 while the noise was taken as
+    uniform and independent), their mean within 0.3 mm of 10 mm, and the GTM's resolution term for
+    the sphere is the activity change that uncertainty makes (well under the 30 % the calibration's
+    FWHM would change it)."""
+    shape = (40, 40, 40)
+    k, j, i = np.indices(shape)
+    sphere = (i - 12) ** 2 + (j - 20) ** 2 + (k - 20) ** 2 <= 2.5 ** 2
+    slab = (i >= 22) & (i < 34) & (np.abs(j - 20) < 10) & (np.abs(k - 20) < 10)
+    body = (np.abs(i - 20) < 18) & (np.abs(j - 20) < 18) & (np.abs(k - 20) < 18)
+    rest = body & ~sphere & ~slab
+    scale = concentration / 400.0
+    expected = (_voxel_mean_image(concentration * sphere, 10.0, 4.0)
+                + _voxel_mean_image(scale * (60.0 * slab + 10.0 * rest), 14.0, 4.0))
+    regions = partial_volume.exclusive_regions([sphere, slab], body)
+    voi = [vois.Voi("lesion", "lesion", sphere, "test"), vois.Voi("organ", "organ", slab, "test")]
+    found, stated, terms = [], [], []
+    for seed in range(30):
+        counts = np.random.default_rng(700 + seed).poisson(expected).astype(float)
+        fwhm, uncertainty = partial_volume.local_fwhm_fit(counts, regions, 0, 14.0, (4.0,) * 3)
+        assert uncertainty is not None
+        found.append(fwhm)
+        stated.append(uncertainty)
+        _, _, resolution, info = partial_volume.gtm_activities(voi, [counts], [0.01], body, 14.0, 1.0, (4.0,) * 3)
+        assert info["local_fwhm_uncertainty_mm_by_timepoint"]["lesion"] == [pytest.approx(uncertainty)]
+        terms.append(resolution[0, 0])
+    spread = float(np.std(found, ddof=1))
+    assert 0.7 <= float(np.mean(stated)) / spread <= 1.5, (np.mean(stated), spread)
+    assert float(np.mean(found)) == pytest.approx(10.0, abs=0.3)
+    assert 0.0 < float(np.mean(terms)) < 0.05
 
 
 def _voxel_mean_image(activity, fwhm_mm, voxel_mm, fine=3):

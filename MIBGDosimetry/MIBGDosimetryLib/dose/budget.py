@@ -116,19 +116,26 @@ def calibration_term(record):
                       "fully correlated across the time points of a VOI and across VOIs", source, -1.0), warnings
 
 
-def recovery_terms(method, pv_relative, volume_ml, surface_to_volume_per_mm, fwhm_mm):
+def recovery_terms(method, pv_relative, volume_ml, surface_to_volume_per_mm, fwhm_mm, local_fwhm=False):
     """The partial-volume correction: the stated model uncertainty (FWHM spread for the GTM, the
     recovery curve's for EANM eq. 5) and a floor for a PSF that is not Gaussian, which scales with the
-    fraction of the VOI's counts that spill across its boundary (about ``sigma S / (sqrt(2 pi) V)``)."""
+    fraction of the VOI's counts that spill across its boundary (about ``sigma S / (sqrt(2 pi) V)``).
+    ``local_fwhm``: the GTM measured the VOI's own FWHM on each image (its term is that fit's uncertainty)."""
     if method == "none":
         return [BudgetTerm("recovery model", 0.0, "activity", "correlated across time points",
                            "no partial-volume correction (the bias is reported as a warning, not as uncertainty)",
                            -1.0)], []
     # The GTM's own info names it in full.
     gtm = method in ("gtm", "geometric transfer matrix")
+    if not gtm:
+        source = "recovery curve (EANM eq. 5) at the VOI volume"
+    elif local_fwhm:
+        source = ("GTM with the VOI's own FWHM measured on each image +/- that fit's uncertainty (neighbours: the "
+                  "calibration's FWHM +/- its uncertainty), each time point weighted by its share of the TIA")
+    else:
+        source = "GTM with the FWHM +/- its uncertainty, each time point weighted by its share of the TIA"
     stated = BudgetTerm("recovery model", float(pv_relative), "activity", "fully correlated across time points",
-                        "GTM with the FWHM +/- its uncertainty, each time point weighted by its share of the TIA"
-                        if gtm else "recovery curve (EANM eq. 5) at the VOI volume", -1.0)
+                        source, -1.0)
     terms, warnings = [stated], []
     if fwhm_mm is None:
         fwhm_mm = 15.0
@@ -294,7 +301,8 @@ def voi_budget(entry, mask, spacing_mm, record, context):
     # A VOI outside the recovery curve's scope took its activities from the GTM.
     method = "gtm" if entry.get("_recovery_by_gtm") else context["partial_volume_method"]
     recovery, notes = recovery_terms(method, entry["_recovery_relative"],
-                                     entry.get("volume_ml"), s_over_v, context["fwhm_mm"])
+                                     entry.get("volume_ml"), s_over_v, context["fwhm_mm"],
+                                     bool(entry.get("_local_fwhm")))
     warnings += notes
     changes = list(context["registration_changes"])
     for index, shift in enumerate(context["registration_shifts_mm"]):

@@ -547,7 +547,9 @@ def _voi_activities(vois, registered, factors, record, reference, body, options,
                              fwhm_u, reference.spacing_mm, interpolation_variances_mm2=variances)
         activity[refused], relative[refused], pv_relative[refused] = (gtm[0][refused], gtm[1][refused],
                                                                       gtm[2][refused])
-        info.update(gtm_fwhm_mm=fwhm, fwhm_source=fwhm_source)
+        info.update(gtm_fwhm_mm=fwhm, fwhm_source=fwhm_source,
+                    local_fwhm_mm={name: value for name, value in gtm[3]["local_fwhm_mm"].items()
+                                   if name in info["recovery_curve_not_applied"]})
     return activity, relative, pv_relative, info
 
 
@@ -580,6 +582,7 @@ def _voi_tac(voi, activities, relative, pv_relative, pv_info, times_h, factors, 
         # One model for every time point: its effects on their activities add up in the TIA.
         "_recovery_relative": budget.correlated_over_time(pv_relative, budget.tia_shares(times_h, activities)),
         "_recovery_by_gtm": voi.name in pv_info.get("recovery_curve_not_applied", {}),
+        "_local_fwhm": voi.name in pv_info.get("local_fwhm_mm", {}),
         "_calibration_relative": factors[0].calibration_relative_uncertainty,
         "_dead_time_relative": float(max(f.dead_time_factor_relative_uncertainty for f in factors)),
     }
@@ -852,8 +855,8 @@ def _uncertainty_budget(voi, entry, reference, volume_relative, context):
                                        "volume_relative": volume_relative,
                                        "self_dose_fraction": context.get("self_dose_fraction", 1.0)}
     entry["warnings"].extend(warnings)
-    for key in ("_fit_uncertainty_MBq_h", "_recovery_relative", "_recovery_by_gtm", "_calibration_relative",
-                "_dead_time_relative"):
+    for key in ("_fit_uncertainty_MBq_h", "_recovery_relative", "_recovery_by_gtm", "_local_fwhm",
+                "_calibration_relative", "_dead_time_relative"):
         entry.pop(key)
 
 
