@@ -79,6 +79,8 @@ class BudgetTerm:
     #: VOI (the calibration factor) or to the dose itself, the VOI's self-dose fraction for one of its own
     #: activity, TIA or outline (the dose its surroundings give it does not move with those).
     dose_share: float = 1.0
+    #: Whether ``sensitivity`` is the whole mean dose's, measured (no self-dose share applies to it).
+    dose_measured: bool = False
 
     def sensitivities(self):
         """``(on the TIA, on the mean dose)``."""
@@ -235,24 +237,71 @@ def outside_concentration_ratio(mask, region_concentration):
     return float(np.mean(region_concentration[shell])) / inside
 
 
-def volume_term(relative, outwards=0.0, inwards=None, outline_mm=None, how=None):
+def volume_term(relative, outwards=0.0, inwards=None, outline_mm=None, how=None, dose=None):
     """The outline's term: ``relative`` = S x outline uncertainty / V; ``outwards`` and ``inwards`` the
     relative activity change per relative volume change when the outline moves out or in (equal when
-    only one is known). A mean dose is the activity's energy over the outline's mass, so its change is
-    that of the activity less the volume's (sensitivity minus 1). Either way is equally likely: the
-    sensitivities are the root mean square over the two, signed by their mean."""
+    only one is known). A mean dose is the activity's energy over the outline's mass, so without
+    ``dose`` its change is that of the activity less the volume's (sensitivity minus 1), for the share
+    of the dose the VOI's own activity gives. ``dose`` = (outwards, inwards): the mean dose's relative
+    change per relative volume change measured with the moved outlines on the dose map
+    (:func:`outline_dose_sensitivities`), which also holds the dose its surroundings give the voxels the
+    outline takes in or gives up. Either way is equally likely: the sensitivities are the root mean
+    square over the two, signed by their mean."""
     inwards = outwards if inwards is None else inwards
 
     def rms(a, b):
         return float(np.copysign(np.sqrt((a * a + b * b) / 2.0), a + b))
 
-    on_tia, on_dose = rms(outwards, inwards), rms(outwards - 1.0, inwards - 1.0)
+    on_tia = rms(outwards, inwards)
+    on_dose = rms(outwards - 1.0, inwards - 1.0) if dose is None else rms(*dose)
     stated = "" if outline_mm is None else f" ({outline_mm:g} mm)"
-    return BudgetTerm("segmentation (volume)", float(relative), "volume", "one value per VOI",
+    measured = "" if dose is None else (f"; mean-dose change per volume change {dose[0]:.2f} outwards, "
+                                        f"{dose[1]:.2f} inwards (moved outlines on the dose map)")
+    term = BudgetTerm("segmentation (volume)", float(relative), "volume", "one value per VOI",
                       f"surface area x outline-position uncertainty{stated} / volume; activity change per volume "
                       f"change {outwards:.2f} outwards, {inwards:.2f} inwards "
-                      f"({how or 'concentration around the VOI'})",
+                      f"({how or 'concentration around the VOI'}){measured}",
                       on_dose, on_tia)
+    term.dose_measured = dose is not None
+    return term
+
+
+def outline_dose_sensitivities(dose_Gy, weights, tia_map, mask, moves, activity_sensitivities, self_dose_fraction):
+    """The mean dose's relative change per relative volume change when a VOI's outline moves out and in:
+    ``(outwards, inwards)``, None for a side without a move.
+
+    ``moves`` = [(moved mask, relative volume change) or None for out, ... for in] (the moves its GTM
+    activity sensitivities were measured with, MIBGDosimetryLib.workflow.partial_volume.outline_sensitivities),
+    ``activity_sensitivities`` = (outwards, inwards) those sensitivities, ``weights`` the voxels' masses
+    (None for equal). With the dose map ``dose_Gy`` held, the moved outline's mean dose takes in (or gives
+    up) voxels with the dose they have: the VOI's own activity's edge, and whatever its neighbours give
+    there (a lung outline taking in the heart wall, denser tissue next to the liver). The moved outline's
+    voxels then scale to its new activity (the GTM's change ``s dV/V``) from what they hold in
+    ``tia_map``, and with them the share of its dose its own activity gives (``self_dose_fraction``)."""
+    dose = np.asarray(dose_Gy, dtype=np.float64)
+    w = np.ones(dose.shape) if weights is None else np.asarray(weights, dtype=np.float64)
+    mask = np.asarray(mask, dtype=bool)
+
+    def mean(m):
+        total = float(np.sum(w[m]))
+        return float(np.sum(w[m] * dose[m])) / total if total > 0 else 0.0
+
+    base, tia = mean(mask), float(np.sum(tia_map[mask]))
+    result = []
+    for move, s in zip(moves, activity_sensitivities):
+        if move is None or base <= 0 or tia <= 0:
+            result.append(None)
+            continue
+        moved, change = move
+        held = float(np.sum(tia_map[moved]))
+        if held <= 0:
+            result.append(None)
+            continue
+        # The moved VOI's voxels all scale to its new activity, tia (1 + s dV/V), and so does their self dose.
+        scale = tia * (1.0 + s * change) / held
+        on_map = mean(moved) / base
+        result.append((on_map * (1.0 + self_dose_fraction * (scale - 1.0)) - 1.0) / change)
+    return tuple(result)
 
 
 def kernel_terms(density_corrected):
@@ -287,7 +336,8 @@ def voi_budget(entry, mask, spacing_mm, record, context):
     ``fwhm_mm``, ``registration_shifts_mm`` (one per time point, None for the reference or unmeasured),
     ``dead_time_stated``, ``density_corrected``, ``volume_relative``, ``outline_sensitivity`` (outwards,
     inwards, how; see :func:`volume_term`),
-    ``outline_mm``, ``registration_changes`` (this VOI's relative activity change per time point for
+    ``outline_dose_sensitivity`` (outwards, inwards, measured on the dose map; None without), ``outline_mm``,
+    ``registration_changes`` (this VOI's relative activity change per time point for
     its measured shift, None for the reference; missing for unmeasured time points) and
     ``self_dose_fraction`` (the share of its mean dose its own activity gives; terms of its own activity,
     TIA or outline move the mean dose by that share, see :attr:`BudgetTerm.dose_share`; 1 if missing).
@@ -321,11 +371,11 @@ def voi_budget(entry, mask, spacing_mm, record, context):
     terms = [calibration, *recovery, dead_time, registration,
              *tac_terms(entry["tia_MBq_h"], entry["_fit_uncertainty_MBq_h"]),
              volume_term(context["volume_relative"], *context["outline_sensitivity"][:2], context.get("outline_mm"),
-                         context["outline_sensitivity"][2]),
+                         context["outline_sensitivity"][2], context.get("outline_dose_sensitivity")),
              *kernel_terms(context["density_corrected"])]
     # The terms of the VOI's own activity, TIA and outline: all but those common to every VOI and the dose's.
     for term in terms:
-        if term.applies_to != "dose" and term is not calibration and term is not dead_time:
+        if term.applies_to != "dose" and term is not calibration and term is not dead_time and not term.dose_measured:
             term.dose_share = float(context.get("self_dose_fraction", 1.0))
     tia_relative, dose_relative = combine(terms)
     return terms, tia_relative, dose_relative, warnings

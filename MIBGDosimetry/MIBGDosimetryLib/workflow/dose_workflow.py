@@ -276,9 +276,11 @@ def calculate(study, record, options, log=print, vois=None, registration=None):
     changes = _registration_changes(vois, registered, reference, budget_context["registration_shifts_mm"])
     outline = _outline_sensitivities(vois, voi_results, registered, tia_map, body, pv_info, record, options, reference)
     self_dose = _self_dose_fractions(vois, tia_map, kernel, dose_map, density, options)
+    outline_dose = _outline_dose_sensitivities(vois, outline, dose_map, density, tia_map, self_dose)
     for index, (voi, entry) in enumerate(zip(vois, voi_results)):
         context = {**budget_context, "registration_changes": [None if c is None else c[index] for c in changes],
                    "outline_sensitivity": (outline[0][index], outline[1][index], outline[2][index]),
+                   "outline_dose_sensitivity": outline_dose[index],
                    "self_dose_fraction": self_dose[index]}
         _voi_dose(voi, entry, tac_fits[voi.name], tia_map, dose_map, voxel_dose_map, density, reference, tissues,
                   options, context)
@@ -790,10 +792,27 @@ def _registration_changes(vois, registered, reference, shifts_mm):
             for spect, shift in zip(registered, shifts_mm)]
 
 
+def _outline_dose_sensitivities(vois, outline, dose_map, density, tia_map, self_dose):
+    """Per VOI the mean dose's change per relative volume change for its outline moved out and in, measured
+    on the dose map with the moves the GTM sensitivities used (MIBGDosimetryLib.dose.budget.
+    outline_dose_sensitivities); None for a VOI without such moves."""
+    from MIBGDosimetryLib.dose.budget import outline_dose_sensitivities
+
+    result = []
+    for index, voi in enumerate(vois):
+        moves = outline[3][index]
+        sides = (None, None) if moves is None else outline_dose_sensitivities(
+            dose_map, density, tia_map, voi.mask, moves, (outline[0][index], outline[1][index]), self_dose[index])
+        known = [v for v in sides if v is not None]
+        result.append(None if not known else tuple(v if v is not None else known[0] for v in sides))
+    return result
+
+
 def _outline_sensitivities(vois, voi_results, registered, tia_map, body, pv_info, record, options, reference):
-    """``(outwards[voi], inwards[voi], how[voi])``: each VOI's relative activity change per relative volume
-    change when its outline moves; by the GTM itself when it corrected the activities, else from the
-    concentration around the VOI (see MIBGDosimetryLib.dose.budget)."""
+    """``(outwards[voi], inwards[voi], how[voi], moves[voi])``: each VOI's relative activity change per
+    relative volume change when its outline moves; by the GTM itself when it corrected the activities
+    (``moves`` then holds the moved outlines, see MIBGDosimetryLib.workflow.partial_volume.outline_sensitivities),
+    else from the concentration around the VOI (``moves`` None; see MIBGDosimetryLib.dose.budget)."""
     from MIBGDosimetryLib.dose import budget
 
     # The GTM's info names its method in full.
@@ -807,13 +826,14 @@ def _outline_sensitivities(vois, voi_results, registered, tia_map, body, pv_info
         stated = {**SURFACE_UNCERTAINTY_MM, **(options.outline_uncertainty_mm or {})}
         distances = {kind: float(mm) if float(mm) > 0 else SURFACE_UNCERTAINTY_MM[kind] for kind, mm in stated.items()}
         moves = drawn_outline_moves(vois, reference, distances)
+        moved = []
         outwards, inwards, drawn = outline_sensitivities(vois, [s.array for s in registered], body, fwhm,
-                                                         reference.spacing_mm, weights, moves)
+                                                         reference.spacing_mm, weights, moves, moved)
         return outwards, inwards, [_outline_move_said(move, used, distances[voi.kind])
-                                   for voi, move, used in zip(vois, moves, drawn)]
+                                   for voi, move, used in zip(vois, moves, drawn)], moved
     concentration = _region_concentration(vois, voi_results, tia_map, body)
     ratios = [budget.outside_concentration_ratio(voi.mask, concentration) for voi in vois]
-    return ratios, ratios, ["concentration around the VOI"] * len(vois)
+    return ratios, ratios, ["concentration around the VOI"] * len(vois), [None] * len(vois)
 
 
 def _outline_move_said(move, drawn, distance_mm):
