@@ -31,10 +31,10 @@ the 4 mL spine lesion, whose background clears faster than it does, goes from 11
 time point to 8.9 mm at the last, the salivary glands, which clear faster than their background, from
 11.9 to 13.0 mm; one FWHM from the first time point made the spine lesion's activity drift from +6 %
 to +19 % over the time points and its dose +24 %. The local FWHM's own uncertainty (the least-squares
-fit's, scaled by its residual scatter) is then the VOI's resolution term: the calibration's FWHM, which
-the images show to be wrong for it, is no alternative to it, and the difference the two make (up to 30 %
-of a 4 mL bone lesion's activity on that phantom, where its TIA error was 6 % r.m.s. over 20 noise
-realisations) is no measure of the corrected activity's error.
+fit's, with the noise the residuals show) is then the VOI's resolution term: the calibration's FWHM,
+which the images show to be wrong for it, is no alternative to it. With half the difference the two make
+in it (and the calibration FWHM's uncertainty applied to the local one), the 4 mL spine lesion's term was
+31 % on that phantom, where its TIA error was 6 % r.m.s. over 20 noise realisations.
 """
 
 import numpy as np
