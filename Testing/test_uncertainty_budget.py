@@ -195,8 +195,8 @@ def test_outline_drawn_on_voxels_as_coarse_as_the_spect_moves_by_whole_voxels():
             measured.append((gtm(moved) / base - 1.0) / (moved.sum() / outline.sum() - 1.0))
         voi = Voi("organ", "organ", outline, "test", drawn=DrawnOutline.cropped(outline, reference))
         moves = drawn_outline_moves([voi], reference, 1.0)
-        outwards, inwards, drawn = outline_sensitivities([voi], [image], body, 15.0, reference.spacing_mm,
-                                                         [[1.0]], moves)
+        outwards, inwards, drawn, _ = outline_sensitivities([voi], [image], body, 15.0, reference.spacing_mm,
+                                                            [[1.0]], moves)
         # Measured 0.42-0.45 out and 0.51-0.52 in; claimed 0.37-0.38 and 0.61.
         assert outwards[0] == pytest.approx(measured[0], abs=0.12), (centre, measured, outwards)
         assert inwards[0] == pytest.approx(measured[1], abs=0.12), (centre, measured, inwards)

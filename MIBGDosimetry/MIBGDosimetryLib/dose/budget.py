@@ -257,13 +257,11 @@ def volume_term(relative, outwards=0.0, inwards=None, outline_mm=None, how=None,
     stated = "" if outline_mm is None else f" ({outline_mm:g} mm)"
     measured = "" if dose is None else (f"; mean-dose change per volume change {dose[0]:.2f} outwards, "
                                         f"{dose[1]:.2f} inwards (moved outlines on the dose map)")
-    term = BudgetTerm("segmentation (volume)", float(relative), "volume", "one value per VOI",
+    return BudgetTerm("segmentation (volume)", float(relative), "volume", "one value per VOI",
                       f"surface area x outline-position uncertainty{stated} / volume; activity change per volume "
                       f"change {outwards:.2f} outwards, {inwards:.2f} inwards "
                       f"({how or 'concentration around the VOI'}){measured}",
-                      on_dose, on_tia)
-    term.dose_measured = dose is not None
-    return term
+                      on_dose, on_tia, dose_measured=dose is not None)
 
 
 def outline_dose_sensitivities(dose_Gy, weights, tia_map, mask, moves, activity_sensitivities, self_dose_fraction):

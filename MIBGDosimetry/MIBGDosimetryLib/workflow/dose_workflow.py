@@ -826,11 +826,10 @@ def _outline_sensitivities(vois, voi_results, registered, tia_map, body, pv_info
         stated = {**SURFACE_UNCERTAINTY_MM, **(options.outline_uncertainty_mm or {})}
         distances = {kind: float(mm) if float(mm) > 0 else SURFACE_UNCERTAINTY_MM[kind] for kind, mm in stated.items()}
         moves = drawn_outline_moves(vois, reference, distances)
-        moved = []
-        outwards, inwards, drawn = outline_sensitivities(vois, [s.array for s in registered], body, fwhm,
-                                                         reference.spacing_mm, weights, moves, moved)
+        outwards, inwards, drawn, made = outline_sensitivities(vois, [s.array for s in registered], body, fwhm,
+                                                               reference.spacing_mm, weights, moves)
         return outwards, inwards, [_outline_move_said(move, used, distances[voi.kind])
-                                   for voi, move, used in zip(vois, moves, drawn)], moved
+                                   for voi, move, used in zip(vois, moves, drawn)], made
     concentration = _region_concentration(vois, voi_results, tia_map, body)
     ratios = [budget.outside_concentration_ratio(voi.mask, concentration) for voi in vois]
     return ratios, ratios, ["concentration around the VOI"] * len(vois), [None] * len(vois)

@@ -356,8 +356,8 @@ def _transfer_matrices(regions, fwhm_mm, fwhm_uncertainty_mm, spacing_mm, added,
 FOLLOWED_FRACTION = 0.5
 
 
-def outline_sensitivities(vois, counts_images, body, fwhm_mm, spacing_mm, weights, moves=None, moved_masks=None):
-    """How each VOI's GTM activity follows its outline: ``(outwards[voi], inwards[voi], drawn[voi])``, the
+def outline_sensitivities(vois, counts_images, body, fwhm_mm, spacing_mm, weights, moves=None):
+    """How each VOI's GTM activity follows its outline: ``(outwards[voi], inwards[voi], drawn[voi], made[voi])``, the
     relative activity change over the relative volume change when the VOI's outline moves out (taking in the rest
     of the body and the VOIs after it in ``vois``, which give up the voxels they share with it, as when
     VOIs are made disjoint) or in, everything else unchanged.
@@ -374,9 +374,9 @@ def outline_sensitivities(vois, counts_images, body, fwhm_mm, spacing_mm, weight
 
     ``weights[voi, time]`` weigh the time points (e.g. their shares of the VOI's TIA). A VOI the GTM
     treats as concentration times volume gives 1, one whose activity it conserves (its counts stay
-    assigned to it) 0. ``moved_masks``, a list when given, receives per VOI ``[(out mask, relative
-    volume change) or None, (in mask, ...) or None]``: the moved outlines the sensitivities were measured
-    with (MIBGDosimetryLib.dose.budget.outline_dose_sensitivities follows the mean dose with them).
+    assigned to it) 0. ``made[voi]`` = ``[(out mask, relative volume change) or None, (in mask, ...) or
+    None]``: the moved outlines the sensitivities were measured with
+    (MIBGDosimetryLib.dose.budget.outline_dose_sensitivities follows the mean dose with them).
     """
     regions = exclusive_regions([v.mask for v in vois], body)
 
@@ -403,7 +403,7 @@ def outline_sensitivities(vois, counts_images, body, fwhm_mm, spacing_mm, weight
         after |= regions[i]
     moves = moves or [None] * n
     drawn = [[False, False] for _ in range(n)]
-    used_moves = [[None, None] for _ in range(n)]
+    made = [[None, None] for _ in range(n)]
     for i in range(n):
         own = regions[i]
         size = max(np.count_nonzero(own), 1)
@@ -426,7 +426,7 @@ def outline_sensitivities(vois, counts_images, body, fwhm_mm, spacing_mm, weight
                 volume_change = (np.count_nonzero(moved) - np.count_nonzero(own)) / size
             if volume_change == 0 or not moved.any():
                 continue
-            used_moves[i][column] = (moved, volume_change)
+            made[i][column] = (moved, volume_change)
             changed = list(regions)
             changed_blurred = list(blurred)
             changed[i] = moved
@@ -441,9 +441,7 @@ def outline_sensitivities(vois, counts_images, body, fwhm_mm, spacing_mm, weight
             before, after = float(w @ base[:, i]), float(w @ new[:, i])
             if before > 0:
                 result[column, i] = (after / before - 1.0) / volume_change
-    if moved_masks is not None:
-        moved_masks.extend(used_moves)
-    return result[0], result[1], [tuple(d) for d in drawn]
+    return result[0], result[1], [tuple(d) for d in drawn], made
 
 
 def drawn_outline_moves(vois, reference, distance_mm):
