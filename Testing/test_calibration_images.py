@@ -215,6 +215,31 @@ def test_threshold_model_over_volume_and_image_contrast():
         == "inverse-volume"
 
 
+def test_the_lowest_ratio_spheres_contrast_and_the_sphere_of_a_given_contrast():
+    """The contrast check of the adaptive threshold reads the row of the lowest concentration ratio:
+    its image contrast at a volume (ln V interpolation, held at the end inserts) and, inverted on the
+    part where the contrast rises with the volume, the sphere volume that images at a given contrast."""
+    volumes = (2.0, 4.0, 16.0, 64.0)
+
+    def insert(volume, ratio, fraction, image_contrast):
+        return threshold_calibration.InsertThreshold(f"{volume:g}", volume, ratio, fraction,
+                                                     maximum=10.0 * image_contrast, background=10.0)
+
+    # The 8:1 row peaks at 16 mL and falls beyond, as OSEM's edge overshoot gives the realistic spheres.
+    low = [insert(v, 8.0, f, c) for v, f, c in zip(volumes, (0.6, 0.45, 0.2, 0.25), (3.0, 5.0, 12.0, 10.0))]
+    high = [insert(v, 32.0, f, c) for v, f, c in zip(volumes, (0.55, 0.3, 0.15, 0.2), (8.0, 30.0, 60.0, 50.0))]
+    model = threshold_calibration.fit_threshold_model(high + low)
+    assert model.lowest_row_contrast(8.0) == pytest.approx(8.5)
+    assert model.lowest_row_contrast(1.0) == pytest.approx(3.0) and model.lowest_row_contrast(100.0) == 10.0
+    assert model.sphere_volume_at_lowest_row(4.0) == pytest.approx(2.0 * 2.0 ** 0.5)
+    assert model.sphere_volume_at_lowest_row(8.5) == pytest.approx(8.0)
+    assert model.sphere_volume_at_lowest_row(2.0) == pytest.approx(2.0)  # held at the smallest insert
+    assert model.sphere_volume_at_lowest_row(11.0) == pytest.approx(4.0 * 4.0 ** (6.0 / 7.0))
+    assert model.sphere_volume_at_lowest_row(20.0) == pytest.approx(16.0)  # the falling part is not used
+    one_ratio = threshold_calibration.fit_threshold_model(low)
+    assert one_ratio.lowest_row_contrast(8.0) is None and one_ratio.sphere_volume_at_lowest_row(5.0) is None
+
+
 def record_problems_of(model):
     from MIBGCalibrationLib.record import record_problems
 

@@ -240,19 +240,39 @@ def test_bone_lesion_volumes_within_20_percent_on_an_unseen_noise_realisation(un
     assert any("smaller than the smallest calibrated insert" in w for w in spine["warnings"])
 
 
+def test_lesions_imaged_below_the_calibrated_contrast_take_the_contrast_consistent_outline(unseen_run):
+    """The elongated para-aortic node (6.1 mL ellipsoid) images at half the contrast of an 8:1 sphere of
+    its self-consistent region (21 mL: +243 % before the contrast check); the region at the fraction of
+    the calibrated sphere with its contrast: measured +21 % on seed 41. Its segmentation uncertainty
+    holds the distance between both readings (measured 55 %), so the volume error lies within it; the
+    bone lesions image above the calibrated contrast and keep their self-consistent outlines."""
+    truth, rows = _errors(unseen_run)
+    vois = {v["name"]: v for v in unseen_run["results"]["vois"]}
+    node = vois["soft_tissue_met_paraaortic"]
+    check = node["adaptive_threshold"]["contrast_check"]
+    assert check["used"] and check["shortfall"] > 0.3
+    true_ml = truth["soft_tissue_met_paraaortic"]["volume_ml"]
+    assert check["self_consistent_volume_ml"] > 2.0 * true_ml
+    assert abs(rows["soft_tissue_met_paraaortic"]["volume"]) <= 0.25
+    assert any("contrast-consistent" in w or "calibrated sphere with its contrast" in w for w in node["warnings"])
+    segmentation = next(t for t in node["uncertainty_budget"] if t["term"] == "segmentation (volume)")
+    assert abs(rows["soft_tissue_met_paraaortic"]["volume"]) <= 2.0 * segmentation["relative_uncertainty"]
+    for name in ("bone_met_spine", "bone_met_pelvis"):
+        assert vois[name]["adaptive_threshold"]["contrast_check"] is None
+
+
 @pytest.mark.xfail(strict=True, reason=(
-    "measured on seed 41, truth dose with a 100 mm kernel reach: organs lungs -3.4 %, liver +2.8 %, heart -1.5 %, "
-    "kidneys -0.4/+1.7 %, bladder -6.0 %, salivary glands +11.1 % (+8.3 % while the GTM took one local PSF width, "
-    "from the first time point, for all of them: the glands, over-corrected by +6 % at the first time point on "
-    "seed 1, were under-corrected at the later ones, which image them more widely); lesions of 4 mL or more: "
-    "adrenal primary (irregular, 27 mL) dose +5 % volume +12 %, para-aortic (elongated, 6 mL) dose -54 % volume "
-    "+243 %, necrotic mass (27 mL) dose -6 % volume +36 %, spine bone metastasis (4 mL) dose +2 % volume +2 % and "
-    "pelvic bone metastasis (9 mL) dose +7 % volume +3 % (+21 % and +14 % before the GTM measured the local PSF "
-    "width at every time point). The soft-tissue lesions' threshold fractions differ from the spheres' of their "
-    "volume and contrast (elongated and hollow images peak lower than a sphere's, whose edge overshoot OSEM focuses "
-    "at its centre): on seeds 1 and 2 the para-aortic node's true volume lies at fraction 0.45-0.46 where the model "
-    "gives 0.38, the necrotic mass's at 0.24-0.25 where it gives 0.18; neither a Gaussian PSF nor the candidate "
-    "region's own shape predicts that (see MIBGDosimetryLib.segmentation.adaptive_threshold)"))
+    "measured on seed 41, truth dose with a 100 mm kernel reach: organs lungs -3.4 %, liver +2.7 %, heart -1.6 %, "
+    "kidneys -0.4/+1.6 %, bladder -5.8 %, salivary glands +10.9 % (the glands, over-corrected by +6 % at the first "
+    "time point on seed 1, are under-corrected at the later ones, which image them more widely); lesions of 4 mL or "
+    "more: adrenal primary (irregular, 27 mL) dose +11 % volume +2 %, para-aortic (elongated, 6 mL) dose -17 % "
+    "volume +21 %, necrotic mass (27 mL) dose -2 % volume +26 %, spine bone metastasis (4 mL) dose +2 % volume +2 % "
+    "and pelvic bone metastasis (9 mL) dose +7 % volume +3 %. The soft-tissue lesions image below the contrast of "
+    "the 8:1 spheres of their self-consistent regions and take the contrast-consistent outline (before: adrenal "
+    "volume +12 %, para-aortic +243 %, necrotic +36 %); that outline is still that of a sphere, while the elongated "
+    "and hollow lesions need a higher fraction still (on seeds 1 and 2 the para-aortic node's true volume lies at "
+    "fraction 0.45-0.46 where the contrast-consistent reading gives 0.41, the necrotic mass's at 0.24-0.25 where "
+    "it gives 0.19; see MIBGDosimetryLib.segmentation.adaptive_threshold)"))
 def test_issue_accuracy_targets(unseen_run):
     """Organs within 10 %, lesions of 4 mL or more within 15 % of the true mean dose, their volumes
     within 20 %, on a noise realisation the analysis was not developed on."""

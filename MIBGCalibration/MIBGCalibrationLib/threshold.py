@@ -131,6 +131,31 @@ class ThresholdModel:
         value = float(np.interp(inverse, np.asarray(inverse_contrasts)[order], np.asarray(fractions)[order]))
         return min(self.max_fraction, max(self.min_fraction, value))
 
+    def lowest_row_contrast(self, volume_ml):
+        """Image contrast at ``volume_ml`` (held inside the calibrated range) of the inserts at the lowest
+        calibrated concentration ratio (the row of lowest image contrasts); None without contrast rows."""
+        if self.form != "interpolated-contrast":
+            return None
+        volume_ml = min(self.volume_range_ml[1], max(self.volume_range_ml[0], float(volume_ml)))
+        row = self.knot_contrasts[self._lowest_row()]
+        return float(np.interp(math.log(volume_ml), np.log(self.knot_volumes_ml), row))
+
+    def sphere_volume_at_lowest_row(self, contrast):
+        """The volume (mL) of a calibrated sphere at the lowest concentration ratio whose image has
+        ``contrast``, on the part of that row where the image contrast rises with the volume (from the
+        smallest insert to the one of highest contrast; held at its ends); None without contrast rows."""
+        if self.form != "interpolated-contrast":
+            return None
+        row = np.asarray(self.knot_contrasts[self._lowest_row()])
+        top = int(np.argmax(row)) + 1
+        rising, volumes = np.maximum.accumulate(row[:top]), np.log(self.knot_volumes_ml[:top])
+        if top < 2 or np.any(np.diff(rising) <= 0):
+            return float(self.knot_volumes_ml[0]) if contrast <= row[0] else float(self.knot_volumes_ml[top - 1])
+        return float(math.exp(np.interp(float(contrast), rising, volumes)))
+
+    def _lowest_row(self):
+        return int(np.argmin([np.mean(row) for row in self.knot_contrasts]))
+
     def describe(self):
         """The model in one line, for the user."""
         if self.form == "inverse-volume":

@@ -38,6 +38,21 @@ rounder than the lesion, so a correction computed from the candidate region's ow
 a sharpening kernel fitted to the spheres' fractions, comes out between -0.05 and 0 on the
 ellipsoid's regions (seed 1) where +0.07 is needed, and leaves the outline where it was.
 
+Contrast check: the spheres calibrated at the lowest concentration ratio show at each volume an
+image contrast (fitted maximum over background). A lesion whose self-consistent region has a lower
+image contrast than they show at its volume lies outside the calibration: either its uptake ratio is
+lower than the lowest calibrated one, or the lesion is smaller than the region, or not shaped like a
+sphere (the elongated and hollow lesions above). The outline then used is the contrast-consistent
+one, within the calibration: the region at the model's fraction for the calibrated sphere (lowest
+ratio) whose image has the lesion's contrast. Both readings are kept (``info["contrast_check"]``)
+and the difference between them enters the outline's uncertainty. Measured on the realistic 131I
+phantom (noise seeds 1 and 41, delineated alone on the first time point): the self-consistent and the
+contrast-consistent volumes are +11..+17 %
+and +1..+2 % for the irregular adrenal primary (26.9 mL), +238..+250 % and +18 % for the elongated
+node (6.1 mL), +35 % and +25 % for the necrotic mass (26.5 mL); the bone lesions' contrasts lie within
+the calibration and keep their outlines. A lesion of an uptake ratio below the lowest calibrated one
+is outlined too small by this reading: calibrate with inserts at the lowest ratio expected.
+
 Definitions, shared with the calibration on sphere inserts
 (:mod:`MIBGCalibrationLib.threshold_calibration` calls the functions of this module, so that a
 calibrated fraction means the same here):
@@ -367,6 +382,19 @@ def adaptive_threshold_mask(spect, seed_ras_mm=None, model=None, roi_ras_mm=None
             break
         background = updated
         maximum, apex_offset = fitted_maximum(values, peak, background)
+    check = _contrast_check(model, lesion, maximum, background, solution["volume_ml"])
+    if check is not None:
+        alternative = check.pop("region")
+        if solution["converged"] and settled and 0 < check["alternative_volume_ml"] < solution["volume_ml"] \
+                and not _leak(lesion, other, alternative["component"]):
+            check["self_consistent_volume_ml"] = float(solution["volume_ml"])
+            check["self_consistent_fraction"] = float(solution["fraction"])
+            check["used"] = True
+            solution = {**solution, **alternative,
+                        "mismatch": abs(model.fraction(alternative["volume_ml"], maximum / background)
+                                        - alternative["fraction"])}
+        else:
+            check["used"] = False
     warning = solution["warning"]
     converged = solution["converged"] and settled
     if warning is None and not settled:
@@ -397,8 +425,40 @@ def adaptive_threshold_mask(spect, seed_ras_mm=None, model=None, roi_ras_mm=None
             "contrast": float(maximum / background) if background > 0 else None,
             "peak_ras_mm": [float(v) for v in apex_ras],
             "volume_history_ml": history, "warning": warning,
-            "consistent_volumes_ml": solution["consistent_volumes_ml"], "ambiguity": solution["ambiguity"]}
+            "consistent_volumes_ml": solution["consistent_volumes_ml"], "ambiguity": solution["ambiguity"],
+            "contrast_check": check}
     return lesion.full(solution["mask"]), info
+
+
+def _contrast_check(model, lesion, maximum, background, volume_ml):
+    """Whether the lesion's image contrast is one the calibration spheres of its volume showed.
+
+    A calibrated sphere of the found volume at the lowest calibrated concentration ratio images at a
+    contrast C_cal; a lesion imaged at a lower contrast C lies outside the calibration: either its
+    uptake ratio is lower, or it is smaller than, or not shaped like, the region found (an elongated or
+    hollow lesion peaks lower than a sphere of its volume, and its edge lies at a larger fraction of
+    the peak, see the module docstring). The second reading is the calibrated sphere with the image
+    contrast C, of volume V_C, and the region at the fraction the model gives for V_C. Returns None
+    when the model has no contrast rows, the volume is not positive or C >= C_cal; else a dict with
+    ``calibrated_contrast`` (C_cal), ``contrast`` (C), ``shortfall`` (1 - C / C_cal),
+    ``sphere_volume_ml`` (V_C), ``alternative_fraction`` and ``alternative_volume_ml`` (the region's
+    sub-voxel volume at that fraction) and ``region`` (that region: volume_ml, mask, component, level,
+    fraction)."""
+    if volume_ml <= 0 or background <= 0 or maximum <= background:
+        return None
+    calibrated = model.lowest_row_contrast(volume_ml) if hasattr(model, "lowest_row_contrast") else None
+    contrast = maximum / background
+    if calibrated is None or contrast >= calibrated:
+        return None
+    sphere_ml = model.sphere_volume_at_lowest_row(contrast)
+    fraction = model.fraction(sphere_ml, contrast)
+    level = background + fraction * (maximum - background)
+    alternative_ml, mask, component = lesion.volume(level)
+    return {"calibrated_contrast": float(calibrated), "contrast": float(contrast),
+            "shortfall": float(1.0 - contrast / calibrated), "sphere_volume_ml": float(sphere_ml),
+            "alternative_fraction": float(fraction), "alternative_volume_ml": float(alternative_ml),
+            "region": {"volume_ml": float(alternative_ml), "mask": mask, "component": component, "level": float(level),
+                       "fraction": float(fraction)}}
 
 
 def _leak(lesion, other, component):

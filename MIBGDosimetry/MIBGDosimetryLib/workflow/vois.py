@@ -199,11 +199,27 @@ def lesion_vois(reference, seed_points_ras_mm, threshold_model, organs=(), resol
         mask, info = adaptive_threshold_mask(reference, seed_ras_mm=seed, model=threshold_model, allowed_mask=allowed)
         details = {k: info.get(k) for k in ("threshold", "fraction", "volume_ml", "mask_volume_ml", "converged",
                                             "background", "contrast", "peak_ras_mm", "iterations", "warning",
-                                            "consistent_volumes_ml")}
+                                            "consistent_volumes_ml", "contrast_check")}
         details["outline"] = "threshold"
         voi = Voi(name, "lesion", mask, "adaptive threshold from seed point", details)
         if info.get("ambiguity"):
             voi.warnings.append(f"lesion '{name}': {info['ambiguity']}")
+        check = info.get("contrast_check")
+        if check and check.get("used"):
+            voi.warnings.append(
+                f"lesion '{name}': its image contrast ({check['contrast']:.1f}) is {100 * check['shortfall']:.0f} % "
+                f"below that of a calibrated sphere of its self-consistent volume "
+                f"({check['self_consistent_volume_ml']:.1f} mL, contrast {check['calibrated_contrast']:.1f} at the "
+                f"lowest calibrated concentration ratio): its uptake ratio is lower than calibrated, or it is smaller "
+                f"or not shaped like a sphere (elongated, hollow). The outline used is the one of a calibrated sphere "
+                f"with its contrast ({check['sphere_volume_ml']:.1f} mL sphere, fraction "
+                f"{check['alternative_fraction']:.3f}: {check['alternative_volume_ml']:.1f} mL); the difference "
+                f"between both is in its segmentation uncertainty; check the outline")
+        elif check:
+            voi.warnings.append(
+                f"lesion '{name}': its image contrast ({check['contrast']:.1f}) is {100 * check['shortfall']:.0f} % "
+                f"below that of a calibrated sphere of its volume (contrast {check['calibrated_contrast']:.1f} at the "
+                f"lowest calibrated concentration ratio): the threshold's fraction is extrapolated; check the outline")
         if outline in ("threshold+fill", "ct-assisted"):
             _fill_cavities(voi, allowed, reference.voxel_volume_ml)
         if bone is not None:
@@ -212,7 +228,9 @@ def lesion_vois(reference, seed_points_ras_mm, threshold_model, organs=(), resol
         if not info["converged"]:
             reason = info.get("warning") or "no consistent threshold was found"
             voi.warnings.append(f"lesion '{name}': the adaptive threshold did not converge ({reason}); check the outline")
-        elif resolution_fwhm_mm:
+        elif resolution_fwhm_mm and not (check and check.get("used")):
+            # A lesion outlined at its contrast-consistent threshold is one whose image the calibration's
+            # spheres do not describe; a blurred uniform ellipsoid does not describe it either.
             _refine(voi, reference, resolution_fwhm_mm, allowed, refine_lesion)
         vois.append(voi)
     return vois
