@@ -74,6 +74,31 @@ def test_effect_delineates_with_the_records_interpolated_model(mrml_context, vol
         delineate_lesion(mrml_context.scene, source, seed, record_node(mrml_context.scene, coefficients_only))
 
 
+def test_effect_says_when_the_lesion_images_below_the_calibrated_contrast(mrml_context):
+    """A sphere of 8 mL on a background, its image contrast about 6, with a model whose spheres imaged at
+    contrast 40 and more: the effect takes the contrast-consistent outline (smaller than the
+    self-consistent one) and its result text says why, with both volumes."""
+    from MIBGDosimetryLib.segmentation.lesion_effect import result_text
+
+    sigma = FWHM_MM / (2 * math.sqrt(2 * math.log(2)))
+    knots = (1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0)
+    fractions = tuple(edge_fraction(v, sigma) for v in knots)
+    model = ThresholdModel(a=0.0, form="interpolated-contrast", knot_volumes_ml=knots,
+                           knot_fractions=(fractions, fractions), knot_contrasts=((40.0,) * 7, (80.0,) * 7))
+    spect, seed = sphere_spect(8.0, sigma)
+    spect = ImageVolume(spect.array + 100.0, spect.spacing_mm, spect.origin_ras_mm)
+    source = spect.to_node(mrml_context.scene, "SPECT")
+    _, info, _ = delineate_lesion(mrml_context.scene, source, seed, record_node(mrml_context.scene, model))
+    check = info["contrast_check"]
+    assert check["used"] and check["contrast"] < 40.0 and check["calibrated_contrast"] == pytest.approx(40.0)
+    assert info["volume_ml"] == pytest.approx(check["alternative_volume_ml"])
+    assert info["volume_ml"] < check["self_consistent_volume_ml"]
+    text = result_text(info)
+    assert text.startswith(f"{info['volume_ml']:.2f} mL, threshold fraction {info['fraction']:.3f}, converged")
+    assert "below that of a calibrated sphere of its self-consistent volume" in text
+    assert f"{check['self_consistent_volume_ml']:.1f} mL" in text
+
+
 def test_effect_previews_the_outline_and_marks_the_seed_without_touching_the_segmentation(mrml_context):
     """Preview: the outline in a preview node of its own (outline only, not saved), the user's segment
     unchanged; a second preview replaces the first; the seed is a labelled markup point, moved when the

@@ -14,8 +14,8 @@ from SegmentEditorEffects import AbstractScriptedSegmentEditorEffect
 from slicer.i18n import tr as _
 
 from MIBGCalibrationLib.record import NODE_ATTRIBUTE
-from MIBGDosimetryLib.segmentation.lesion_effect import (delineate_lesion, mark_seed, remove_preview, show_preview,
-                                                         threshold_model_of_record_node)
+from MIBGDosimetryLib.segmentation.lesion_effect import (delineate_lesion, mark_seed, remove_preview, result_text,
+                                                         show_preview, threshold_model_of_record_node)
 from MIBGDosimetryLib.segmentation.segments import set_segment_mask
 
 #: Effect parameter holding the ID of the calibration record node.
@@ -134,9 +134,7 @@ class SegmentEditorMIBGAdaptiveThresholdEffect(AbstractScriptedSegmentEditorEffe
         mask, info, spect = delineate_lesion(slicer.mrmlScene, sourceNode, self.seedRas, self._recordNode())
         self.previewMask = (sourceNode.GetID(), mask, spect)
         show_preview(slicer.mrmlScene, mask, spect)
-        state = _("converged") if info["converged"] else _("NOT converged, check the result")
-        self.resultLabel.text = _("{volume:.2f} mL, threshold fraction {fraction:.3f}, {state}").format(
-            volume=info["volume_ml"], fraction=info["fraction"], state=state)
+        self.resultLabel.text = result_text(info)
 
     def onPreview(self):
         with slicer.util.tryWithErrorDisplay(_("Adaptive threshold failed."), waitCursor=True):

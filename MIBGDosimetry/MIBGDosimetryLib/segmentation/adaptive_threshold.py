@@ -45,13 +45,15 @@ lower than the lowest calibrated one, or the lesion is smaller than the region, 
 sphere (the elongated and hollow lesions above). The outline then used is the contrast-consistent
 one, within the calibration: the region at the model's fraction for the calibrated sphere (lowest
 ratio) whose image has the lesion's contrast. Both readings are kept (``info["contrast_check"]``)
-and the difference between them enters the outline's uncertainty. Measured on the realistic 131I
-phantom (noise seeds 1 and 41, delineated alone on the first time point): the self-consistent and the
-contrast-consistent volumes are +11..+17 %
-and +1..+2 % for the irregular adrenal primary (26.9 mL), +238..+250 % and +18 % for the elongated
-node (6.1 mL), +35 % and +25 % for the necrotic mass (26.5 mL); the bone lesions' contrasts lie within
-the calibration and keep their outlines. A lesion of an uptake ratio below the lowest calibrated one
-is outlined too small by this reading: calibrate with inserts at the lowest ratio expected.
+and the distance between them enters the outline's uncertainty. Measured on the realistic 131I
+phantom (noise seeds 1 and 41, delineated alone on the first time point), self-consistent and
+contrast-consistent volumes: +11..+17 % and +1..+2 % for the irregular adrenal primary (26.9 mL),
++238..+250 % and +18 % for the elongated node (6.1 mL), +35 % and +25 % for the necrotic mass
+(26.5 mL); the bone lesions' contrasts lie within the calibration and keep their outlines. The image
+cannot tell a lower uptake ratio from a lesion's shape: compact spheres of 4.2-33.5 mL filled 4:1,
+below the 8:1 and 32:1 of the calibration, come out -43 % to -53 % by the contrast reading and +16 %
+to +685 % by the self-consistent one (their true volume lies between the two). Calibrate with inserts
+at the lowest uptake ratio expected.
 
 Definitions, shared with the calibration on sphere inserts
 (:mod:`MIBGCalibrationLib.threshold_calibration` calls the functions of this module, so that a
@@ -428,6 +430,22 @@ def adaptive_threshold_mask(spect, seed_ras_mm=None, model=None, roi_ras_mm=None
             "consistent_volumes_ml": solution["consistent_volumes_ml"], "ambiguity": solution["ambiguity"],
             "contrast_check": check}
     return lesion.full(solution["mask"]), info
+
+
+def contrast_check_text(check):
+    """What ``info["contrast_check"]`` means, in a sentence for the user."""
+    if check.get("used"):
+        return (f"its image contrast ({check['contrast']:.1f}) is {100 * check['shortfall']:.0f} % below that of a "
+                f"calibrated sphere of its self-consistent volume ({check['self_consistent_volume_ml']:.1f} mL, "
+                f"contrast {check['calibrated_contrast']:.1f} at the lowest calibrated concentration ratio): its "
+                "uptake ratio is lower than calibrated, or it is smaller or not shaped like a sphere (elongated, "
+                "hollow). The outline used is the one of a calibrated sphere with its contrast "
+                f"({check['sphere_volume_ml']:.1f} mL sphere, fraction {check['alternative_fraction']:.3f}: "
+                f"{check['alternative_volume_ml']:.1f} mL); the difference between both is in its segmentation "
+                "uncertainty; check the outline")
+    return (f"its image contrast ({check['contrast']:.1f}) is {100 * check['shortfall']:.0f} % below that of a "
+            f"calibrated sphere of its volume (contrast {check['calibrated_contrast']:.1f} at the lowest calibrated "
+            "concentration ratio): the threshold's fraction is extrapolated; check the outline")
 
 
 def _contrast_check(model, lesion, maximum, background, volume_ml):

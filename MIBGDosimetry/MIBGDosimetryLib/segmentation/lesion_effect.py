@@ -5,7 +5,7 @@ model object the dose workflow uses (``CalibrationRecord.threshold_model``), wha
 (inverse-volume coefficients or fractions interpolated between calibrated inserts).
 """
 
-from MIBGDosimetryLib.segmentation.adaptive_threshold import adaptive_threshold_mask
+from MIBGDosimetryLib.segmentation.adaptive_threshold import adaptive_threshold_mask, contrast_check_text
 from MIBGDosimetryLib.volume import ImageVolume
 
 
@@ -36,6 +36,18 @@ def delineate_lesion(scene, source_volume_node, seed_ras_mm, record_node):
     spect = ImageVolume.from_node(scene, source_volume_node)
     mask, info = adaptive_threshold_mask(spect, seed_ras_mm=list(seed_ras_mm), model=model)
     return mask, info, spect
+
+
+def result_text(info):
+    """The effect's one-paragraph result: volume, fraction, whether it converged, and why not or what
+    the contrast check found (see :func:`adaptive_threshold_mask`)."""
+    state = "converged" if info["converged"] else "NOT converged, check the result"
+    text = f"{info['volume_ml']:.2f} mL, threshold fraction {info['fraction']:.3f}, {state}"
+    notes = [info.get("warning"), info.get("ambiguity")]
+    if info.get("contrast_check"):
+        notes.append(contrast_check_text(info["contrast_check"]))
+    notes = [note for note in notes if note]
+    return text + ("" if not notes else ". " + ". ".join(note[0].upper() + note[1:] for note in notes) + ".")
 
 
 #: Attribute of the segmentation node that previews an outline before it is applied (never saved).

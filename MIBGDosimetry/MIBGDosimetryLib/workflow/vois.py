@@ -174,7 +174,7 @@ def lesion_vois(reference, seed_points_ras_mm, threshold_model, organs=(), resol
     ``details["outline"]``; when several threshold fractions are self-consistent their volumes are
     kept in ``details["consistent_volumes_ml"]`` and the ambiguity is stated among the VOI's warnings.
     """
-    from MIBGDosimetryLib.segmentation.adaptive_threshold import adaptive_threshold_mask
+    from MIBGDosimetryLib.segmentation.adaptive_threshold import adaptive_threshold_mask, contrast_check_text
     from MIBGDosimetryLib.segmentation.psf_fit import refine_lesion
 
     if outline not in LESION_OUTLINES:
@@ -205,21 +205,8 @@ def lesion_vois(reference, seed_points_ras_mm, threshold_model, organs=(), resol
         if info.get("ambiguity"):
             voi.warnings.append(f"lesion '{name}': {info['ambiguity']}")
         check = info.get("contrast_check")
-        if check and check.get("used"):
-            voi.warnings.append(
-                f"lesion '{name}': its image contrast ({check['contrast']:.1f}) is {100 * check['shortfall']:.0f} % "
-                f"below that of a calibrated sphere of its self-consistent volume "
-                f"({check['self_consistent_volume_ml']:.1f} mL, contrast {check['calibrated_contrast']:.1f} at the "
-                f"lowest calibrated concentration ratio): its uptake ratio is lower than calibrated, or it is smaller "
-                f"or not shaped like a sphere (elongated, hollow). The outline used is the one of a calibrated sphere "
-                f"with its contrast ({check['sphere_volume_ml']:.1f} mL sphere, fraction "
-                f"{check['alternative_fraction']:.3f}: {check['alternative_volume_ml']:.1f} mL); the difference "
-                f"between both is in its segmentation uncertainty; check the outline")
-        elif check:
-            voi.warnings.append(
-                f"lesion '{name}': its image contrast ({check['contrast']:.1f}) is {100 * check['shortfall']:.0f} % "
-                f"below that of a calibrated sphere of its volume (contrast {check['calibrated_contrast']:.1f} at the "
-                f"lowest calibrated concentration ratio): the threshold's fraction is extrapolated; check the outline")
+        if check:
+            voi.warnings.append(f"lesion '{name}': {contrast_check_text(check)}")
         if outline in ("threshold+fill", "ct-assisted"):
             _fill_cavities(voi, allowed, reference.voxel_volume_ml)
         if bone is not None:
