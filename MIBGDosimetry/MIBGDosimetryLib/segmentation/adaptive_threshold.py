@@ -334,7 +334,10 @@ def adaptive_threshold_mask(spect, seed_ras_mm=None, model=None, roi_ras_mm=None
     units), fraction, fraction_mismatch (model fraction for the found volume minus the fraction
     used), volume_ml (sub-voxel volume), mask_volume_ml (volume of the mask's voxels), converged,
     maximum (fitted apex), background, contrast, peak_ras_mm (fitted apex position), the volume
-    history (mL) and warning (None, or why the result is not to be trusted). ``converged`` is False
+    history (mL), warning (None, or why the result is not to be trusted) and contrast_check (None, or
+    the lesion's image contrast against the calibration's, see :func:`_contrast_check`, with ``used``
+    and, when the contrast-consistent outline replaced the self-consistent one, that one's
+    ``self_consistent_volume_ml`` and ``self_consistent_fraction``). ``converged`` is False
     when no consistent region was found, the region leaked into other hot spots or the background did
     not settle; the mask is then the closest acceptable one.
     """
