@@ -467,7 +467,7 @@ def _contrast_check(model, lesion, maximum, background, volume_ml):
     fraction)."""
     if volume_ml <= 0 or background <= 0 or maximum <= background:
         return None
-    calibrated = model.lowest_row_contrast(volume_ml) if hasattr(model, "lowest_row_contrast") else None
+    calibrated = model.lowest_row_contrast(volume_ml)
     contrast = maximum / background
     if calibrated is None or contrast >= calibrated:
         return None

@@ -904,9 +904,9 @@ def _outline_uncertainty(voi, spacing_mm, options):
     uncertainty of its class, for a lesion outlined at its contrast-consistent threshold (its image
     contrast below the calibration's, see MIBGDosimetryLib.segmentation.adaptive_threshold) combined with
     the difference between its two readings as a rectangular distribution; for a lesion whose outline the
-    PSF-model fit refined, unless the options state one for lesions, the fit's own volume uncertainty (noise of
-    this image; a lesion that is no
-    ellipsoid or a PSF that is no Gaussian adds a model error the fit does not see)."""
+    PSF-model fit refined, unless the options state one for lesions, the fit's own volume uncertainty
+    (noise of this image; a lesion that is no ellipsoid or a PSF that is no Gaussian adds a model error the
+    fit does not see)."""
     stated = options.outline_uncertainty_mm or {}
     refined = (voi.details or {}).get("psf_refinement") or {}
     measured = refined.get("volume_uncertainty_ml")
@@ -917,16 +917,16 @@ def _outline_uncertainty(voi, spacing_mm, options):
         relative = float(measured) / float(refined["volume_ml"])
         return relative, relative / surface_to_volume_per_mm(voi.mask, spacing_mm)
     outline_mm = float({**SURFACE_UNCERTAINTY_MM, **stated}[voi.kind])
-    relative = _volume_relative_uncertainty(voi, spacing_mm, outline_mm)
+    surface = _volume_relative_uncertainty(voi, spacing_mm, outline_mm)
     check = (voi.details or {}).get("contrast_check") or {}
     if voi.kind == "lesion" and "lesion" not in stated and check.get("used"):
         # Two readings of the lesion's image (see adaptive_threshold): the contrast-consistent outline
         # used and the self-consistent one; the volume lies between them, taken as a rectangular
-        # distribution of that width.
+        # distribution of that width. The surface term is proportional to the outline position.
         between = abs(check["self_consistent_volume_ml"] - check["alternative_volume_ml"]) / check["alternative_volume_ml"]
-        relative = float(np.hypot(relative, between / np.sqrt(12.0)))
-        outline_mm = relative / _volume_relative_uncertainty(voi, spacing_mm, 1.0)
-    return relative, outline_mm
+        relative = float(np.hypot(surface, between / np.sqrt(12.0)))
+        return relative, outline_mm * relative / surface
+    return surface, outline_mm
 
 
 def _volume_relative_uncertainty(voi, spacing_mm, outline_mm=None):
